@@ -1,0 +1,270 @@
+"""The tool's own configuration: a `.env` file on the machine that runs `fab`.
+
+Every key is declared once in `KEYS` below, with its default and its check. The file is read
+with python-dotenv; the process environment may override a declared key (a CI secret, say).
+Anything wrong (a required key missing, a key nobody declared in one of our prefixes, a value
+of the wrong shape) stops with a `ConfigError` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+ENV_FILE_VARIABLE = "DEPLOY_ENV_FILE"
+DEFAULT_ENV_FILE = ".env"
+# Keys with these prefixes belong to this tool; an undeclared one is a typo, not a stranger.
+OWN_PREFIXES = ("DEPLOY_", "DIRECTUS_", "KEEP_")
+
+_HOST_RE = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._][A-Za-z0-9._-]*)@)?(?P<host>[A-Za-z0-9][A-Za-z0-9._-]*)(?::(?P<port>[0-9]+))?$"
+)
+# Paths go into remote commands quoted, but a layout root should still be a plain path.
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@-]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One entry of DEPLOY_HOSTS: an ssh_config alias or user@host:port."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.user}@{self.host}" if self.user else self.host
+        return f"{text}:{self.port}" if self.port else text
+
+
+def _hosts(value: str) -> tuple[HostSpec, ...]:
+    hosts = []
+    for entry in (part.strip() for part in value.split(",")):
+        match = _HOST_RE.match(entry)
+        if not match:
+            raise ValueError(f"{entry!r} is not user@host[:port] or an ssh_config alias")
+        port = match["port"]
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} in {entry!r} is not between 1 and 65535")
+        hosts.append(HostSpec(match["host"], match["user"], int(port) if port else None))
+    if len({str(h) for h in hosts}) != len(hosts):
+        raise ValueError("a host is listed twice")
+    return tuple(hosts)
+
+
+def _layout_root(value: str) -> str:
+    if not _SAFE_PATH_RE.match(value) or "/../" in value + "/" or value.rstrip("/") == "":
+        raise ValueError("must be an absolute path of letters, digits and ._/+@- (not /)")
+    return value.rstrip("/")
+
+
+def _absolute_dir(value: str) -> str:
+    if not _SAFE_PATH_RE.match(value):
+        raise ValueError("must be an absolute path of letters, digits and ._/+@-")
+    return value.rstrip("/") or "/"
+
+
+def _local_file(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+def _local_dir(value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"no such folder: {path}")
+    return path.resolve()
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return check
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^https?://[A-Za-z0-9.\[\]:-]+(/[^\s]*)?$", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("must be a whole number of at least 1")
+    return int(value)
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError("must be a name of letters, digits and ._@-")
+    return value
+
+
+def _token(value: str) -> str:
+    if len(value) < 8 or any(ch.isspace() for ch in value):
+        raise ValueError("must be a static token of at least 8 characters without spaces")
+    return value
+
+
+def _text(value: str) -> str:
+    if "\n" in value:
+        raise ValueError("must be one line")
+    return value
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[str], object]
+    default: str | None = None  # None: required (unless `optional`)
+    optional: bool = False
+    example: str = ""  # shown in the fix hint of an error
+
+
+KEYS = (
+    Key("DEPLOY_HOSTS", _hosts, example="deploy@prod.example.com"),
+    Key("DEPLOY_SSH_CONFIG", _local_file, optional=True, example="~/.ssh/config"),
+    Key("DEPLOY_PATH", _layout_root, default="/srv/directus", example="/srv/directus"),
+    Key("DEPLOY_SOURCE", _local_dir, default=".", example="."),
+    Key("DEPLOY_NODE_PATH", _absolute_dir, optional=True, example="/opt/node-22/bin"),
+    Key("DIRECTUS_SERVICE", _choice("pm2", "systemd", "command"), default="pm2", example="pm2"),
+    Key("DIRECTUS_PM2_APP", _name, default="directus", example="directus"),
+    Key("DIRECTUS_SYSTEMD_UNIT", _name, default="directus", example="directus"),
+    Key("DIRECTUS_RESTART_COMMAND", _text, optional=True, example="sudo systemctl restart directus"),
+    Key("DIRECTUS_URL", _url, default="http://127.0.0.1:8055", example="http://127.0.0.1:8055"),
+    Key("DIRECTUS_TOKEN", _token, example="<an admin user's static token>"),
+    Key("KEEP_RELEASES", _count, default="5", example="5"),
+    Key("KEEP_BACKUPS", _count, default="10", example="10"),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+SECRET_KEYS = ("DIRECTUS_TOKEN",)
+
+
+@dataclass(frozen=True)
+class Config:
+    hosts: tuple[HostSpec, ...]
+    ssh_config: Path | None
+    deploy_path: str
+    source: Path
+    node_path: str | None
+    service: str
+    pm2_app: str
+    systemd_unit: str
+    restart_command: str | None
+    directus_url: str
+    directus_token: str
+    keep_releases: int
+    keep_backups: int
+    env_file: Path | None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be printed or logged."""
+        return (self.directus_token,)
+
+
+def env_file_path(environ: dict[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    return Path(environ.get(ENV_FILE_VARIABLE) or DEFAULT_ENV_FILE).expanduser()
+
+
+def load(environ: dict[str, str] | None = None) -> Config:
+    """Read, check and return the configuration, or raise ConfigError with the fix."""
+    environ = dict(os.environ if environ is None else environ)
+    path = env_file_path(environ)
+    explicit = bool(environ.get(ENV_FILE_VARIABLE))
+    if path.is_file():
+        file_values = _read_env_file(path)
+    elif explicit:
+        raise ConfigError(f"{ENV_FILE_VARIABLE}={path}: no such file")
+    else:
+        file_values = {}
+        path = None
+
+    for name in file_values:
+        if name.startswith(OWN_PREFIXES) and name not in KEYS_BY_NAME and name != ENV_FILE_VARIABLE:
+            raise ConfigError(f"{_where(path)}: unknown key {name}{_suggest(name)}")
+
+    values: dict[str, object] = {}
+    for key in KEYS:
+        raw = environ.get(key.name)
+        if raw is None:
+            raw = file_values.get(key.name)
+        if raw is not None:
+            raw = raw.strip()
+        if not raw:
+            if key.default is None and not key.optional:
+                hint = f"add {key.name}={key.example} to {_where(path, for_fix=True)}"
+                raise ConfigError(f"{_where(path)}: {key.name} is required; {hint}")
+            raw = key.default
+        if raw is None:
+            values[key.name] = None
+            continue
+        try:
+            values[key.name] = key.parse(raw)
+        except ValueError as why:
+            shown = "<hidden>" if key.name in SECRET_KEYS else repr(raw)
+            raise ConfigError(
+                f"{_where(path)}: {key.name}={shown} {why} (for example {key.name}={key.example})"
+            ) from None
+
+    if values["DIRECTUS_SERVICE"] == "command" and not values["DIRECTUS_RESTART_COMMAND"]:
+        raise ConfigError(
+            f"{_where(path)}: DIRECTUS_SERVICE=command needs DIRECTUS_RESTART_COMMAND, "
+            "the command that restarts Directus on the host"
+        )
+
+    return Config(
+        hosts=values["DEPLOY_HOSTS"],
+        ssh_config=values["DEPLOY_SSH_CONFIG"],
+        deploy_path=values["DEPLOY_PATH"],
+        source=values["DEPLOY_SOURCE"],
+        node_path=values["DEPLOY_NODE_PATH"],
+        service=values["DIRECTUS_SERVICE"],
+        pm2_app=values["DIRECTUS_PM2_APP"],
+        systemd_unit=values["DIRECTUS_SYSTEMD_UNIT"],
+        restart_command=values["DIRECTUS_RESTART_COMMAND"],
+        directus_url=values["DIRECTUS_URL"],
+        directus_token=values["DIRECTUS_TOKEN"],
+        keep_releases=values["KEEP_RELEASES"],
+        keep_backups=values["KEEP_BACKUPS"],
+        env_file=path,
+    )
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except OSError as why:
+        raise ConfigError(f"{path}: cannot be read ({why.strerror})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#") and "=" not in stripped:
+            raise ConfigError(f"{path}:{number}: not a KEY=value line; fix or comment it out")
+    return {k: (v or "") for k, v in dotenv_values(path).items()}
+
+
+def _where(path: Path | None, for_fix: bool = False) -> str:
+    if path is not None:
+        return str(path)
+    return ".env (copy .env.example)" if for_fix else "config"
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, KEYS_BY_NAME, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]}?"
+    return "; see .env.example for the keys this tool reads"

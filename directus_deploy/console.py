@@ -1,0 +1,66 @@
+"""What a person sees: each step's name, outcome and duration, then a summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class StepRecord:
+    name: str
+    outcome: str = "running"  # ok | failed | skipped | running
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class Console:
+    """Prints steps as they run; keeps their records for the summary and the deploy log."""
+
+    scrub: Callable[[str], str] = lambda text: text
+    stream: object = field(default_factory=lambda: sys.stdout)
+    steps: list = field(default_factory=list)
+
+    def say(self, text: str = "") -> None:
+        print(self.scrub(text), file=self.stream, flush=True)
+
+    @contextmanager
+    def step(self, name: str):
+        """`with console.step("backup database") as step:`; set `step.detail` to say more."""
+        record = StepRecord(name)
+        self.steps.append(record)
+        self.say(f"==> {name}")
+        started = time.monotonic()
+        try:
+            yield record
+        except BaseException as why:
+            record.seconds = time.monotonic() - started
+            record.outcome = "interrupted" if isinstance(why, KeyboardInterrupt) else "failed"
+            self.say(f"    {record.outcome.upper()}: {name} ({record.seconds:.1f}s)")
+            raise
+        record.seconds = time.monotonic() - started
+        if record.outcome == "running":
+            record.outcome = "ok"
+        detail = f": {record.detail}" if record.detail else ""
+        self.say(f"    {record.outcome}{detail} ({record.seconds:.1f}s)")
+
+    def table(self, headers: list[str], rows: list[list[object]]) -> None:
+        cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        for number, row in enumerate(cells):
+            self.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            if number == 0:
+                self.say("  ".join("-" * width for width in widths))
+
+    def summary(self, title: str, facts: list[tuple[str, str]] = ()) -> None:
+        total = sum(step.seconds for step in self.steps)
+        self.say("")
+        self.say(f"{title} ({total:.1f}s)")
+        for step in self.steps:
+            self.say(f"  {step.outcome:<7} {step.name:<40} {step.seconds:6.1f}s")
+        for label, value in facts:
+            self.say(f"  {label}: {value}")

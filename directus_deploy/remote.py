@@ -1,0 +1,226 @@
+"""Running commands on a host: the one place where remote commands are quoted, counted,
+logged and skipped under --dry-run.
+
+Commands are built as lists of words and quoted here with `shlex.quote`; a few helpers compose
+small shell scripts out of already-quoted parts (`q`). Secrets never travel in a command line:
+they go through the command's standard input (see `run(..., secret_env=...)`).
+
+The helpers at the bottom replace what patchwork offered (exists, directory, read, upload,
+atomic symlink switch); patchwork itself cannot be installed next to Fabric 3 (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence, Union
+
+from .errors import DeployError
+
+Command = Union[str, Sequence[object]]
+
+
+def q(*words: object) -> str:
+    """Quote each word for a POSIX shell and join them: the only way a value enters a command."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+@dataclass
+class Result:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    skipped: bool = False  # not run: --dry-run and the command changes the host
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass
+class CommandLog:
+    """What ran on a host, in order: for the round-trip count and for debugging."""
+
+    entries: list
+
+    def add(self, command: str, seconds: float, exit_code: int | None) -> None:
+        self.entries.append({"command": command, "seconds": round(seconds, 3), "exit": exit_code})
+
+    @property
+    def round_trips(self) -> int:
+        return sum(1 for entry in self.entries if entry["exit"] is not None)
+
+
+class Remote:
+    """One production host, reached through an open, verified Fabric Connection."""
+
+    def __init__(
+        self,
+        connection,
+        *,
+        dry_run: bool = False,
+        node_path: str | None = None,
+        secrets: Iterable[str] = (),
+        say: Callable[[str], None] = print,
+    ):
+        self.connection = connection
+        self.dry_run = dry_run
+        self.node_path = node_path
+        self._secrets = [s for s in secrets if s]
+        self.say = say
+        self.log = CommandLog([])
+
+    @property
+    def name(self) -> str:
+        return self.connection.original_host
+
+    def add_secret(self, value: str | None) -> None:
+        """Remember a value learned on the host (a DB password) so output never shows it."""
+        if value and value not in self._secrets:
+            self._secrets.append(value)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(
+        self,
+        command: Command,
+        *,
+        what: str | None = None,
+        changes: bool = True,
+        check: bool = True,
+        stdin: str | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Result:
+        """Run `command` (a list of words, or a script made of `q`-quoted parts).
+
+        `changes=False` marks a read-only query: it also runs under --dry-run, which needs the
+        host's real state to print a real plan. `secret_env` values are read by the remote shell
+        from standard input and exported, so they never appear in a command line or `ps`.
+        `what` names the action in the error raised when the command fails and `check` is set.
+        """
+        script = command if isinstance(command, str) else q(*command)
+        full = self._wrap(script, secret_env)
+        if self.dry_run and changes:
+            self.say(f"    would run on {self.name}: {self.scrub(script)}")
+            self.log.add(script, 0.0, None)
+            return Result(script, 0, "", "", skipped=True)
+
+        feed = ""
+        for value in (secret_env or {}).values():
+            self.add_secret(value)
+            if "\n" in value:
+                raise DeployError("a secret value contains a newline; it cannot be passed safely")
+            feed += value + "\n"
+        feed += stdin or ""
+        # False: never forward our own stdin (a CI job has none; a laptop's must stay ours)
+        in_stream = io.StringIO(feed) if (secret_env or stdin is not None) else False
+
+        started = time.monotonic()
+        result = self.connection.run(
+            full, hide=True, warn=True, in_stream=in_stream, timeout=timeout, pty=False
+        )
+        self.log.add(script, time.monotonic() - started, result.exited)
+        outcome = Result(script, result.exited, result.stdout, result.stderr)
+        if check and not outcome.ok:
+            raise DeployError(f"{self.name}: {what or 'command'} failed: {self.error_line(outcome)}")
+        return outcome
+
+    def query(self, command: Command, **kwargs) -> Result:
+        """A read-only command: runs even under --dry-run."""
+        return self.run(command, changes=False, **kwargs)
+
+    def error_line(self, result: Result) -> str:
+        lines = [l.strip() for l in (result.stderr or result.stdout).splitlines() if l.strip()]
+        detail = lines[-1] if lines else f"exit code {result.exit_code}"
+        return self.scrub(detail)
+
+    def _wrap(self, script: str, secret_env: Mapping[str, str] | None) -> str:
+        prefix = []
+        if self.node_path:
+            # nvm or tarball installs are not on a non-interactive session's PATH
+            prefix.append(f'PATH={q(self.node_path)}:"$PATH"; export PATH;')
+        for name in secret_env or {}:
+            if not name.isidentifier():
+                raise ValueError(name)
+            prefix.append(f"IFS= read -r {name} && export {name} &&")
+        if not prefix:
+            return script
+        return " ".join(prefix) + " " + script
+
+    # -- helpers (what patchwork offered) ----------------------------------------------------
+
+    def exists(self, path: str) -> bool:
+        return self.query(["test", "-e", path], check=False).ok
+
+    def is_dir(self, path: str) -> bool:
+        return self.query(["test", "-d", path], check=False).ok
+
+    def make_dir(self, path: str, mode: str | None = None) -> None:
+        words = ["mkdir", "-p"] + (["-m", mode] if mode else []) + [path]
+        self.run(words, what=f"create folder {path}")
+        if mode:  # -m applies to the last component only; make sure an existing one gets it too
+            self.run(["chmod", mode, path], what=f"set mode of {path}")
+
+    def read_file(self, path: str, *, missing_ok: bool = False) -> str | None:
+        result = self.query(["cat", "--", path], check=False)
+        if result.ok:
+            return result.stdout
+        if missing_ok and not self.exists(path):
+            return None
+        raise DeployError(f"{self.name}: cannot read {path}: {self.error_line(result)}")
+
+    def write_file(self, path: str, content: str, *, mode: str = "0644") -> None:
+        """Write through a temporary file and a rename: a reader never sees half a file."""
+        temp = f"{path}.tmp-{os.getpid()}"
+        script = f"umask 077 && cat > {q(temp)} && chmod {q(mode)} {q(temp)} && mv -f -- {q(temp)} {q(path)}"
+        self.run(script, stdin=content, what=f"write {path}")
+
+    def switch_symlink(self, link: str, target: str) -> None:
+        """Point `link` at `target` atomically: a new symlink renamed over the old one.
+
+        `rm` + `ln` would leave a moment with no `current` at all (DESIGN invariant 4).
+        """
+        temp = f"{link}.new-{os.getpid()}"
+        script = f"ln -sfn -- {q(target)} {q(temp)} && mv -T -- {q(temp)} {q(link)}"
+        self.run(script, what=f"switch {link} to {target}")
+
+    def read_link(self, link: str) -> str | None:
+        result = self.query(["readlink", "--", link], check=False)
+        return result.stdout.strip() if result.ok else None
+
+    def upload(
+        self,
+        local: Path,
+        remote: str,
+        *,
+        mode: str = "0600",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Copy a local file to the host over SFTP, into a temp name renamed when complete."""
+        size = Path(local).stat().st_size
+        if self.dry_run:
+            self.say(f"    would upload {local} ({size} bytes) to {self.name}:{remote}")
+            self.log.add(f"upload {remote}", 0.0, None)
+            return
+        temp = f"{remote}.part-{os.getpid()}"
+        started = time.monotonic()
+        sftp = self.connection.sftp()
+        try:
+            sftp.put(str(local), temp, callback=progress, confirm=True)
+            sftp.chmod(temp, int(mode, 8))
+            sftp.posix_rename(temp, remote)
+        except OSError as why:
+            self.run(["rm", "-f", "--", temp], check=False)
+            raise DeployError(f"{self.name}: upload of {local} to {remote} failed: {why}") from None
+        self.log.add(f"upload {remote}", time.monotonic() - started, 0)

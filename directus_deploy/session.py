@@ -1,0 +1,70 @@
+"""A run of the tool: the configuration, the console, and one verified `Remote` per host.
+
+Tasks never use the `invoke.Context` Fabric hands them for remote work (without hosts it is a
+*local* context, and `c.run` would run on the laptop). They open a Session, which builds its
+connections explicitly from the configuration.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from . import config as config_module
+from . import ssh
+from .console import Console
+from .layout import Layout
+from .remote import Remote
+
+
+class Session:
+    def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None):
+        self.config = config or config_module.load()
+        self.dry_run = dry_run
+        self.layout = Layout(self.config.deploy_path)
+        self._remotes: dict[str, Remote] = {}
+        self.console = Console(scrub=self.scrub)
+
+    def scrub(self, text: str) -> str:
+        for secret in self.config.secrets:
+            text = text.replace(secret, "***")
+        for remote in self._remotes.values():
+            text = remote.scrub(text)
+        return text
+
+    def remote(self, host=None) -> Remote:
+        """The Remote for `host` (default: the first configured host), connected on first use."""
+        host = host or self.config.hosts[0]
+        key = str(host)
+        if key not in self._remotes:
+            connection = ssh.open_connection(self.config, host)
+            self._remotes[key] = Remote(
+                connection,
+                dry_run=self.dry_run,
+                node_path=self.config.node_path,
+                secrets=self.config.secrets,
+                say=self.console.say,
+            )
+        return self._remotes[key]
+
+    def remotes(self) -> list[Remote]:
+        return [self.remote(host) for host in self.config.hosts]
+
+    def close(self) -> None:
+        for remote in self._remotes.values():
+            remote.connection.close()
+        self._remotes.clear()
+
+    @property
+    def round_trips(self) -> int:
+        return sum(remote.log.round_trips for remote in self._remotes.values())
+
+
+@contextmanager
+def open_session(*, dry_run: bool = False):
+    session = Session(dry_run=dry_run)
+    try:
+        if dry_run:
+            session.console.say("DRY RUN: nothing on the host will change; commands that would are listed.")
+        yield session
+    finally:
+        session.close()

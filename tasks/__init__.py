@@ -1,0 +1,1 @@
+"""The tool's task namespaces; `fabfile.py` assembles them."""

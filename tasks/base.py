@@ -1,0 +1,35 @@
+"""What every task shares: errors become one line and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+
+from invoke import task as invoke_task
+from invoke.exceptions import Exit
+
+from directus_deploy.errors import EXIT_INTERRUPTED, DeployError, NotBuiltYet
+
+
+def task(*args, **kwargs):
+    """`invoke.task`, plus the tool's error handling: a DeployError prints `error: <line>`
+    on stderr and exits with its code; Ctrl-C exits 130."""
+
+    def decorate(body):
+        @functools.wraps(body)
+        def run(c, *a, **kw):
+            try:
+                return body(c, *a, **kw)
+            except DeployError as why:
+                raise Exit(f"error: {why}", code=why.exit_code) from None
+            except KeyboardInterrupt:
+                raise Exit("interrupted", code=EXIT_INTERRUPTED) from None
+
+        return invoke_task(run, **kwargs)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        return decorate(args[0])
+    return decorate
+
+
+def not_built(name: str) -> None:
+    raise NotBuiltYet(f"{name} is not available in this version of the tool yet; nothing was done")

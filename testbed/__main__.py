@@ -1,0 +1,84 @@
+"""The test bed from a shell.
+
+    python -m testbed up [--root DIR] [--engines sqlite,postgres,mysql]
+    python -m testbed status [--root DIR]
+    python -m testbed down [--root DIR]
+
+`up` leaves sshd, pm2 and the Directus productions running in the background and prints
+how to point `fab` at them (DEPLOY_ENV_FILE=...). Tests reuse a running bed when
+DIRECTUS_DEPLOY_TESTBED names its folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .bed import TestBed
+from .databases import ENGINES, new_database
+from .production import Pm2
+from .toolchain import Toolchain
+
+DEFAULT_ROOT = Path(".testbed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "status", "down"))
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("DIRECTUS_DEPLOY_TESTBED") or DEFAULT_ROOT))
+    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: sqlite,postgres,mysql")
+    args = parser.parse_args(argv)
+    state_file = args.root / "testbed.json"
+
+    if args.command == "up":
+        if state_file.exists():
+            down(args.root)
+        engines = tuple(e for e in args.engines.split(",") if e)
+        unknown = set(engines) - set(ENGINES)
+        if unknown:
+            parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
+        bed = TestBed(args.root, engines).up()
+        print_status(json.loads(state_file.read_text()))
+        return 0
+    if not state_file.exists():
+        print(f"no test bed at {args.root} (run: python -m testbed up)", file=sys.stderr)
+        return 1
+    if args.command == "status":
+        print_status(json.loads(state_file.read_text()))
+        return 0
+    down(args.root)
+    return 0
+
+
+def print_status(state: dict) -> None:
+    print(f"test bed at {state['root']}: sshd on 127.0.0.1:{state['ssh_port']}")
+    for engine, production in state["productions"].items():
+        print(f"  {engine:<9} Directus {production['url']}  pm2 app {production['app']}")
+        print(f"            DEPLOY_ENV_FILE={production['env_file']} fab host.check")
+
+
+def down(root: Path) -> None:
+    state = json.loads((root / "testbed.json").read_text())
+    Pm2(Path(state["root"]) / "pm2", Toolchain()).kill()
+    pid_file = Path(state["root"]) / "ssh" / "sshd.pid"
+    if pid_file.exists():
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+    for engine, production in state["productions"].items():
+        try:
+            new_database(engine, production["name"], Path(production["folder"])).drop()
+        except (RuntimeError, subprocess.SubprocessError) as why:
+            print(f"could not drop the {engine} database: {why}", file=sys.stderr)
+    (root / "testbed.json").unlink()
+    print(f"test bed at {root} stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The whole test bed: sshd, toolchain, pm2, one seeded production per engine, projects.
+
+`TestBed(root).up()` builds it; its state is written to `<root>/testbed.json`, so the pytest
+fixtures, the demo and a person at a shell (`python -m testbed up`) all use the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .databases import ENGINES
+from .production import ExistingInstall, Pm2
+from .project import make_project_repo
+from .sshd import ALIAS, SshServer
+from .toolchain import Toolchain, log
+
+
+class TestBed:
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, root: Path, engines: tuple[str, ...] = ENGINES):
+        self.root = Path(root).resolve()
+        self.engines = tuple(engines)
+        self.toolchain = Toolchain()
+        self.pm2 = Pm2(self.root / "pm2", self.toolchain)
+        self.sshd = SshServer(self.root / "ssh", self.session_env())
+        self.productions: dict[str, ExistingInstall] = {}
+        self.timings: dict[str, float] = {}
+
+    def session_env(self) -> dict[str, str]:
+        """The login environment of the test host's SSH sessions (a real host's profile)."""
+        return {"PM2_HOME": str(self.root / "pm2"), "npm_config_nodedir": str(self.toolchain.node_home)}
+
+    # -- building ---------------------------------------------------------------------------
+
+    def up(self) -> "TestBed":
+        started = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.toolchain.ensure_directus()
+        self.timings["toolchain"] = time.monotonic() - started
+        self.sshd.start()
+        self.pm2.run("ping")  # start the daemon once, before parallel starts race to do it
+        mark = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(self.engines)) as pool:
+            made = list(pool.map(self._production, self.engines))
+        self.productions = dict(zip(self.engines, made))
+        self.timings["productions"] = time.monotonic() - mark
+        for engine, production in self.productions.items():
+            make_project_repo(self.project_dir(engine), production.folder / "snapshots" / "schema.yaml")
+            self.write_deploy_env(engine)
+        self.timings["total"] = time.monotonic() - started
+        self.save()
+        log(f"test bed up in {self.timings['total']:.0f}s (toolchain {self.timings['toolchain']:.0f}s, "
+            f"productions {self.timings['productions']:.0f}s)")
+        return self
+
+    def _production(self, engine: str) -> ExistingInstall:
+        return ExistingInstall(self.root / "installs", engine, self.toolchain, self.pm2).create()
+
+    def new_production(self, engine: str) -> ExistingInstall:
+        """A fresh, seeded production for a test that will change or break it."""
+        return self._production(engine)
+
+    # -- what the tool is pointed at ---------------------------------------------------------
+
+    def project_dir(self, engine: str) -> Path:
+        return self.root / "projects" / engine
+
+    def deploy_path(self, engine: str) -> Path:
+        return self.root / "hosts" / engine
+
+    def env_file(self, engine: str) -> Path:
+        return self.root / "config" / f"{engine}.env"
+
+    def deploy_settings(self, engine: str, production: ExistingInstall | None = None) -> dict[str, str]:
+        production = production or self.productions[engine]
+        return {
+            "DEPLOY_HOSTS": ALIAS,
+            "DEPLOY_SSH_CONFIG": str(self.sshd.ssh_config),
+            "DEPLOY_PATH": str(self.deploy_path(engine)),
+            "DEPLOY_SOURCE": str(self.project_dir(engine)),
+            "DEPLOY_NODE_PATH": str(self.toolchain.bin_dir),
+            "DIRECTUS_SERVICE": "pm2",
+            "DIRECTUS_PM2_APP": production.app,
+            "DIRECTUS_URL": production.url,
+            "DIRECTUS_TOKEN": production.token,
+        }
+
+    def write_deploy_env(self, engine: str) -> Path:
+        path = self.env_file(engine)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [f"# the tool's configuration for the {engine} test production\n"]
+        lines += [f"{key}={value}\n" for key, value in self.deploy_settings(engine).items()]
+        path.write_text("".join(lines))
+        path.chmod(0o600)
+        return path
+
+    # -- state, for other processes ----------------------------------------------------------
+
+    def save(self) -> None:
+        state = {
+            "root": str(self.root),
+            "ssh_port": self.sshd.port,
+            "timings": self.timings,
+            "productions": {
+                engine: {
+                    "name": p.name, "folder": str(p.folder), "app": p.app, "port": p.port,
+                    "url": p.url, "token": p.token, "registry_folder": p.registry_folder,
+                    "seeded_files": p.seeded.files if p.seeded else {},
+                    "env_file": str(self.env_file(engine)),
+                }
+                for engine, p in self.productions.items()
+            },
+        }
+        path = self.root / "testbed.json"
+        path.write_text(json.dumps(state, indent=2))
+        path.chmod(0o600)
+
+    def down(self) -> None:
+        for production in self.productions.values():
+            production.database.drop()
+        self.pm2.kill()
+        self.sshd.stop()
+
+    def destroy(self) -> None:
+        self.down()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,118 @@
+"""The three database engines a production can run on, each a real server or file.
+
+PostgreSQL and MariaDB are the servers running on loopback (the set-up script installs and
+starts them on a machine that lacks them); each production gets its own database and its own
+user with a generated password, as a real one would. Administration goes through the local
+socket as the current user (peer/unix_socket auth on Debian), Directus through TCP with the
+password.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+
+ENGINES = ("sqlite", "postgres", "mysql")
+
+
+def _run(command: list[str], sql: str | None = None) -> str:
+    result = subprocess.run(command, input=sql, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+class SqliteDatabase:
+    engine = "sqlite"
+
+    def __init__(self, name: str, install_dir: Path):
+        self.name = name
+        self.path = install_dir / "database" / "data.db"
+
+    def create(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def directus_env(self) -> dict[str, str]:
+        return {"DB_CLIENT": "sqlite3", "DB_FILENAME": "./database/data.db"}
+
+    def query(self, sql: str, path: Path | None = None) -> list[list[str]]:
+        out = _run(["sqlite3", "-batch", "-separator", "\t", str(path or self.path), sql])
+        return [line.split("\t") for line in out.splitlines()]
+
+    def drop(self) -> None:
+        pass  # the file goes with the install folder
+
+
+class PostgresDatabase:
+    engine = "postgres"
+    admin = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]
+
+    def __init__(self, name: str, install_dir: Path):
+        self.name = name  # database and role
+        self.password = secrets.token_hex(16)
+
+    def create(self) -> None:
+        self.drop()
+        _run(self.admin, f"CREATE ROLE \"{self.name}\" LOGIN PASSWORD '{self.password}';"
+                         f"CREATE DATABASE \"{self.name}\" OWNER \"{self.name}\";")
+
+    def directus_env(self) -> dict[str, str]:
+        return {
+            "DB_CLIENT": "pg",
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": "5432",
+            "DB_DATABASE": self.name,
+            "DB_USER": self.name,
+            "DB_PASSWORD": self.password,
+        }
+
+    def query(self, sql: str, database: str | None = None) -> list[list[str]]:
+        out = _run(["psql", "-X", "-At", "-F", "\t", "-d", database or self.name, "-c", sql])
+        return [line.split("\t") for line in out.splitlines()]
+
+    def drop(self) -> None:
+        _run(self.admin, f"DROP DATABASE IF EXISTS \"{self.name}\" WITH (FORCE); DROP ROLE IF EXISTS \"{self.name}\";")
+
+
+class MysqlDatabase:
+    engine = "mysql"
+    admin = ["mysql", "-uroot", "--batch"]
+
+    def __init__(self, name: str, install_dir: Path):
+        self.name = name
+        self.password = secrets.token_hex(16)
+
+    def create(self) -> None:
+        self.drop()
+        grants = "".join(
+            f"GRANT ALL PRIVILEGES ON `{self.name}`.* TO '{self.name}'@'{host}';" for host in ("localhost", "127.0.0.1")
+        )
+        creates = "".join(
+            f"CREATE USER '{self.name}'@'{host}' IDENTIFIED BY '{self.password}';" for host in ("localhost", "127.0.0.1")
+        )
+        _run(self.admin, f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
+                         f"{creates}{grants}FLUSH PRIVILEGES;")
+
+    def directus_env(self) -> dict[str, str]:
+        return {
+            "DB_CLIENT": "mysql",
+            "DB_HOST": "127.0.0.1",
+            "DB_PORT": "3306",
+            "DB_DATABASE": self.name,
+            "DB_USER": self.name,
+            "DB_PASSWORD": self.password,
+        }
+
+    def query(self, sql: str, database: str | None = None) -> list[list[str]]:
+        out = _run(["mysql", "-uroot", "--batch", "--skip-column-names", database or self.name, "-e", sql])
+        return [line.split("\t") for line in out.splitlines()]
+
+    def drop(self) -> None:
+        _run(self.admin, f"DROP DATABASE IF EXISTS `{self.name}`;"
+                         f"DROP USER IF EXISTS '{self.name}'@'localhost', '{self.name}'@'127.0.0.1';")
+
+
+def new_database(engine: str, name: str, install_dir: Path):
+    kinds = {"sqlite": SqliteDatabase, "postgres": PostgresDatabase, "mysql": MysqlDatabase}
+    return kinds[engine](name, install_dir)

@@ -1,0 +1,5 @@
+export default ({ action }, { logger }) => {
+	action('articles.items.create', ({ key }) => {
+		logger.info(`audit-hook: article ${key} created`);
+	});
+};

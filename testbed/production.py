@@ -1,0 +1,175 @@
+"""An "existing production install": Directus the way a team runs it today, before this tool.
+
+A folder holding the project's files at v1, `node_modules`, the production `.env`, `uploads/`,
+`extensions/` (the project's own and a marketplace install under `extensions/.registry/`), a
+database on one of the three engines; started under pm2 and seeded through the REST API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from .content import Api, Seeded, read_content, seed
+from .databases import new_database
+from .sshd import free_port
+from .toolchain import FIXTURE_PROJECT, Toolchain, log
+
+MARKETPLACE_EXTENSION = Path(__file__).parent / "marketplace" / "directus-extension-greeting"
+ADMIN_EMAIL = "admin@example.com"
+
+
+class Pm2:
+    """pm2 with its own home folder, run with the test bed's Node 22."""
+
+    def __init__(self, home: Path, toolchain: Toolchain):
+        self.home = home
+        self.toolchain = toolchain
+
+    def env(self) -> dict:
+        env = self.toolchain.env()
+        env["PM2_HOME"] = str(self.home)
+        return env
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["pm2", *args], env=self.env(), capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"pm2 {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+        return result
+
+    def start_directus(self, app: str, folder: Path) -> None:
+        self.run("start", str(folder / "node_modules" / "directus" / "cli.js"), "--name", app,
+                 "--cwd", str(folder), "--time", "--", "start")
+
+    def processes(self) -> list[dict]:
+        return json.loads(self.run("jlist").stdout or "[]")
+
+    def kill(self) -> None:
+        if self.home.exists():
+            self.run("kill", check=False)
+
+
+class ExistingInstall:
+    """One production: folder, database, pm2 app, port, admin token, seeded content."""
+
+    def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None):
+        self.engine = engine
+        self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
+        self.folder = root / self.name
+        self.toolchain = toolchain
+        self.pm2 = pm2
+        self.app = f"directus-{self.name}"
+        self.port = free_port()
+        self.token = secrets.token_hex(20)
+        self.secret = secrets.token_hex(32)
+        self.admin_password = secrets.token_urlsafe(12)
+        self.database = new_database(engine, self.name, self.folder)
+        self.seeded: Seeded | None = None
+        self.registry_folder = str(uuid.uuid4())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> Api:
+        return Api(self.url, self.token)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "PUBLIC_URL": self.url,
+            "SECRET": self.secret,
+            **self.database.directus_env(),
+            "ADMIN_EMAIL": ADMIN_EMAIL,
+            "ADMIN_PASSWORD": self.admin_password,
+            "ADMIN_TOKEN": self.token,
+            "STORAGE_LOCATIONS": "local",
+            "STORAGE_LOCAL_ROOT": "./uploads",
+            "EXTENSIONS_PATH": "./extensions",
+            "TELEMETRY": "false",
+            # nothing on loopback listens there: telemetry and owner reports go nowhere
+            "TELEMETRY_URL": "http://127.0.0.1:9/",
+            "PROJECT_OWNER_ENABLED": "false",
+            "LOG_LEVEL": "info",
+            "LOG_STYLE": "raw",
+        }
+
+    def create(self) -> "ExistingInstall":
+        started = time.monotonic()
+        self._lay_out_folder()
+        self.database.create()
+        self.directus("bootstrap")
+        self._register_marketplace_extension()
+        self.pm2.start_directus(self.app, self.folder)
+        self.wait_healthy()
+        self.seeded = seed(self.api)
+        self._snapshot_schema()
+        log(f"{self.engine} production {self.name} up on port {self.port} in {time.monotonic() - started:.0f}s")
+        return self
+
+    def _lay_out_folder(self) -> None:
+        shutil.copytree(FIXTURE_PROJECT / "base", self.folder, ignore=shutil.ignore_patterns("node_modules"))
+        # a real directory of hard links: as independent as a real install's, but instant
+        subprocess.run(["cp", "-al", str(self.toolchain.node_modules), str(self.folder / "node_modules")], check=True)
+        (self.folder / "uploads").mkdir()
+        (self.folder / "snapshots").mkdir()
+        registry = self.folder / "extensions" / ".registry" / self.registry_folder
+        shutil.copytree(MARKETPLACE_EXTENSION, registry)
+        env_file = self.folder / ".env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env().items()))
+        os.chmod(env_file, 0o600)
+
+    def directus(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run the Directus CLI of this install, as the user would on the host."""
+        result = subprocess.run(
+            [str(self.toolchain.bin_dir / "node"), "node_modules/directus/cli.js", *args],
+            cwd=self.folder, env=self.toolchain.env(), capture_output=True, text=True,
+        )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"directus {' '.join(args)} failed: {(result.stderr or result.stdout)[-800:]}")
+        return result
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.api.healthy():
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"Directus {self.app} did not become healthy on {self.url}; see pm2 logs {self.app}")
+
+    def _register_marketplace_extension(self) -> None:
+        """What the Marketplace does on install: a folder in .registry and a row saying so.
+
+        Without the row Directus asks registry.directus.io about the folder, and when that
+        fails it registers no extension at all on that boot.
+        """
+        self.query_db(
+            "INSERT INTO directus_extensions (id, enabled, folder, source, bundle) "
+            f"VALUES ('{uuid.uuid4()}', {self._true}, '{self.registry_folder}', 'registry', NULL)"
+        )
+
+    @property
+    def _true(self) -> str:
+        return "1" if self.engine in ("sqlite", "mysql") else "true"
+
+    def _snapshot_schema(self) -> None:
+        self.directus("schema", "snapshot", "--yes", "--format", "yaml", "snapshots/schema.yaml")
+
+    def query_db(self, sql: str) -> list[list[str]]:
+        return self.database.query(sql)
+
+    def content(self) -> dict:
+        return read_content(self.api)
+
+    def destroy(self) -> None:
+        self.pm2.run("delete", self.app, check=False)
+        self.database.drop()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -1,0 +1,70 @@
+"""The fixture Directus *project*: a git repository with tags v1 and v2.
+
+v1 is what the existing production runs: the project's files and the schema snapshot taken
+from that production (snapshots are database-vendor specific, so each engine's production
+gets its own repository). v2 changes the `hello` endpoint's answer and adds a `tags`
+collection to the snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from .toolchain import FIXTURE_PROJECT
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Fixture Developer", "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "Fixture Developer", "GIT_COMMITTER_EMAIL": "dev@example.com",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_IDENTITY}
+    result = subprocess.run(["git", "-C", str(repo), *args], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def add_tags_collection(snapshot: dict) -> dict:
+    """v2's schema: v1 plus a `tags` collection (id, name), typed like articles' id and title."""
+    changed = copy.deepcopy(snapshot)
+    articles = next(c for c in snapshot["collections"] if c["collection"] == "articles")
+    tags = copy.deepcopy(articles)
+    tags["collection"] = "tags"
+    tags["meta"].update(collection="tags", icon="sell", note="Added in v2")
+    tags["schema"] = {"name": "tags"}
+    changed["collections"].append(tags)
+    for source, name in (("id", "id"), ("title", "name")):
+        field = copy.deepcopy(next(f for f in snapshot["fields"] if f["collection"] == "articles" and f["field"] == source))
+        field.update(collection="tags", field=name)
+        field["meta"].update(collection="tags", field=name)
+        field["schema"].update(name=name, table="tags")
+        changed["fields"].append(field)
+    return changed
+
+
+def make_project_repo(dest: Path, v1_snapshot: Path) -> Path:
+    """Create the repository at `dest` from the fixture files and the production's snapshot."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(FIXTURE_PROJECT / "base", dest)
+    (dest / "snapshots").mkdir(exist_ok=True)
+    shutil.copy2(v1_snapshot, dest / "snapshots" / "schema.yaml")
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "v1: articles with images, hello endpoint, audit hook")
+    git(dest, "tag", "-a", "v1", "-m", "v1")
+
+    shutil.copytree(FIXTURE_PROJECT / "v2", dest, dirs_exist_ok=True)
+    snapshot = yaml.safe_load(v1_snapshot.read_text())
+    (dest / "snapshots" / "schema.yaml").write_text(yaml.safe_dump(add_tags_collection(snapshot), sort_keys=False))
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "v2: hello says v2; tags collection")
+    git(dest, "tag", "-a", "v2", "-m", "v2")
+    return dest

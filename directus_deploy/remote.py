@@ -11,9 +11,10 @@ atomic symlink switch); patchwork itself cannot be installed next to Fabric 3 (D
 
 from __future__ import annotations
 
-import io
 import os
+import select
 import shlex
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,18 +124,53 @@ class Remote:
                 raise DeployError("a secret value contains a newline; it cannot be passed safely")
             feed += value + "\n"
         feed += stdin or ""
-        # False: never forward our own stdin (a CI job has none; a laptop's must stay ours)
-        in_stream = io.StringIO(feed) if (secret_env or stdin is not None) else False
 
         started = time.monotonic()
-        result = self.connection.run(
-            full, hide=True, warn=True, in_stream=in_stream, timeout=timeout, pty=False
-        )
-        self.log.add(script, time.monotonic() - started, result.exited)
-        outcome = Result(script, result.exited, result.stdout, result.stderr)
+        exit_code, stdout, stderr = self._exec(full, feed.encode(), timeout)
+        self.log.add(script, time.monotonic() - started, exit_code)
+        outcome = Result(script, exit_code, stdout, stderr)
         if check and not outcome.ok:
             raise DeployError(f"{self.name}: {what or 'command'} failed: {self.error_line(outcome)}")
         return outcome
+    def _exec(self, command: str, feed: bytes, timeout: float | None) -> tuple[int, str, str]:
+        """One SSH exec channel: send `feed` as stdin then close it, collect output and status.
+
+        Fabric's own `run` pumps stdin one character at a time and cannot say "no more input"
+        reliably, so the channel is driven directly (still Fabric's verified connection).
+        """
+        self.connection.open()
+        channel = self.connection.client.get_transport().open_session()
+        try:
+            channel.exec_command(command)
+            sender = threading.Thread(target=self._send_stdin, args=(channel, feed), daemon=True)
+            sender.start()
+            stdout, stderr = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout if timeout else None
+            while True:
+                readable, _, _ = select.select([channel], [], [], 0.2)
+                if channel.recv_ready():
+                    stdout += channel.recv(1 << 16)
+                if channel.recv_stderr_ready():
+                    stderr += channel.recv_stderr(1 << 16)
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if deadline and time.monotonic() > deadline:
+                    raise DeployError(f"{self.name}: command timed out after {timeout:.0f}s")
+            exit_code = channel.recv_exit_status()
+            sender.join(timeout=5)
+        finally:
+            channel.close()
+        decode = lambda data: bytes(data).decode("utf-8", errors="replace")  # noqa: E731
+        return exit_code, decode(stdout), decode(stderr)
+
+    @staticmethod
+    def _send_stdin(channel, feed: bytes) -> None:
+        try:
+            if feed:
+                channel.sendall(feed)
+            channel.shutdown_write()  # EOF: nothing on the host waits for more input
+        except OSError:
+            pass  # the command ended without reading all of it
 
     def query(self, command: Command, **kwargs) -> Result:
         """A read-only command: runs even under --dry-run."""
@@ -146,17 +182,18 @@ class Remote:
         return self.scrub(detail)
 
     def _wrap(self, script: str, secret_env: Mapping[str, str] | None) -> str:
-        prefix = []
+        prefix = ""
         if self.node_path:
             # nvm or tarball installs are not on a non-interactive session's PATH
-            prefix.append(f'PATH={q(self.node_path)}:"$PATH"; export PATH;')
-        for name in secret_env or {}:
-            if not name.isidentifier():
-                raise ValueError(name)
-            prefix.append(f"IFS= read -r {name} && export {name} &&")
-        if not prefix:
-            return script
-        return " ".join(prefix) + " " + script
+            prefix += f'PATH={q(self.node_path)}:"$PATH"; export PATH; '
+        if secret_env:
+            for name in secret_env:
+                if not name.isidentifier():
+                    raise ValueError(name)
+                prefix += f"IFS= read -r {name} && export {name} && "
+            # braces: the whole script runs only after the reads, whatever operators it holds
+            return prefix + "{ " + script + "\n}"
+        return prefix + script
 
     # -- helpers (what patchwork offered) ----------------------------------------------------
 

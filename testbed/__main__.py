@@ -2,6 +2,7 @@
 
     python -m testbed up [--root DIR] [--engines sqlite,postgres,mysql]
     python -m testbed status [--root DIR]
+    python -m testbed show [--root DIR] [--engines sqlite]
     python -m testbed down [--root DIR]
 
 `up` leaves sshd, pm2 and the Directus productions running in the background and prints
@@ -29,7 +30,7 @@ DEFAULT_ROOT = Path(".testbed")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "status", "down"))
+    parser.add_argument("command", choices=("up", "status", "show", "down"))
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("DIRECTUS_DEPLOY_TESTBED") or DEFAULT_ROOT))
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: sqlite,postgres,mysql")
     args = parser.parse_args(argv)
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         print_status(json.loads(state_file.read_text()))
         return 0
+    if args.command == "show":
+        bed = TestBed.attach(args.root)
+        for engine in args.engines.split(","):
+            if engine in bed.productions:
+                show(engine, bed.productions[engine])
+        return 0
     down(args.root)
     return 0
 
@@ -60,6 +67,21 @@ def print_status(state: dict) -> None:
     for engine, production in state["productions"].items():
         print(f"  {engine:<9} Directus {production['url']}  pm2 app {production['app']}")
         print(f"            DEPLOY_ENV_FILE={production['env_file']} fab host.check")
+
+
+def show(engine: str, production) -> int:
+    """What the production serves now: its endpoint, its items, its files checked byte for byte."""
+    api = production.api
+    content = production.content()
+    hello = api.get("/hello", auth=False)
+    print(f"{engine} production at {production.url}")
+    print(f"  GET /hello -> {json.dumps(hello)}")
+    print(f"  {len(content['articles'])} articles, {len(content['files'])} files; first three:")
+    for article in content["articles"][:3]:
+        print(f"    #{article['id']:<3} {article['title']:<12} image {article['image']}")
+    intact = sum(1 for fid, digest in production.seeded.files.items() if content["files"].get(fid) == digest)
+    print(f"  uploaded files served with their original bytes (sha256): {intact}/{len(production.seeded.files)}")
+    return 0 if intact == len(production.seeded.files) else 1
 
 
 def down(root: Path) -> None:

@@ -65,6 +65,19 @@ class TestBed:
         """A fresh, seeded production for a test that will change or break it."""
         return self._production(engine)
 
+    @classmethod
+    def attach(cls, root: Path) -> "TestBed":
+        """The bed another process started and left running (python -m testbed up)."""
+        state = json.loads((Path(root) / "testbed.json").read_text())
+        bed = cls(Path(state["root"]), tuple(state["productions"]))
+        bed.sshd.port = state["ssh_port"]
+        bed.timings = state["timings"]
+        for engine, entry in state["productions"].items():
+            bed.productions[engine] = ExistingInstall(
+                bed.root / "installs", engine, bed.toolchain, bed.pm2, name=entry["name"], state=entry
+            )
+        return bed
+
     # -- what the tool is pointed at ---------------------------------------------------------
 
     def project_dir(self, engine: str) -> Path:
@@ -111,6 +124,7 @@ class TestBed:
                     "name": p.name, "folder": str(p.folder), "app": p.app, "port": p.port,
                     "url": p.url, "token": p.token, "registry_folder": p.registry_folder,
                     "seeded_files": p.seeded.files if p.seeded else {},
+                    "articles": p.seeded.articles if p.seeded else 0,
                     "env_file": str(self.env_file(engine)),
                 }
                 for engine, p in self.productions.items()

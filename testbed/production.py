@@ -58,7 +58,8 @@ class Pm2:
 class ExistingInstall:
     """One production: folder, database, pm2 app, port, admin token, seeded content."""
 
-    def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None):
+    def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None,
+                 state: dict | None = None):
         self.engine = engine
         self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
         self.folder = root / self.name
@@ -72,6 +73,11 @@ class ExistingInstall:
         self.database = new_database(engine, self.name, self.folder)
         self.seeded: Seeded | None = None
         self.registry_folder = str(uuid.uuid4())
+        if state:  # an install made by another process (python -m testbed up)
+            self.folder = Path(state["folder"])
+            self.port, self.token = state["port"], state["token"]
+            self.registry_folder = state["registry_folder"]
+            self.seeded = Seeded(files=state["seeded_files"], articles=state["articles"])
 
     @property
     def url(self) -> str:

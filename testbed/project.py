@@ -53,16 +53,18 @@ def add_tags_collection(snapshot: dict) -> dict:
 def make_project_repo(dest: Path, v1_snapshot: Path) -> Path:
     """Create the repository at `dest` from the fixture files and the production's snapshot."""
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(FIXTURE_PROJECT / "base", dest)
+    # plain copies (new mtimes): git must see v2's same-sized files as changed
+    shutil.copytree(FIXTURE_PROJECT / "base", dest, copy_function=shutil.copy)
     (dest / "snapshots").mkdir(exist_ok=True)
-    shutil.copy2(v1_snapshot, dest / "snapshots" / "schema.yaml")
+    snapshot = yaml.safe_load(v1_snapshot.read_text())
+    # one YAML writer for both tags, so `git diff v1 v2` shows just the schema change
+    (dest / "snapshots" / "schema.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
     git(dest, "init", "-q", "-b", "main")
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "v1: articles with images, hello endpoint, audit hook")
     git(dest, "tag", "-a", "v1", "-m", "v1")
 
-    shutil.copytree(FIXTURE_PROJECT / "v2", dest, dirs_exist_ok=True)
-    snapshot = yaml.safe_load(v1_snapshot.read_text())
+    shutil.copytree(FIXTURE_PROJECT / "v2", dest, dirs_exist_ok=True, copy_function=shutil.copy)
     (dest / "snapshots" / "schema.yaml").write_text(yaml.safe_dump(add_tags_collection(snapshot), sort_keys=False))
     git(dest, "add", "-A")
     git(dest, "commit", "-q", "-m", "v2: hello says v2; tags collection")

@@ -1,0 +1,26 @@
+"""Fixtures: one test bed of real parts per test session (sshd, Node 22, Directus, pm2, and a
+seeded production on SQLite, PostgreSQL and MariaDB), and a way to run `fab` against it.
+
+Set DIRECTUS_DEPLOY_TESTBED to the folder of a bed started with `python -m testbed up` to
+reuse it instead of building one (quicker when iterating).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from testbed.bed import TestBed
+
+
+@pytest.fixture(scope="session")
+def bed(tmp_path_factory):
+    reuse = os.environ.get("DIRECTUS_DEPLOY_TESTBED")
+    if reuse and (Path(reuse) / "testbed.json").exists():
+        yield TestBed.attach(Path(reuse))
+        return
+    testbed = TestBed(tmp_path_factory.mktemp("bed")).up()
+    yield testbed
+    testbed.destroy()

@@ -1,0 +1,33 @@
+"""Helpers for the tests: run `fab` as a user does, open a Session on a test production."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from directus_deploy import config as config_module
+from directus_deploy.session import Session
+
+REPO = Path(__file__).resolve().parent.parent
+FAB = [sys.executable, "-m", "fabric"]
+
+
+def run_fab(*args: str, env_file: Path | None = None, env: dict | None = None, timeout: float = 900):
+    """Run the tool as a user does: `fab <task>` from the project folder, in a new process."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(config_module.OWN_PREFIXES)}
+    environment.pop("DEPLOY_ENV_FILE", None)
+    if env_file is not None:
+        environment["DEPLOY_ENV_FILE"] = str(env_file)
+    environment.update(env or {})
+    return subprocess.run([*FAB, *args], cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def session_for(env_file: Path, **kwargs) -> Session:
+    return Session(config=config_module.load({"DEPLOY_ENV_FILE": str(env_file)}), **kwargs)
+
+
+def write_env(path: Path, settings: dict) -> Path:
+    path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    return path

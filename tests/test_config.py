@@ -1,0 +1,119 @@
+"""The configuration contract: fast checks of the parser, no test bed needed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from directus_deploy import config as config_module
+from directus_deploy.errors import EXIT_REFUSED, ConfigError
+
+from .helpers import REPO, write_env
+
+VALID = {"DEPLOY_HOSTS": "deploy@prod.example.com:2222", "DIRECTUS_TOKEN": "s3cret-admin-token"}
+
+
+def load(tmp_path: Path, settings: dict, environ: dict | None = None):
+    path = write_env(tmp_path / "deploy.env", settings)
+    return config_module.load({"DEPLOY_ENV_FILE": str(path), **(environ or {})})
+
+
+def refused(tmp_path: Path, settings: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, settings)
+    assert caught.value.exit_code == EXIT_REFUSED
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_fill_what_is_not_set(tmp_path):
+    config = load(tmp_path, VALID)
+    assert config.hosts[0].user == "deploy" and config.hosts[0].port == 2222
+    assert config.deploy_path == "/srv/directus"
+    assert config.service == "pm2" and config.pm2_app == "directus"
+    assert config.directus_url == "http://127.0.0.1:8055"
+    assert (config.keep_releases, config.keep_backups) == (5, 10)
+
+
+def test_missing_required_key_names_it_and_the_fix(tmp_path):
+    message = refused(tmp_path, {"DEPLOY_HOSTS": "prod"})
+    assert "DIRECTUS_TOKEN is required" in message and "add DIRECTUS_TOKEN=" in message
+
+
+def test_typo_is_an_unknown_key_with_a_suggestion(tmp_path):
+    message = refused(tmp_path, {**VALID, "DEPLOY_HOST": "x"})
+    assert "unknown key DEPLOY_HOST" in message and "did you mean DEPLOY_HOSTS?" in message
+
+
+def test_keys_of_other_tools_are_left_alone(tmp_path):
+    assert load(tmp_path, {**VALID, "AWS_REGION": "eu-west-1"}).hosts
+
+
+@pytest.mark.parametrize(
+    "key, value, says",
+    [
+        ("KEEP_RELEASES", "five", "whole number"),
+        ("KEEP_BACKUPS", "0", "whole number"),
+        ("DEPLOY_PATH", "srv/directus", "absolute path"),
+        ("DEPLOY_PATH", "/srv/../etc", "absolute path"),
+        ("DEPLOY_PATH", "/srv/dir$(id)", "absolute path"),
+        ("DEPLOY_HOSTS", "deploy@prod:99999", "between 1 and 65535"),
+        ("DEPLOY_HOSTS", "prod;rm -rf /", "user@host[:port]"),
+        ("DIRECTUS_SERVICE", "docker", "one of pm2, systemd, command"),
+        ("DIRECTUS_URL", "127.0.0.1:8055", "http:// or https://"),
+        ("DEPLOY_SSH_CONFIG", "/nonexistent/ssh_config", "no such file"),
+        ("DEPLOY_SOURCE", "/nonexistent/project", "no such folder"),
+    ],
+)
+def test_malformed_value_names_key_and_shape(tmp_path, key, value, says):
+    message = refused(tmp_path, {**VALID, key: value})
+    assert message.count(key) >= 1 and says in message
+
+
+def test_a_malformed_token_is_not_echoed(tmp_path):
+    message = refused(tmp_path, {**VALID, "DIRECTUS_TOKEN": "short"})
+    assert "DIRECTUS_TOKEN=<hidden>" in message and "short" not in message.split("<hidden>")[0]
+
+
+def test_command_service_needs_its_command(tmp_path):
+    assert "DIRECTUS_RESTART_COMMAND" in refused(tmp_path, {**VALID, "DIRECTUS_SERVICE": "command"})
+
+
+def test_environment_overrides_the_file(tmp_path):
+    config = load(tmp_path, VALID, environ={"DIRECTUS_TOKEN": "from-the-ci-secret"})
+    assert config.directus_token == "from-the-ci-secret"
+
+
+def test_named_env_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        config_module.load({"DEPLOY_ENV_FILE": str(tmp_path / "missing.env")})
+
+
+def test_a_line_that_is_not_key_value_is_refused_with_its_line_number(tmp_path):
+    path = tmp_path / "deploy.env"
+    path.write_text("DEPLOY_HOSTS=prod\nDIRECTUS_TOKEN=abcdefghij\nKEEP_RELEASES 5\n")
+    with pytest.raises(ConfigError, match=r"deploy.env:3: not a KEY=value line"):
+        config_module.load({"DEPLOY_ENV_FILE": str(path)})
+
+
+def test_env_example_documents_exactly_the_declared_keys():
+    text = (REPO / ".env.example").read_text()
+    mentioned = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+    assert mentioned == set(config_module.KEYS_BY_NAME)
+    # and it is itself a valid configuration
+    values = {k: v for k, v in dotenv_values(REPO / ".env.example").items()}
+    assert config_module.load({"DEPLOY_ENV_FILE": str(REPO / ".env.example")}).hosts
+    assert "DEPLOY_HOSTS" in values
+
+
+def test_no_real_env_file_is_committed():
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    env_files = [p for p in tracked.stdout.splitlines() if Path(p).name.startswith(".env")]
+    assert set(env_files) <= {".env.example"}

@@ -113,7 +113,8 @@ class Remote:
         script = command if isinstance(command, str) else q(*command)
         full = self._wrap(script, secret_env)
         if self.dry_run and changes:
-            self.say(f"    would run on {self.name}: {self.scrub(script)}")
+            plan = what if what else f"run: {script}"
+            self.say(f"    would {self.scrub(plan)} on {self.name}")
             self.log.add(script, 0.0, None)
             return Result(script, 0, "", "", skipped=True)
 
@@ -171,6 +172,11 @@ class Remote:
             channel.shutdown_write()  # EOF: nothing on the host waits for more input
         except OSError:
             pass  # the command ended without reading all of it
+
+    def script(self, body: str, **kwargs) -> Result:
+        """Run a multi-step script under bash with `set -eo pipefail`: the first failing step
+        (even inside a pipeline) stops it. A login shell may be dash, which lacks pipefail."""
+        return self.run(q("bash", "-c", "set -eo pipefail\n" + body), **kwargs)
 
     def query(self, command: Command, **kwargs) -> Result:
         """A read-only command: runs even under --dry-run."""

@@ -54,7 +54,8 @@ class PostgresDatabase:
 
     def create(self) -> None:
         self.drop()
-        _run(self.admin, f"CREATE ROLE \"{self.name}\" LOGIN PASSWORD '{self.password}';"
+        # CREATEDB: the deploy tool verifies each dump by restoring it into a scratch database
+        _run(self.admin, f"CREATE ROLE \"{self.name}\" LOGIN CREATEDB PASSWORD '{self.password}';"
                          f"CREATE DATABASE \"{self.name}\" OWNER \"{self.name}\";")
 
     def directus_env(self) -> dict[str, str]:
@@ -85,8 +86,12 @@ class MysqlDatabase:
 
     def create(self) -> None:
         self.drop()
+        # and on <name>_scratch_*: the deploy tool verifies each dump in a scratch database
+        scratch = self.name.replace("_", "\\_") + "\\_scratch\\_%"
         grants = "".join(
-            f"GRANT ALL PRIVILEGES ON `{self.name}`.* TO '{self.name}'@'{host}';" for host in ("localhost", "127.0.0.1")
+            f"GRANT ALL PRIVILEGES ON `{self.name}`.* TO '{self.name}'@'{host}';"
+            f"GRANT ALL PRIVILEGES ON `{scratch}`.* TO '{self.name}'@'{host}';"
+            for host in ("localhost", "127.0.0.1")
         )
         creates = "".join(
             f"CREATE USER '{self.name}'@'{host}' IDENTIFIED BY '{self.password}';" for host in ("localhost", "127.0.0.1")

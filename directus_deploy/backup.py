@@ -1,0 +1,360 @@
+"""Taking a backup: database, uploads, extensions, `.env` and schema, verified before it counts.
+
+A backup is built in `backups/.tmp-<id>/` and renamed to `backups/<id>/` only once its dump
+has been restored into a scratch database and every file has its checksum, so a failed or
+interrupted backup never looks like a good one. Uploads are an incremental snapshot: rsync
+hard-links files unchanged since the previous *backup* to that backup's copy and copies the
+rest from production, so a backup never shares an inode with a live file (something writing
+into a live upload in place would otherwise change the backup too).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import posixpath
+import socket
+
+from . import manifest as mf
+from .engines import engine_for, parse_counts
+from .errors import DeployError, Refused
+from .production import Production, locate
+from .remote import Remote, q
+
+DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
+RSYNC_PRIVATE = ["rsync", "-a", "--chmod=D0700,F0600"]
+
+
+def _sections(output: str) -> dict[str, str]:
+    """Split script output into the parts that follow `@@section:<name>` lines."""
+    found = {}
+    for chunk in ("\n" + output).split("\n@@section:")[1:]:
+        name, _, body = chunk.partition("\n")
+        found[name.strip()] = body
+    return found
+
+
+def section(name: str) -> str:
+    return f"printf '\\n@@section:{name}\\n'"
+
+
+class BackupRun:
+    """One backup being taken: the production, its engine, the previous backup, the new one."""
+
+    def __init__(self, session, *, reason: str, parts=mf.PARTS, install: str | None = None,
+                 for_release: str | None = None):
+        unknown = set(parts) - set(mf.PARTS)
+        if unknown:
+            raise Refused(f"unknown backup part(s): {', '.join(sorted(unknown))}; parts are {', '.join(mf.PARTS)}")
+        self.session = session
+        self.remote: Remote = session.remote()
+        self.layout = session.layout
+        self.console = session.console
+        self.reason = reason
+        self.parts = tuple(p for p in mf.PARTS if p in parts)
+        self.install = install
+        self.for_release = for_release
+        self.production: Production | None = None
+        self.engine = None
+        self.previous: dict | None = None  # manifest of the latest backup holding uploads
+        self.live_uploads: dict[str, mf.Entry] = {}
+        self.id = mf.new_backup_id(reason)
+        self.manifest: dict = {}
+
+    @property
+    def staging(self) -> str:
+        return posixpath.join(self.layout.backups, f".tmp-{self.id}")
+
+    @property
+    def final(self) -> str:
+        return self.layout.backup_dir(self.id)
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    def run(self) -> dict | None:
+        with self.console.step("find the production") as step:
+            self.production = locate(self.remote, self.layout, self.install)
+            if "db" in self.parts:
+                self.engine = engine_for(self.production)
+            if "files" in self.parts and not self.production.uploads:
+                self.parts = tuple(p for p in self.parts if p != "files")
+            step.detail = f"{self.production.root} ({self.engine.describe() if self.engine else 'no database part'})"
+        with self.console.step("check tools, free disk and the previous backup") as step:
+            step.detail = self.prepare()
+        if self.session.dry_run:
+            self.console.say(f"    would write backup {self.id} ({', '.join(self.parts)}) and verify it")
+            return None
+        try:
+            self.remote.run(f"mkdir -p -m 0700 {q(self.layout.backups)} && chmod 0700 {q(self.layout.backups)} && "
+                            f"mkdir -m 0700 {q(self.staging)}", what="create the backup folder")
+            if "db" in self.parts:
+                with self.console.step(f"back up the database ({self.engine.name}) and restore it into a scratch copy") as step:
+                    step.detail = self.back_up_database()
+            if {"files", "extensions", "env"} & set(self.parts):
+                with self.console.step("copy uploads, extensions and .env (incremental)") as step:
+                    step.detail = self.copy_files()
+            if "schema" in self.parts:
+                with self.console.step("take a schema snapshot") as step:
+                    step.detail = self.snapshot_schema()
+            with self.console.step("write the manifest and put the backup in place") as step:
+                self.finish()
+                step.detail = f"{self.final}"
+        except BaseException:
+            self.discard()
+            raise
+        return self.manifest
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def prepare(self) -> str:
+        prod, engine = self.production, self.engine
+        tools = {"rsync", "sha256sum", "find"} | set(engine.tools if engine else ())
+        lines = [
+            section("tools"),
+            f"for t in {q(*sorted(tools))}; do command -v \"$t\" >/dev/null || echo \"missing $t\"; done",
+            section("free"),
+            f"d={q(self.layout.backups)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+            "df -PB1 \"$d\" | awk 'NR==2 {print $4}'",
+            section("previous"),
+            f"for b in $(ls -1r {q(self.layout.backups)} 2>/dev/null | grep -v '^[.]'); do "
+            f"  m={q(self.layout.backups)}/$b/manifest.json; "
+            f"  if [ -f \"$m\" ] && [ -d {q(self.layout.backups)}/$b/uploads ]; then cat \"$m\"; break; fi; done",
+            section("taken"),
+            f"ls -1 {q(self.layout.backups)} 2>/dev/null | grep -F {q(self.id)} || true",
+            section("extsize"),
+            f"du -sb {q(prod.extensions)} {q(prod.registry or prod.extensions)} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
+        ]
+        if "files" in self.parts:
+            lines += [section("uploads"), f"cd {q(prod.uploads)} && find . -type f -printf '%P\\0%s\\0%T@\\0'"]
+        if engine:
+            lines += [section("dbsize"), engine.prelude(self.layout.backups) + engine.size()]
+        out = self.remote.script(
+            "\n".join(lines), what="check tools, disk and previous backup",
+            secret_env=engine.secret_env() if engine else None,
+        ).stdout
+        found = _sections(out)
+        missing = [line.split()[1] for line in found.get("tools", "").splitlines() if line.startswith("missing ")]
+        if missing:
+            raise Refused(f"{self.remote.name}: {', '.join(missing)} not found on the host; install it to take backups")
+        if found.get("taken", "").strip():
+            self.id = mf.new_backup_id(self.reason + "-2")
+        previous_text = found.get("previous", "").strip()
+        self.previous = json.loads(previous_text) if previous_text else None
+        previous_files = mf.listing_from_json(((self.previous or {}).get("uploads") or {}).get("files", {}))
+        self.live_uploads = mf.parse_listing(found.get("uploads", ""))
+        need = mf.bytes_to_copy(self.live_uploads, previous_files)
+        need += int(found.get("extsize", "0").strip() or 0)
+        need += _dbsize(found.get("dbsize", "")) * 2  # the dump, and its uncompressed scratch copy while verifying
+        free = int(found.get("free", "0").strip() or 0)
+        if need + DISK_MARGIN > free:
+            raise Refused(
+                f"{self.remote.name}: not enough free disk for a backup in {self.layout.backups}: "
+                f"about {_mib(need + DISK_MARGIN)} needed, {_mib(free)} free; free some space or prune backups"
+            )
+        previous_id = self.previous["id"] if self.previous else "none (full copy)"
+        return f"~{_mib(need)} to write, {_mib(free)} free; previous backup {previous_id}"
+
+    def back_up_database(self) -> str:
+        engine = self.engine
+        db_dir = posixpath.join(self.staging, "db")
+        dump = posixpath.join(db_dir, engine.dump_file)
+        script = "\n".join([
+            f"mkdir -m 0700 {q(db_dir)}",
+            engine.prelude(db_dir),
+            engine.counts("@@before"),
+            engine.dump(dump),
+            engine.counts("@@after"),
+            engine.scratch_restore_counts(dump, db_dir, "@@scratch"),
+            engine.migrations(),
+            f"chmod 0600 {q(dump)}",
+            f"echo \"@@dump\t$(stat -c %s -- {q(dump)})\t$(sha256sum -- {q(dump)} | cut -c1-64)\"",
+        ])
+        out = self.remote.script(script, what="back up the database", secret_env=engine.secret_env()).stdout
+        before, after = parse_counts(out, "@@before"), parse_counts(out, "@@after")
+        restored = parse_counts(out, "@@scratch")
+        if not restored:
+            raise DeployError(f"{self.remote.name}: the dump restored into a scratch database shows no tables")
+        problems = mf.compare_counts(restored, before, after)
+        dumped = parse_counts(out, "@@countdump")  # SQLite counts its copy directly
+        if dumped and dumped != restored:
+            problems.append("the scratch restore's row counts differ from the backup copy's")
+        if problems:
+            raise DeployError(f"{self.remote.name}: the dump failed verification: {'; '.join(problems[:3])}")
+        migrations = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
+        size, digest = next(line.split("\t")[1:] for line in out.splitlines() if line.startswith("@@dump\t"))
+        self.manifest["database"] = {
+            "engine": engine.name,
+            "file": f"db/{engine.dump_file}",
+            "size": int(size),
+            "sha256": digest,
+            "tables": restored,
+            "migration_head": migrations[-1] if migrations else None,
+            "migrations": migrations,
+            "verified": "restored into a scratch database; row counts match production",
+        }
+        return f"{len(restored)} tables, {sum(restored.values())} rows, dump {_mib(int(size))}"
+
+    def copy_files(self) -> str:
+        prod = self.production
+        prev_dir = posixpath.join(self.layout.backups, self.previous["id"]) if self.previous else None
+        lines = []
+        details = []
+        if "files" in self.parts:
+            lines += self._incremental_copy_lines("uploads", [(prod.uploads, "", ())], prev_dir)
+        if "extensions" in self.parts:
+            # the registry may be a symlink into shared/: its real folder is copied into place
+            copies = [(prod.extensions, "", (".registry",))]
+            if prod.registry:
+                copies.append((prod.registry, ".registry", ()))
+            lines += self._incremental_copy_lines("extensions", copies, prev_dir)
+        if "env" in self.parts:
+            lines += [f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
+                      f"echo \"@@env\t$(sha256sum -- {q(self.staging + '/env')} | cut -c1-64)\""]
+        out = self.remote.script("\n".join(lines), what="copy uploads, extensions and .env").stdout
+        found = _sections(out)
+        previous = self.previous or {}
+        for part in ("uploads", "extensions"):
+            if part not in found:
+                continue
+            listing = mf.parse_listing(found[part])
+            computed = mf.parse_hashes(found.get(f"{part}-hashes", ""))
+            inherited = mf.listing_from_json((previous.get(part) or {}).get("files", {}))
+            missing = mf.fill_hashes(listing, computed, inherited)
+            if missing:  # unusual (a file changed under rsync's feet): hash those now
+                computed = self._hash(posixpath.join(self.staging, part), missing)
+                mf.fill_hashes(listing, computed, {})
+            copied = len([p for p in listing if p in computed])
+            size = sum(e.size for e in listing.values())
+            written = sum(listing[p].size for p in computed if p in listing)
+            self.manifest[part] = {
+                "source": prod.uploads if part == "uploads" else prod.extensions,
+                "files": mf.listing_to_json(listing),
+                "count": len(listing), "bytes": size, "copied": copied,
+                "linked": len(listing) - copied, "bytes_written": written,
+            }
+            details.append(f"{part}: {len(listing)} files, {copied} copied, {len(listing) - copied} linked")
+        if "extensions" in self.manifest:
+            registry = sorted({p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
+            self.manifest["extensions"]["registry"] = registry
+            self.manifest["extensions"]["registry_source"] = prod.registry
+        env_line = next((l for l in out.splitlines() if l.startswith("@@env\t")), None)
+        if env_line:
+            self.manifest["env"] = {"file": "env", "sha256": env_line.split("\t")[1]}
+        return "; ".join(details) or "env"
+
+    def _incremental_copy_lines(self, part: str, copies, prev_dir: str | None) -> list[str]:
+        """rsync each (source, subfolder, excludes) into the backup's `part` folder, hard-linking
+        what the previous backup already holds; then list the part and hash its new copies."""
+        target = posixpath.join(self.staging, part)
+        lines = []
+        for source, subfolder, excludes in copies:
+            into = posixpath.join(target, subfolder) if subfolder else target
+            link = ""
+            if prev_dir:
+                previous = posixpath.join(prev_dir, part, subfolder) if subfolder else posixpath.join(prev_dir, part)
+                link = f"$( [ -d {q(previous)} ] && echo --link-dest={q(previous)} )"
+            exclude = " ".join(f"--exclude={q('/' + e)}" for e in excludes)
+            lines += [
+                f"mkdir -p -m 0700 {q(into)}",
+                f"{q(*RSYNC_PRIVATE)} {exclude} {link} -- {q(source + '/')} {q(into + '/')}",
+            ]
+        lines += [
+            section(part),
+            f"cd {q(target)} && find . -type f -printf '%P\\0%s\\0%T@\\0'",
+            section(f"{part}-hashes"),
+            # one link: copied just now; more: shares the previous backup's inode (unchanged)
+            f"cd {q(target)} && find . -type f -links 1 -print0 | xargs -0 -r sha256sum -z --",
+        ]
+        return lines
+
+    def _hash(self, folder: str, paths: list[str]) -> dict[str, str]:
+        out = self.remote.script(
+            f"cd {q(folder)} && xargs -0 -r sha256sum -z --", stdin="\0".join("./" + p for p in paths),
+            what="hash files",
+        ).stdout
+        return mf.parse_hashes(out)
+
+    def snapshot_schema(self) -> str:
+        prod = self.production
+        target = posixpath.join(self.staging, "schema.yaml")
+        script = (
+            f"cd {q(prod.root)} && {q(*prod.directus_cli())} schema snapshot --yes --format yaml {q(target)} "
+            f"> {q(self.staging + '/schema.log')} 2>&1 || {{ tail -5 {q(self.staging + '/schema.log')} >&2; exit 1; }}\n"
+            f"rm -f {q(self.staging + '/schema.log')}; chmod 0600 {q(target)}\n"
+            f"echo \"@@schema\t$(sha256sum -- {q(target)} | cut -c1-64)\t$(stat -c %s -- {q(target)})\""
+        )
+        out = self.remote.script(script, what="take a schema snapshot").stdout
+        line = next(l for l in out.splitlines() if l.startswith("@@schema\t"))
+        _, digest, size = line.split("\t")
+        self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size)}
+        return f"schema.yaml, {int(size) // 1024} KiB"
+
+    def finish(self) -> None:
+        prod = self.production
+        totals_files = sum(self.manifest.get(p, {}).get("count", 0) for p in ("uploads", "extensions"))
+        totals_bytes = sum(self.manifest.get(p, {}).get("bytes", 0) for p in ("uploads", "extensions"))
+        written = sum(self.manifest.get(p, {}).get("bytes_written", 0) for p in ("uploads", "extensions"))
+        written += (self.manifest.get("database") or {}).get("size", 0)
+        self.manifest = {
+            "format": mf.FORMAT,
+            "id": self.id,
+            "reason": self.reason,
+            "created_at": mf.utc_now(),
+            "created_by": f"{getpass.getuser()}@{socket.gethostname()}",
+            "host": self.remote.name,
+            "release": prod.release_id,
+            "for_release": self.for_release,
+            "production_root": prod.root,
+            "engine": self.engine.name if self.engine else None,
+            "directus_version": prod.directus_version,
+            "parts": list(self.parts),
+            "previous": self.previous["id"] if self.previous else None,
+            "totals": {"files": totals_files, "bytes": totals_bytes, "bytes_written": written},
+            "verified": {"at": mf.utc_now(), "how": "dump restored into a scratch database, row counts compared; "
+                                                    "every file checksummed"},
+            **self.manifest,
+        }
+        summary = mf.summary_of(self.manifest)
+        body = json.dumps({"manifest": self.manifest, "summary": summary})
+        # one round trip: both files written 0600, then the folder renamed into place
+        script = (
+            f"cd {q(self.staging)} && umask 077 && cat > manifest.tmp && "
+            f"node -e {q(_SPLIT_JS)} manifest.tmp manifest.json summary.json && rm -f manifest.tmp && "
+            f"chmod 0600 manifest.json summary.json && mv -T -- {q(self.staging)} {q(self.final)}"
+        )
+        self.remote.script(script, stdin=body, what="write the manifest")
+
+    def discard(self) -> None:
+        try:
+            self.remote.run(["rm", "-rf", "--", self.staging], check=False)
+            self.console.say(f"    incomplete backup {self.staging} removed")
+        except Exception:  # noqa: BLE001 - the connection may be gone; prune removes it later
+            self.console.say(f"    incomplete backup left at {self.staging} (never listed as good; prune removes it)")
+
+
+# Splits {"manifest":..., "summary":...} into two files with Node (always on a Directus host).
+_SPLIT_JS = (
+    "const fs = require('fs'); const [src, m, s] = process.argv.slice(1);"
+    "const d = JSON.parse(fs.readFileSync(src, 'utf8'));"
+    "fs.writeFileSync(m, JSON.stringify(d.manifest, null, 1) + '\\n', {mode: 0o600});"
+    "fs.writeFileSync(s, JSON.stringify(d.summary) + '\\n', {mode: 0o600});"
+)
+
+
+def _dbsize(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("@@dbsize\t"):
+            value = line.split("\t", 1)[1].strip()
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _mib(size: int) -> str:
+    if size >= 1 << 30:
+        return f"{size / (1 << 30):.1f} GiB"
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def take_backup(session, *, reason: str, parts=mf.PARTS, install: str | None = None,
+                for_release: str | None = None) -> dict | None:
+    return BackupRun(session, reason=reason, parts=parts, install=install, for_release=for_release).run()

@@ -1,0 +1,71 @@
+"""What every engine offers. Scripts print `table<TAB>count` lines for row counts."""
+
+from __future__ import annotations
+
+import secrets
+
+from ..remote import q
+
+COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output
+
+
+def parse_counts(output: str, mark: str = COUNT_MARK) -> dict[str, int]:
+    counts = {}
+    for line in output.splitlines():
+        if line.startswith(mark + "\t"):
+            _, table, count = line.split("\t")
+            counts[table] = int(count)
+    return counts
+
+
+class Engine:
+    name = ""  # sqlite | postgres | mysql
+    tools: tuple[str, ...] = ()  # client binaries needed on the host
+    dump_file = ""  # file name of the dump inside a backup's db/ folder
+
+    def __init__(self, production):
+        self.production = production
+        self.env = production.env
+
+    def secret_env(self) -> dict[str, str]:
+        """Values the scripts read from stdin (see Remote.run(secret_env=...))."""
+        return {}
+
+    def scratch_name(self) -> str:
+        return f"{self.database_name()}_scratch_{secrets.token_hex(4)}"
+
+    def database_name(self) -> str:
+        return str(self.env.get("DB_DATABASE", "directus"))
+
+    def prelude(self, work_dir: str) -> str:
+        """Shell put once at the start of a script using this engine (e.g. an option file)."""
+        return ""
+
+    # Each returns a POSIX shell fragment; `mark` labels count lines.
+    def dump(self, target: str) -> str:
+        raise NotImplementedError
+
+    def counts(self, mark: str = COUNT_MARK) -> str:
+        raise NotImplementedError
+
+    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+        raise NotImplementedError
+
+    def restore(self, dump: str, work_dir: str) -> str:
+        raise NotImplementedError
+
+    def size(self) -> str:
+        """Prints `@@dbsize<TAB>bytes`."""
+        raise NotImplementedError
+
+    def migrations(self) -> str:
+        """Prints `@@migration<TAB>version` per applied Directus migration."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+    @staticmethod
+    def mark_lines(mark: str, separator: str) -> str:
+        """A filter turning `table<sep>count` lines into `mark<TAB>table<TAB>count`."""
+        return f"awk -F'{separator}' '{{print \"{mark}\\t\" $1 \"\\t\" $2}}'"

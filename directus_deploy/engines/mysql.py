@@ -1,0 +1,110 @@
+"""MySQL/MariaDB: `mysqldump --single-transaction --routines --triggers`.
+
+The password goes into a 0600 option file written by the shell's `printf` builtin from a value
+read on stdin, used with --defaults-extra-file and removed afterwards: never a command line.
+"""
+
+from __future__ import annotations
+
+from ..errors import Refused
+from ..remote import q
+from .base import COUNT_MARK, Engine
+
+# Exact counts: build one UNION query from the table list, then run it.
+_COUNT_SQL = (
+    "SET SESSION group_concat_max_len = 4194304; "
+    "SELECT IFNULL(GROUP_CONCAT(CONCAT('SELECT ', QUOTE(table_name), ', COUNT(*) FROM `', "
+    "REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL '), "
+    "'SELECT 1 FROM DUAL WHERE FALSE') INTO @counts FROM information_schema.tables "
+    "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'; "
+    "PREPARE counts FROM @counts; EXECUTE counts; DEALLOCATE PREPARE counts;"
+)
+_DROP_ALL_SQL = (
+    "SET SESSION group_concat_max_len = 4194304; SET FOREIGN_KEY_CHECKS = 0; "
+    "SELECT IFNULL(CONCAT('DROP TABLE IF EXISTS ', GROUP_CONCAT(CONCAT('`', REPLACE(table_name, '`', '``'), '`'))), "
+    "'DO 0') INTO @drops FROM information_schema.tables WHERE table_schema = DATABASE(); "
+    "PREPARE drops FROM @drops; EXECUTE drops; DEALLOCATE PREPARE drops;"
+)
+
+
+class MysqlEngine(Engine):
+    name = "mysql"
+    tools = ("mysqldump", "mysql", "zstd")
+    dump_file = "database.sql.zst"
+
+    def __init__(self, production):
+        super().__init__(production)
+        env = self.env
+        self.host = str(env.get("DB_HOST", "localhost"))
+        self.port = str(env.get("DB_PORT", "3306"))
+        self.socket = str(env.get("DB_SOCKET_PATH", ""))
+        self.user = str(env.get("DB_USER", ""))
+        self.password = str(env.get("DB_PASSWORD", ""))
+        self.database = str(env.get("DB_DATABASE", ""))
+        if not (self.database and self.user):
+            raise Refused(f"DB_CLIENT=mysql needs DB_DATABASE and DB_USER in {production.env_file}")
+
+    def database_name(self) -> str:
+        return self.database
+
+    def describe(self) -> str:
+        return f"mysql {self.user}@{self.socket or self.host + ':' + self.port}/{self.database}"
+
+    def secret_env(self) -> dict[str, str]:
+        # escaped for a double-quoted option-file value
+        escaped = self.password.replace("\\", "\\\\").replace('"', '\\"')
+        return {"MYSQL_OPTION_PASSWORD": escaped}
+
+    def prelude(self, work_dir: str) -> str:
+        """Shell lines creating $MYCNF (0600) and removing it when the script ends."""
+        where = f"socket={self.socket}" if self.socket else f"host={self.host}\\nport={self.port}"
+        return (
+            "MYCNF=$(umask 077 && mktemp) && "
+            "trap 'rm -f -- \"$MYCNF\"' EXIT && "
+            f"printf '[client]\\n{where}\\nuser=%s\\npassword=\"%s\"\\n' {q(self.user)} \"$MYSQL_OPTION_PASSWORD\" > \"$MYCNF\" && "
+        )
+
+    def _mysql(self, sql: str, database: str | None = None) -> str:
+        return (
+            f'mysql --defaults-extra-file="$MYCNF" --batch --skip-column-names '
+            f"-e {q(sql)} {q(database or self.database)}"
+        )
+
+    def dump(self, target: str) -> str:
+        raw = target.removesuffix(".zst")
+        return (
+            f'mysqldump --defaults-extra-file="$MYCNF" --single-transaction --routines --triggers --events '
+            f"--hex-blob --no-tablespaces --default-character-set=utf8mb4 --result-file={q(raw)} {q(self.database)} && "
+            f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
+        )
+
+    def counts(self, mark: str = COUNT_MARK, database: str | None = None) -> str:
+        return f"{self._mysql(_COUNT_SQL, database)} | {self.mark_lines(mark, chr(92) + 't')}"
+
+    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+        scratch = self.scratch_name()
+        raw = f"{work_dir}/scratch-verify.sql"
+        create = f"CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4"
+        drop = f"DROP DATABASE IF EXISTS `{scratch}`"
+        return (
+            f"{{ {self._mysql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
+            f"the database user needs CREATE on {self.database}_scratch_%' >&2; exit 1; }}; }} && "
+            f"{{ rc=0; {{ zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
+            f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
+            f"{self.counts(mark, scratch)}; }} || rc=$?; rm -f -- {q(raw)}; {self._mysql(drop)}; test $rc = 0; }}"
+        )
+
+    def restore(self, dump: str, work_dir: str) -> str:
+        raw = f"{work_dir}/restore.sql"
+        # MySQL DDL is not transactional: the safety backup taken first is the way back.
+        return (
+            f"rc=0; {{ zstd -q -d -f -o {q(raw)} -- {q(dump)} && {self._mysql(_DROP_ALL_SQL)} && "
+            f'mysql --defaults-extra-file="$MYCNF" {q(self.database)} < {q(raw)}; }} || rc=$?; rm -f -- {q(raw)}; test $rc = 0'
+        )
+
+    def size(self) -> str:
+        sql = "SELECT IFNULL(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        return f"echo \"@@dbsize\t$({self._mysql(sql)})\""
+
+    def migrations(self) -> str:
+        return f"{self._mysql('SELECT version FROM directus_migrations ORDER BY version')} | sed 's/^/@@migration\t/'"

@@ -1,0 +1,101 @@
+"""PostgreSQL: `pg_dump -Fc`; restore with pg_restore; exact counts with one SQL statement."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlparse
+
+from ..errors import Refused
+from ..remote import q
+from .base import COUNT_MARK, Engine
+
+# Exact row counts of every table in the current schema, in one statement (no \gexec needed).
+_COUNT_SQL = (
+    "SELECT table_name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', "
+    "table_schema, table_name), false, true, '')))[1]::text FROM information_schema.tables "
+    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
+)
+# Empties the schema before a restore, so tables created after the backup go too.
+_DROP_ALL_SQL = """DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT viewname FROM pg_views WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP VIEW IF EXISTS %I CASCADE', r.viewname); END LOOP;
+  FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', r.tablename); END LOOP;
+  FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() LOOP
+    EXECUTE format('DROP SEQUENCE IF EXISTS %I CASCADE', r.sequencename); END LOOP;
+END $$;"""
+
+
+class PostgresEngine(Engine):
+    name = "postgres"
+    tools = ("pg_dump", "pg_restore", "psql")
+    dump_file = "database.pgdump"
+
+    def __init__(self, production):
+        super().__init__(production)
+        env = self.env
+        url = str(env.get("DB_CONNECTION_STRING", "")).strip()
+        if url:
+            parts = urlparse(url)
+            self.host, self.port = parts.hostname or "localhost", str(parts.port or 5432)
+            self.user, self.password = unquote(parts.username or ""), unquote(parts.password or "")
+            self.database = parts.path.lstrip("/")
+        else:
+            self.host = str(env.get("DB_HOST", "localhost"))
+            self.port = str(env.get("DB_PORT", "5432"))
+            self.user = str(env.get("DB_USER", ""))
+            self.password = str(env.get("DB_PASSWORD", ""))
+            self.database = str(env.get("DB_DATABASE", ""))
+        if not (self.database and self.user):
+            raise Refused(f"DB_CLIENT=pg needs DB_DATABASE and DB_USER (or DB_CONNECTION_STRING) in {production.env_file}")
+
+    def database_name(self) -> str:
+        return self.database
+
+    def describe(self) -> str:
+        return f"postgres {self.user}@{self.host}:{self.port}/{self.database}"
+
+    def secret_env(self) -> dict[str, str]:
+        return {"PGPASSWORD": self.password}
+
+    def _env(self, database: str | None = None) -> str:
+        """Connection settings for libpq; the password is already in PGPASSWORD (from stdin)."""
+        return (
+            f"PGHOST={q(self.host)} PGPORT={q(self.port)} PGUSER={q(self.user)} "
+            f"PGDATABASE={q(database or self.database)} PGCONNECT_TIMEOUT=10"
+        )
+
+    def _psql(self, sql: str, database: str | None = None) -> str:
+        return f"{self._env(database)} psql -X -q -At -F '|' -v ON_ERROR_STOP=1 -c {q(sql)}"
+
+    def dump(self, target: str) -> str:
+        return f"{self._env()} pg_dump -Fc --no-password -f {q(target)}"
+
+    def counts(self, mark: str = COUNT_MARK, database: str | None = None) -> str:
+        return f"{self._psql(_COUNT_SQL, database)} | {self.mark_lines(mark, '|')}"
+
+    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+        scratch = self.scratch_name()
+        create = f'CREATE DATABASE "{scratch}"'
+        drop = f'DROP DATABASE IF EXISTS "{scratch}"'
+        return (
+            f"{{ {self._psql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
+            f"the database user needs CREATEDB' >&2; exit 1; }}; }} && "
+            f"{{ rc=0; {{ {self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
+            f"{self.counts(mark, scratch)}; }} || rc=$?; {self._psql(drop)}; test $rc = 0; }}"
+        )
+
+    def restore(self, dump: str, work_dir: str) -> str:
+        sql_file = f"{work_dir}/restore.sql"
+        # pg_restore writes SQL; psql runs "drop everything" and that SQL in ONE transaction:
+        # if anything fails, the database is exactly as it was before.
+        return (
+            f"rc=0; {{ pg_restore --no-owner --no-acl -f {q(sql_file)} {q(dump)} && "
+            f"{self._env()} psql -X -q -v ON_ERROR_STOP=1 --single-transaction "
+            f"-c {q(_DROP_ALL_SQL)} -f {q(sql_file)} >/dev/null; }} || rc=$?; rm -f -- {q(sql_file)}; test $rc = 0"
+        )
+
+    def size(self) -> str:
+        return f"echo \"@@dbsize\t$({self._psql('SELECT pg_database_size(current_database())')})\""
+
+    def migrations(self) -> str:
+        return f"{self._psql('SELECT version FROM directus_migrations ORDER BY version')} | sed 's/^/@@migration\t/'"

@@ -1,0 +1,87 @@
+"""SQLite: the online backup API (`.backup`), never a plain copy of a live file."""
+
+from __future__ import annotations
+
+from ..errors import Refused
+from ..remote import q
+from .base import COUNT_MARK, Engine
+
+# Lists `SELECT 'name', COUNT(*) FROM "name";` for every table; fed to a second sqlite3.
+_COUNT_QUERIES = (
+    "SELECT 'SELECT ' || quote(name) || ', COUNT(*) FROM \"' || replace(name, '\"', '\"\"') || '\";' "
+    "FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name;"
+)
+
+
+class SqliteEngine(Engine):
+    name = "sqlite"
+    tools = ("sqlite3", "zstd")
+    dump_file = "database.sqlite.zst"
+
+    def __init__(self, production):
+        super().__init__(production)
+        filename = str(self.env.get("DB_FILENAME", "")).strip()
+        if not filename:
+            raise Refused(f"DB_CLIENT=sqlite3 but DB_FILENAME is not set in {production.env_file}")
+        self.file = production.resolve(filename)
+
+    def database_name(self) -> str:
+        return self.file
+
+    def describe(self) -> str:
+        return f"sqlite {self.file}"
+
+    def _counts_of(self, path: str, mark: str) -> str:
+        return (
+            f"sqlite3 -batch {q(path)} {q(_COUNT_QUERIES)} | sqlite3 -batch -list -separator '|' {q(path)} "
+            f"| {self.mark_lines(mark, '|')}"
+        )
+
+    def dump(self, target: str) -> str:
+        raw = target.removesuffix(".zst")
+        # .backup copies page by page under SQLite's locks: consistent while Directus writes.
+        # Row counts are taken from the copy itself: exactly what the backup holds.
+        return (
+            f"test -f {q(self.file)} || {{ echo 'database file {self.file} not found' >&2; exit 1; }}; "
+            f"sqlite3 -batch {q(self.file)} {q('.backup ' + _dot_quote(raw))} && "
+            f"test \"$(sqlite3 -batch {q(raw)} 'PRAGMA integrity_check')\" = ok && "
+            f"{self._counts_of(raw, COUNT_MARK + 'dump')} && "
+            f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
+        )
+
+    def counts(self, mark: str = COUNT_MARK) -> str:
+        return self._counts_of(self.file, mark)
+
+    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+        scratch = f"{work_dir}/scratch-verify.sqlite"
+        return (
+            f"rc=0; {{ zstd -q -d -f -o {q(scratch)} -- {q(dump)} && "
+            f"test \"$(sqlite3 -batch {q(scratch)} 'PRAGMA integrity_check')\" = ok && "
+            f"{self._counts_of(scratch, mark)}; }} || rc=$?; rm -f -- {q(scratch)}; test $rc = 0"
+        )
+
+    def restore(self, dump: str, work_dir: str) -> str:
+        incoming = f"{self.file}.restoring"
+        # Directus is stopped; the new file is complete and checked before it replaces the
+        # old one by a rename; a stale -wal of the old database must not meet the new one.
+        return (
+            f"zstd -q -d -f -o {q(incoming)} -- {q(dump)} && "
+            f"test \"$(sqlite3 -batch {q(incoming)} 'PRAGMA integrity_check')\" = ok && "
+            f"{{ chmod --reference={q(self.file)} {q(incoming)} 2>/dev/null || chmod 0600 {q(incoming)}; }} && "
+            f"rm -f -- {q(self.file + '-wal')} {q(self.file + '-shm')} {q(self.file + '-journal')} && "
+            f"mv -f -- {q(incoming)} {q(self.file)}"
+        )
+
+    def size(self) -> str:
+        return f"echo \"@@dbsize\t$(stat -c %s -- {q(self.file)})\""
+
+    def migrations(self) -> str:
+        return (
+            f"sqlite3 -batch {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version' "
+            "| sed 's/^/@@migration\t/'"
+        )
+
+
+def _dot_quote(path: str) -> str:
+    """A path as an argument of an sqlite3 dot-command."""
+    return "'" + path.replace("'", "''") + "'"

@@ -1,0 +1,106 @@
+"""Where a production's state lives on its host, read from the production `.env` there.
+
+A production is the folder Directus runs from (the `current` release, or an install folder
+not adopted yet) and what its `.env` points at: the database, the local uploads folder, the
+extensions folder with its marketplace installs in `.registry`. Paths in the `.env` are
+relative to that folder, as Directus resolves them; here they are resolved on the host with
+`readlink -f`, so a symlinked `shared/` is backed up through its real path.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from dataclasses import dataclass, field
+
+from dotenv import dotenv_values
+
+from .errors import Refused
+from .layout import Layout
+from .remote import Remote, q
+
+HEALTH_PROBE_FILE = "directus-health-file"  # written into uploads by every /server/health
+
+
+@dataclass
+class Production:
+    root: str  # the folder Directus runs from (real path)
+    env_file: str  # real path of the production .env
+    env: dict = field(repr=False)  # parsed .env: holds secrets, never printed
+    uploads: str | None  # real path of the local storage root, if local storage is used
+    extensions: str  # real path of EXTENSIONS_PATH
+    registry: str | None  # real path of extensions/.registry, if present
+    directus_version: str
+    in_layout: bool
+    release_id: str | None  # the current release's folder name, in the layout
+
+    @property
+    def db_client(self) -> str:
+        return str(self.env.get("DB_CLIENT", "")).strip()
+
+    def directus_cli(self) -> list[str]:
+        """The Directus CLI without the npm update check that `directus` runs first."""
+        return ["node", posixpath.join(self.root, "node_modules/@directus/api/dist/cli/run.js")]
+
+    def resolve(self, relative: str) -> str:
+        return posixpath.normpath(posixpath.join(self.root, relative))
+
+
+def locate(remote: Remote, layout: Layout, install: str | None = None) -> Production:
+    """Find the production: the layout's current release, or an install folder given by the user."""
+    if install:
+        if not install.startswith("/"):
+            raise Refused(f"--install={install!r} must be an absolute path on the host")
+        root_expr = q(install)
+    else:
+        root_expr = q(layout.current)
+    # one round trip: the folder, its .env and the Directus version
+    script = (
+        f"root=$(readlink -f -- {root_expr}) && test -d \"$root\" || {{ echo NO_ROOT; exit 0; }}; "
+        'echo "root=$root"; '
+        'test -f "$root/.env" || { echo NO_ENV; exit 0; }; '
+        'echo "env_file=$(readlink -f -- "$root/.env")"; '
+        'v=$(sed -n \'s/^ *"version": *"\\([^"]*\\)".*/\\1/p\' "$root/node_modules/directus/package.json" 2>/dev/null | head -1); '
+        'echo "version=$v"; echo "---env---"; cat -- "$root/.env"'
+    )
+    out = remote.query(script, what="read the production .env").stdout
+    head, _, env_text = out.partition("---env---\n")
+    if "NO_ROOT" in head:
+        where = install or layout.current
+        fix = "check the folder" if install else "run fab deploy.setup or fab deploy.adopt --from=<install folder>"
+        raise Refused(f"{remote.name}: no Directus production at {where}; {fix}")
+    facts = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    if "NO_ENV" in head:
+        raise Refused(f"{remote.name}: {facts['root']}/.env is missing; Directus has no configuration there")
+    env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(env_text)).items()}
+    for key, value in env.items():
+        if key in ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKEN", "DB_CONNECTION_STRING"):
+            remote.add_secret(value)
+
+    root = facts["root"]
+    storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
+    uploads = None
+    if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
+        uploads = env.get("STORAGE_LOCAL_ROOT", "./uploads")
+    extensions = env.get("EXTENSIONS_PATH", "./extensions")
+    candidates = {"uploads": uploads, "extensions": extensions}
+    # resolve through symlinks on the host (shared/ folders), in one round trip
+    script = "; ".join(
+        f"echo {q(name)}=$(cd {q(root)} && readlink -e -- {q(path)} 2>/dev/null)"
+        for name, path in candidates.items() if path
+    ) + f"; cd {q(root)} && readlink -e -- {q(posixpath.join(extensions, '.registry'))} 2>/dev/null | sed 's/^/registry=/'"
+    resolved = dict(
+        line.split("=", 1) for line in remote.query(script, what="resolve production paths").stdout.splitlines() if "=" in line
+    )
+    release_id = posixpath.basename(root) if root.startswith(layout.releases + "/") else None
+    return Production(
+        root=root,
+        env_file=facts["env_file"],
+        env=env,
+        uploads=resolved.get("uploads") or None,
+        extensions=resolved.get("extensions") or posixpath.join(root, "extensions"),
+        registry=resolved.get("registry") or None,
+        directus_version=facts.get("version", ""),
+        in_layout=release_id is not None,
+        release_id=release_id,
+    )

@@ -1,0 +1,97 @@
+"""Stopping, starting and restarting Directus on the host, and the health gate.
+
+pm2 resolves symlinks: restarting an app keeps running the folder it was started from, so
+after a switch the app is re-registered from the release's real path. The health gate runs on
+the host (DIRECTUS_URL is Directus as reached from there), with the host's Node, the token
+passed on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from .errors import DeployError
+from .remote import Remote, q
+
+HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
+
+# Runs on the host with Node 22 (fetch built in). Prints one JSON line; exit 1 when unhealthy.
+_HEALTH_JS = r"""
+const [url, timeoutS, expected] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3])];
+const token = process.env.DIRECTUS_TOKEN;
+const started = Date.now();
+const get = (path, auth) => fetch(url + path, {
+  headers: auth ? { Authorization: 'Bearer ' + token } : {}, signal: AbortSignal.timeout(5000) });
+const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date.now() - started) / 1000, ...fields })); process.exit(ok ? 0 : 1); };
+(async () => {
+  let ping = '';
+  while (Date.now() - started < timeoutS * 1000) {
+    try { const r = await get('/server/ping', false); ping = (await r.text()).trim(); if (r.ok && ping === 'pong') break; }
+    catch (e) { ping = String(e.cause?.code || e.message); }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  if (ping !== 'pong') return report(false, { failed: 'ping', detail: ping });
+  let health;
+  try { const r = await get('/server/health', true); health = await r.json(); }
+  catch (e) { return report(false, { failed: 'health', detail: String(e.message) }); }
+  if (!['ok', 'warn'].includes(health.status)) return report(false, { failed: 'health', detail: health.status || JSON.stringify(health).slice(0, 200) });
+  let rows;
+  try { const r = await get('/extensions', true); rows = (await r.json()).data || []; }
+  catch (e) { return report(false, { failed: 'extensions', detail: String(e.message) }); }
+  const loaded = rows.filter((e) => e.schema && e.meta && e.meta.enabled).map((e) => e.schema.name);
+  const missing = expected.filter((name) => !loaded.includes(name));
+  if (missing.length) return report(false, { failed: 'extensions', detail: 'not loaded: ' + missing.join(', '), loaded });
+  report(true, { health: health.status, loaded });
+})();
+"""
+
+
+class Service:
+    def __init__(self, config):
+        self.config = config
+
+    def _as_admin(self, *command: str) -> str:
+        return f'if [ "$(id -u)" = 0 ]; then {q(*command)}; else sudo -n {q(*command)}; fi'
+
+    def stop(self) -> str | None:
+        """Shell that stops Directus, or None when the configured service cannot stop it."""
+        kind = self.config.service
+        if kind == "pm2":
+            return f"pm2 stop {q(self.config.pm2_app)} >/dev/null"
+        if kind == "systemd":
+            return self._as_admin("systemctl", "stop", self.config.systemd_unit)
+        return None
+
+    def start(self, root: str) -> str:
+        """Shell that starts (or restarts) Directus from the folder `root` (a real path)."""
+        kind = self.config.service
+        if kind == "pm2":
+            app = self.config.pm2_app
+            entry = posixpath.join(root, "node_modules/directus/cli.js")
+            return (
+                f"pm2 delete {q(app)} >/dev/null 2>&1; "
+                f"pm2 start {q(entry)} --name {q(app)} --cwd {q(root)} --time -- start >/dev/null && "
+                "pm2 save --force >/dev/null"
+            )
+        if kind == "systemd":
+            return self._as_admin("systemctl", "restart", self.config.systemd_unit)
+        return self.config.restart_command
+
+    def health_gate(self, remote: Remote, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> dict:
+        """Ping, health with the token, expected extensions loaded. Raises when any fails."""
+        result = remote.query(
+            ["node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions))],
+            secret_env={"DIRECTUS_TOKEN": self.config.directus_token},
+            check=False,
+        )
+        try:
+            report = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise DeployError(f"{remote.name}: health check could not run: {remote.error_line(result)}") from None
+        if not report.get("ok"):
+            raise DeployError(
+                f"{remote.name}: health gate failed at {report.get('failed')}: {report.get('detail')} "
+                f"({self.config.directus_url})"
+            )
+        return report

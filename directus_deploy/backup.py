@@ -129,7 +129,7 @@ class BackupRun:
         if engine:
             lines += [section("dbsize"), engine.prelude(self.layout.backups) + engine.size()]
         out = self.remote.script(
-            "\n".join(lines), what="check tools, disk and previous backup",
+            "\n".join(lines), what="check tools, disk and previous backup", changes=False,
             secret_env=engine.secret_env() if engine else None,
         ).stdout
         found = _sections(out)
@@ -207,8 +207,12 @@ class BackupRun:
             if prod.registry:
                 copies.append((prod.registry, ".registry", ()))
             lines += self._incremental_copy_lines("extensions", copies, prev_dir)
+            target = posixpath.join(self.staging, "extensions")
+            lines += [section("extension-names"),
+                      f"cd {q(target)} && node -e {q(EXTENSION_NAMES_JS)} -- */package.json .registry/*/package.json"]
         if "env" in self.parts:
-            lines += [f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
+            lines += [section("env"),
+                      f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
                       f"echo \"@@env\t$(sha256sum -- {q(self.staging + '/env')} | cut -c1-64)\""]
         out = self.remote.script("\n".join(lines), what="copy uploads, extensions and .env").stdout
         found = _sections(out)
@@ -234,6 +238,8 @@ class BackupRun:
             }
             details.append(f"{part}: {len(listing)} files, {copied} copied, {len(listing) - copied} linked")
         if "extensions" in self.manifest:
+            names = found.get("extension-names", "").splitlines()
+            self.manifest["extensions"]["names"] = sorted({n.strip() for n in names if n.strip()})
             registry = sorted({p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
             self.manifest["extensions"]["registry"] = registry
             self.manifest["extensions"]["registry_source"] = prod.registry
@@ -331,6 +337,13 @@ class BackupRun:
         except Exception:  # noqa: BLE001 - the connection may be gone; prune removes it later
             self.console.say(f"    incomplete backup left at {self.staging} (never listed as good; prune removes it)")
 
+
+# Prints the package name of every folder holding a Directus extension manifest.
+EXTENSION_NAMES_JS = (
+    "const fs = require('fs'); for (const f of process.argv.slice(1)) { try {"
+    " const p = JSON.parse(fs.readFileSync(f, 'utf8')); if (p['directus:extension']) console.log(p.name);"
+    " } catch (e) {} }"
+)
 
 # Splits {"manifest":..., "summary":...} into two files with Node (always on a Directus host).
 _SPLIT_JS = (

@@ -60,7 +60,8 @@ class Console:
         total = sum(step.seconds for step in self.steps)
         self.say("")
         self.say(f"{title} ({total:.1f}s)")
+        width = max((len(step.name) for step in self.steps), default=0)
         for step in self.steps:
-            self.say(f"  {step.outcome:<7} {step.name:<40} {step.seconds:6.1f}s")
+            self.say(f"  {step.outcome:<11} {step.name:<{width}}  {step.seconds:6.1f}s")
         for label, value in facts:
             self.say(f"  {label}: {value}")

@@ -39,7 +39,8 @@ const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date
   let rows;
   try { const r = await get('/extensions', true); rows = (await r.json()).data || []; }
   catch (e) { return report(false, { failed: 'extensions', detail: String(e.message) }); }
-  const loaded = rows.filter((e) => e.schema && e.meta && e.meta.enabled).map((e) => e.schema.name);
+  // schema is null when Directus could not load the extension from disk (or loaded none at all)
+  const loaded = rows.filter((e) => e.schema).map((e) => e.schema.name);
   const missing = expected.filter((name) => !loaded.includes(name));
   if (missing.length) return report(false, { failed: 'extensions', detail: 'not loaded: ' + missing.join(', '), loaded });
   report(true, { health: health.status, loaded });

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import sys
 
 from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
-from directus_deploy.errors import EXIT_INTERRUPTED, DeployError, NotBuiltYet
+from directus_deploy.errors import EXIT_INTERRUPTED, DeployError, NotBuiltYet, Refused
 
 
 def task(*args, **kwargs):
@@ -33,3 +34,14 @@ def task(*args, **kwargs):
 
 def not_built(name: str) -> None:
     raise NotBuiltYet(f"{name} is not available in this version of the tool yet; nothing was done")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before something destructive; --yes answers for CI. Never waits without a terminal."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise Refused(f"{question} Not confirmed: no terminal to ask on; pass --yes to proceed")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise Refused("not confirmed; nothing was changed")

@@ -61,9 +61,20 @@ class TestBed:
     def _production(self, engine: str) -> ExistingInstall:
         return ExistingInstall(self.root / "installs", engine, self.toolchain, self.pm2).create()
 
-    def new_production(self, engine: str) -> ExistingInstall:
-        """A fresh, seeded production for a test that will change or break it."""
-        return self._production(engine)
+    def new_productions(self, engines=None) -> dict[str, ExistingInstall]:
+        """Fresh, seeded productions (made in parallel) for tests that change or break them."""
+        engines = tuple(engines or self.engines)
+        with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+            return dict(zip(engines, pool.map(self._production, engines)))
+
+    def tool_env(self, production: ExistingInstall, folder: Path, **overrides: str) -> Path:
+        """A configuration file pointing the tool at `production`, laid out under `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {**self.deploy_settings(production.engine, production), "DEPLOY_PATH": str(folder / "srv"),
+                    **overrides}
+        path = folder / "deploy.env"
+        path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+        return path
 
     @classmethod
     def attach(cls, root: Path) -> "TestBed":

@@ -31,3 +31,25 @@ def session_for(env_file: Path, **kwargs) -> Session:
 def write_env(path: Path, settings: dict) -> Path:
     path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
     return path
+
+
+def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ()) -> dict:
+    """Every path under `root` with its type, mode, size and sha256 (or link target): two
+    fingerprints are equal only if nothing under `root` changed."""
+    import hashlib
+
+    found = {}
+    if not root.exists():
+        return found
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        if relative.split("/")[0] in ignore:
+            continue
+        info = path.lstat()
+        if path.is_symlink():
+            found[relative] = ("link", os.readlink(path))
+        elif path.is_dir():
+            found[relative] = ("dir", oct(info.st_mode))
+        else:
+            found[relative] = ("file", oct(info.st_mode), info.st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    return found

@@ -37,7 +37,7 @@ class Engine:
     def database_name(self) -> str:
         return str(self.env.get("DB_DATABASE", "directus"))
 
-    def prelude(self, work_dir: str) -> str:
+    def prelude(self, work_dir: str, must_exist: bool = True) -> str:
         """Shell put once at the start of a script using this engine (e.g. an option file)."""
         return ""
 

@@ -55,7 +55,7 @@ class MysqlEngine(Engine):
         escaped = self.password.replace("\\", "\\\\").replace('"', '\\"')
         return {"MYSQL_OPTION_PASSWORD": escaped}
 
-    def prelude(self, work_dir: str) -> str:
+    def prelude(self, work_dir: str, must_exist: bool = True) -> str:
         """Shell lines creating $MYCNF (0600) and removing it when the script ends."""
         where = f"socket={self.socket}" if self.socket else f"host={self.host}\\nport={self.port}"
         return (

@@ -31,9 +31,16 @@ class SqliteEngine(Engine):
     def describe(self) -> str:
         return f"sqlite {self.file}"
 
+    def prelude(self, work_dir: str, must_exist: bool = True) -> str:
+        if not must_exist:
+            return ""
+        # sqlite3 would create a missing file: an empty database passed off as production
+        return f"test -f {q(self.file)} || {{ echo 'database file {self.file} not found' >&2; exit 1; }}\n"
+
     def _counts_of(self, path: str, mark: str) -> str:
         return (
-            f"sqlite3 -batch {q(path)} {q(_COUNT_QUERIES)} | sqlite3 -batch -list -separator '|' {q(path)} "
+            f"sqlite3 -batch -readonly {q(path)} {q(_COUNT_QUERIES)} "
+            f"| sqlite3 -batch -readonly -list -separator '|' {q(path)} "
             f"| {self.mark_lines(mark, '|')}"
         )
 
@@ -42,7 +49,6 @@ class SqliteEngine(Engine):
         # .backup copies page by page under SQLite's locks: consistent while Directus writes.
         # Row counts are taken from the copy itself: exactly what the backup holds.
         return (
-            f"test -f {q(self.file)} || {{ echo 'database file {self.file} not found' >&2; exit 1; }}; "
             f"sqlite3 -batch {q(self.file)} {q('.backup ' + _dot_quote(raw))} && "
             f"test \"$(sqlite3 -batch {q(raw)} 'PRAGMA integrity_check')\" = ok && "
             f"{self._counts_of(raw, COUNT_MARK + 'dump')} && "
@@ -77,7 +83,7 @@ class SqliteEngine(Engine):
 
     def migrations(self) -> str:
         return (
-            f"sqlite3 -batch {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version' "
+            f"sqlite3 -batch -readonly {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version' "
             "| sed 's/^/@@migration\t/'"
         )
 

@@ -1,0 +1,173 @@
+"""The backups on a host: listing, reading, re-verifying and pruning them."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from datetime import datetime, timezone
+
+from . import deploylog
+from . import manifest as mf
+from .engines import engine_for, parse_counts
+from .errors import DeployError, Refused
+from .layout import check_id
+from .production import locate
+from .remote import q
+
+
+def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
+    """Complete backups (their summaries, newest first) and leftover incomplete folders."""
+    script = (
+        f"cd {q(layout.backups)} 2>/dev/null || exit 0; "
+        "for d in $(ls -1r); do "
+        "  if [ -f \"$d/summary.json\" ]; then printf '@@backup\\t%s\\t' \"$d\"; tr -d '\\n' < \"$d/summary.json\"; echo; "
+        "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; fi; "
+        "done; for d in .tmp-*; do [ -d \"$d\" ] && printf '@@incomplete\\t%s\\n' \"$d\"; done; true"
+    )
+    out = remote.query(script, what="list backups").stdout
+    backups, incomplete, latest_check = [], [], {}
+    for line in out.splitlines():
+        kind, _, rest = line.partition("\t")
+        if kind == "@@backup":
+            name, _, body = rest.partition("\t")
+            try:
+                summary = json.loads(body)
+            except ValueError:
+                continue
+            summary["id"] = name
+            backups.append(summary)
+        elif kind == "@@verified":
+            name, _, body = rest.partition("\t")
+            try:
+                latest_check[name] = json.loads(body)
+            except ValueError:
+                pass
+        elif kind == "@@incomplete":
+            incomplete.append(rest)
+    for summary in backups:
+        if summary["id"] in latest_check:
+            summary["last_check"] = latest_check[summary["id"]]
+    return backups, incomplete
+
+
+def read_manifest(remote, layout, backup_id: str) -> dict:
+    check_id("backup", backup_id)
+    path = posixpath.join(layout.backup_dir(backup_id), "manifest.json")
+    text = remote.read_file(path, missing_ok=True)
+    if text is None:
+        raise Refused(f"{remote.name}: no backup {backup_id} in {layout.backups} (fab backup.list shows them)")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DeployError(f"{remote.name}: {path} is damaged (not JSON)") from None
+
+
+def age(created_at: str | None) -> str:
+    if not created_at:
+        return "?"
+    try:
+        then = datetime.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return "?"
+    seconds = (datetime.now(timezone.utc) - then).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def verify_backup(session, backup_id: str, install: str | None = None) -> list[tuple[str, str, str]]:
+    """Check a backup completely: every checksum recomputed, the dump restored into a scratch
+    database with row counts equal to the manifest's. Returns (part, OK|FAIL, detail) rows."""
+    remote, layout = session.remote(), session.layout
+    manifest = read_manifest(remote, layout, backup_id)
+    folder = layout.backup_dir(backup_id)
+    results: list[tuple[str, str, str]] = []
+    engine = None
+    lines = []
+    if manifest.get("database"):
+        production = locate(remote, layout, install)
+        engine = engine_for(production)
+        if engine.name != manifest["database"]["engine"]:
+            raise Refused(f"backup {backup_id} is a {manifest['database']['engine']} dump; production uses {engine.name}")
+        dump = posixpath.join(folder, manifest["database"]["file"])
+        work = posixpath.join(layout.backups, f".tmp-verify-{backup_id}")
+        lines += [
+            "echo '@@section:db'",
+            f"mkdir -p -m 0700 {q(work)}",
+            engine.prelude(work),
+            f"echo \"@@dump\t$(sha256sum -- {q(dump)} | cut -c1-64)\"",
+            f"rc=0; {{ {engine.scratch_restore_counts(dump, work, '@@scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
+            "[ $rc = 0 ] || echo '@@scratch-failed'",
+        ]
+    lines += [
+        "echo '@@section:files'",
+        f"cd {q(folder)} && find . -type f ! -name manifest.json ! -name summary.json ! -name verifications.jsonl "
+        "! -path './db/*' -print0 | xargs -0 -r sha256sum -z --",
+    ]
+    out = remote.script("\n".join(lines), what="verify the backup",
+                        secret_env=engine.secret_env() if engine else None).stdout
+    if engine:
+        db = manifest["database"]
+        dump_hash = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@dump\t")), "")
+        results.append(("db checksum", *_verdict(dump_hash == db["sha256"], "dump matches its sha256", "dump differs from its sha256")))
+        counts = parse_counts(out, "@@scratch")
+        if "@@scratch-failed" in out or not counts:
+            results.append(("db restore", "FAIL", "the dump does not restore into a scratch database"))
+        else:
+            differ = sorted(t for t in set(counts) | set(db["tables"]) if counts.get(t) != db["tables"].get(t))
+            results.append(("db restore", *_verdict(not differ, f"{len(counts)} tables, row counts match the manifest",
+                                                     "row counts differ: " + ", ".join(differ[:5]))))
+    hashes = mf.parse_hashes(out.split("@@section:files", 1)[-1])
+    for part in ("uploads", "extensions"):
+        if part not in manifest:
+            continue
+        expected = {f"{part}/{p}": v[2] for p, v in manifest[part]["files"].items()}
+        found = {p: h for p, h in hashes.items() if p.startswith(part + "/")}
+        bad = sorted(p for p in expected if found.get(p) != expected[p])
+        results.append((part, *_verdict(not bad, f"{len(expected)} files match their sha256",
+                                         f"{len(bad)} of {len(expected)} files missing or changed: {', '.join(bad[:3])}")))
+    for part, name in (("env", "env"), ("schema", "schema.yaml")):
+        if part in manifest:
+            ok = hashes.get(name) == manifest[part]["sha256"]
+            results.append((part, *_verdict(ok, "matches its sha256", "missing or changed")))
+    record = {"at": mf.utc_now(), "ok": all(r[1] == "OK" for r in results), "parts": {r[0]: r[1] for r in results}}
+    remote.run(f"umask 077 && cat >> {q(posixpath.join(folder, 'verifications.jsonl'))}",
+               stdin=json.dumps(record) + "\n", what="record the verification")
+    return results
+
+
+def _verdict(ok: bool, good: str, bad: str) -> tuple[str, str]:
+    return ("OK", good) if ok else ("FAIL", bad)
+
+
+def protected_backups(remote, layout, backups: list[dict], kept_releases: set[str]) -> dict[str, str]:
+    """Backups that must survive pruning, with the reason: the newest one, and each backup
+    taken right before a release that is still kept (its database rollback needs it)."""
+    keep = {}
+    if backups:
+        keep[backups[0]["id"]] = "newest"
+    for entry in deploylog.read_entries(remote, layout):
+        backup_id, release = entry.get("backup"), entry.get("release")
+        if backup_id and release in kept_releases:
+            keep.setdefault(backup_id, f"database rollback of release {release}")
+    return keep
+
+
+def prune_backups(session, keep_count: int) -> list[str]:
+    remote, layout, console = session.remote(), session.layout, session.console
+    backups, incomplete = list_backups(remote, layout)
+    releases = remote.query(f"ls -1 {q(layout.releases)} 2>/dev/null || true", what="list releases").stdout.split()
+    protected = protected_backups(remote, layout, backups, set(releases))
+    doomed = []
+    for position, summary in enumerate(backups):
+        if position < keep_count:
+            continue
+        if summary["id"] in protected:
+            console.say(f"    keeping {summary['id']}: {protected[summary['id']]}")
+            continue
+        doomed.append(summary["id"])
+    targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
+    if targets:
+        remote.run(["rm", "-rf", "--", *targets], what="delete old backups")
+    return doomed + incomplete

@@ -18,11 +18,14 @@ import socket
 from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
-from .production import Production, locate
+from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
 RSYNC_PRIVATE = ["rsync", "-a", "--chmod=D0700,F0600"]
+# Directus rewrites this file in uploads on every /server/health: it is not content, and
+# backing it up would make every backup look changed.
+SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
 
 
 def _sections(output: str) -> dict[str, str]:
@@ -58,6 +61,9 @@ class BackupRun:
         self.engine = None
         self.previous: dict | None = None  # manifest of the latest backup holding uploads
         self.live_uploads: dict[str, mf.Entry] = {}
+        # uploads unchanged since the previous backup: refer to its (immutable) snapshot
+        # instead of hard-linking every file again
+        self.reuse_uploads = False
         self.id = mf.new_backup_id(reason)
         self.manifest: dict = {}
 
@@ -85,14 +91,8 @@ class BackupRun:
             self.console.say(f"    would write backup {self.id} ({', '.join(self.parts)}) and verify it")
             return None
         try:
-            self.remote.run(f"mkdir -p -m 0700 {q(self.layout.backups)} && chmod 0700 {q(self.layout.backups)} && "
-                            f"mkdir -m 0700 {q(self.staging)}", what="create the backup folder")
-            if "db" in self.parts:
-                with self.console.step(f"back up the database ({self.engine.name}) and restore it into a scratch copy") as step:
-                    step.detail = self.back_up_database()
-            if {"files", "extensions", "env"} & set(self.parts):
-                with self.console.step("copy uploads, extensions and .env (incremental)") as step:
-                    step.detail = self.copy_files()
+            with self.console.step(f"back up {self.describe_parts()}") as step:
+                step.detail = self.copy()
             if "schema" in self.parts:
                 with self.console.step("take a schema snapshot") as step:
                     step.detail = self.snapshot_schema()
@@ -103,6 +103,12 @@ class BackupRun:
             self.discard()
             raise
         return self.manifest
+
+    def describe_parts(self) -> str:
+        names = {"db": f"the {self.engine.name if self.engine else ''} database (restored into a scratch copy)",
+                 "files": "uploads", "extensions": "extensions", "env": ".env"}
+        chosen = [names[p] for p in self.parts if p in names]
+        return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1] if chosen else "nothing"
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -122,10 +128,10 @@ class BackupRun:
             section("taken"),
             f"ls -1 {q(self.layout.backups)} 2>/dev/null | grep -F {q(self.id)} || true",
             section("extsize"),
-            f"du -sb {q(prod.extensions)} {q(prod.registry or prod.extensions)} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
+            f"du -sbL {q(prod.extensions)} 2>/dev/null | awk '{{s+=$1}} END {{print s+0}}'",
         ]
         if "files" in self.parts:
-            lines += [section("uploads"), f"cd {q(prod.uploads)} && find . -type f -printf '%P\\0%s\\0%T@\\0'"]
+            lines += [section("uploads"), f"cd {q(prod.uploads)} && find . -type f {SKIP_PROBE} -printf '%P\\0%s\\0%T@\\0'"]
         if engine:
             lines += [section("dbsize"), engine.prelude(self.layout.backups) + engine.size()]
         out = self.remote.script(
@@ -142,6 +148,7 @@ class BackupRun:
         self.previous = json.loads(previous_text) if previous_text else None
         previous_files = mf.listing_from_json(((self.previous or {}).get("uploads") or {}).get("files", {}))
         self.live_uploads = mf.parse_listing(found.get("uploads", ""))
+        self.reuse_uploads = bool(self.previous) and mf.same_listing(self.live_uploads, previous_files)
         need = mf.bytes_to_copy(self.live_uploads, previous_files)
         need += int(found.get("extsize", "0").strip() or 0)
         need += _dbsize(found.get("dbsize", "")) * 2  # the dump, and its uncompressed scratch copy while verifying
@@ -154,11 +161,29 @@ class BackupRun:
         previous_id = self.previous["id"] if self.previous else "none (full copy)"
         return f"~{_mib(need)} to write, {_mib(free)} free; previous backup {previous_id}"
 
-    def back_up_database(self) -> str:
+    def copy(self) -> str:
+        """One round trip: the database dump and its scratch restore, then the files."""
+        lines = [f"mkdir -p -m 0700 {q(self.layout.backups)} && chmod 0700 {q(self.layout.backups)}",
+                 f"mkdir -m 0700 {q(self.staging)}"]
+        if "db" in self.parts:
+            lines += [_clock("db")] + self.database_lines()
+        if {"files", "extensions", "env"} & set(self.parts):
+            lines += [_clock("files")] + self.file_lines()
+        lines.append(_clock("end"))
+        out = self.remote.script("\n".join(lines), what="back up", secret_env=self.engine.secret_env() if self.engine else None).stdout
+        details = []
+        clocks = {l.split("\t")[1]: float(l.split("\t")[2]) for l in out.splitlines() if l.startswith("@@clock\t")}
+        if "db" in self.parts:
+            details.append(self.read_database(out) + f" [{clocks['files' if 'files' in clocks else 'end'] - clocks['db']:.1f}s]")
+        if "files" in clocks:
+            details.append(self.read_files(out) + f" [{clocks['end'] - clocks['files']:.1f}s]")
+        return "; ".join(details)
+
+    def database_lines(self) -> list[str]:
         engine = self.engine
         db_dir = posixpath.join(self.staging, "db")
         dump = posixpath.join(db_dir, engine.dump_file)
-        script = "\n".join([
+        return [
             f"mkdir -m 0700 {q(db_dir)}",
             engine.prelude(db_dir),
             engine.counts("@@before"),
@@ -168,8 +193,10 @@ class BackupRun:
             engine.migrations(),
             f"chmod 0600 {q(dump)}",
             f"echo \"@@dump\t$(stat -c %s -- {q(dump)})\t$(sha256sum -- {q(dump)} | cut -c1-64)\"",
-        ])
-        out = self.remote.script(script, what="back up the database", secret_env=engine.secret_env()).stdout
+        ]
+
+    def read_database(self, out: str) -> str:
+        engine = self.engine
         before, after = parse_counts(out, "@@before"), parse_counts(out, "@@after")
         restored = parse_counts(out, "@@scratch")
         if not restored:
@@ -192,20 +219,20 @@ class BackupRun:
             "migrations": migrations,
             "verified": "restored into a scratch database; row counts match production",
         }
-        return f"{len(restored)} tables, {sum(restored.values())} rows, dump {_mib(int(size))}"
+        return f"database: {len(restored)} tables, {sum(restored.values())} rows, dump {_mib(int(size))}"
 
-    def copy_files(self) -> str:
+    def file_lines(self) -> list[str]:
         prod = self.production
         prev_dir = posixpath.join(self.layout.backups, self.previous["id"]) if self.previous else None
         lines = []
-        details = []
         if "files" in self.parts:
-            lines += self._incremental_copy_lines("uploads", [(prod.uploads, "", ())], prev_dir)
+            copy = self._incremental_copy_lines("uploads", [(prod.uploads, "", (HEALTH_PROBE_FILE,))], prev_dir)
+            if self.reuse_uploads:
+                copy = self._reuse_lines(prev_dir, copy)
+            lines += copy
         if "extensions" in self.parts:
-            # the registry may be a symlink into shared/: its real folder is copied into place
-            copies = [(prod.extensions, "", (".registry",))]
-            if prod.registry:
-                copies.append((prod.registry, ".registry", ()))
+            # .registry may be a symlink into shared/: its real content is copied into place
+            copies = [(prod.extensions, "", (".registry",)), (prod.registry, ".registry", ())]
             lines += self._incremental_copy_lines("extensions", copies, prev_dir)
             target = posixpath.join(self.staging, "extensions")
             lines += [section("extension-names"),
@@ -214,18 +241,48 @@ class BackupRun:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
                       f"echo \"@@env\t$(sha256sum -- {q(self.staging + '/env')} | cut -c1-64)\""]
-        out = self.remote.script("\n".join(lines), what="copy uploads, extensions and .env").stdout
+        return lines
+
+    def _reuse_lines(self, prev_dir: str, copy: list[str]) -> list[str]:
+        """If the live listing still matches (re-checked on the host, as files may have changed
+        since it was read), link the previous snapshot's folder; otherwise copy as usual."""
+        uploads = self.production.uploads
+        owner_of = posixpath.join(prev_dir, "uploads")
+        target = posixpath.join(self.staging, "uploads")
+        return [
+            f"now=$(cd {q(uploads)} && find . -type f {SKIP_PROBE} -printf '%P\\t%s\\t%T@\\0' | LC_ALL=C sort -z | sha256sum | cut -c1-64)",
+            f"if [ \"$now\" = {q(mf.listing_digest(self.live_uploads))} ]; then",
+            # always point at the folder's real owner, so links never chain
+            f"  owner=$(basename \"$(dirname \"$(readlink -f -- {q(owner_of)})\")\")",
+            f"  ln -s -- \"../$owner/uploads\" {q(target)} && printf '@@uploads-reused\\t%s\\n' \"$owner\"",
+            "else",
+            *copy,
+            "fi",
+        ]
+
+    def read_files(self, out: str) -> str:
+        prod = self.production
         found = _sections(out)
         previous = self.previous or {}
+        details = []
+        reused = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@uploads-reused\t")), None)
+        if reused:
+            entries = (previous.get("uploads") or {}).get("files", {})
+            size = sum(entry[0] for entry in entries.values())
+            self.manifest["uploads"] = {
+                "source": prod.uploads, "files": entries, "count": len(entries), "bytes": size,
+                "copied": 0, "linked": len(entries), "bytes_written": 0, "snapshot_of": reused,
+            }
+            details.append(f"uploads: {len(entries)} files unchanged, snapshot shared with backup {reused}")
         for part in ("uploads", "extensions"):
-            if part not in found:
+            if part not in found or (part == "uploads" and reused):
                 continue
             listing = mf.parse_listing(found[part])
             computed = mf.parse_hashes(found.get(f"{part}-hashes", ""))
             inherited = mf.listing_from_json((previous.get(part) or {}).get("files", {}))
             missing = mf.fill_hashes(listing, computed, inherited)
             if missing:  # unusual (a file changed under rsync's feet): hash those now
-                computed = self._hash(posixpath.join(self.staging, part), missing)
+                computed.update(self._hash(posixpath.join(self.staging, part), missing))
                 mf.fill_hashes(listing, computed, {})
             copied = len([p for p in listing if p in computed])
             size = sum(e.size for e in listing.values())
@@ -240,19 +297,19 @@ class BackupRun:
         if "extensions" in self.manifest:
             names = found.get("extension-names", "").splitlines()
             self.manifest["extensions"]["names"] = sorted({n.strip() for n in names if n.strip()})
-            registry = sorted({p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
-            self.manifest["extensions"]["registry"] = registry
-            self.manifest["extensions"]["registry_source"] = prod.registry
+            self.manifest["extensions"]["registry"] = sorted(
+                {p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
         env_line = next((l for l in out.splitlines() if l.startswith("@@env\t")), None)
         if env_line:
             self.manifest["env"] = {"file": "env", "sha256": env_line.split("\t")[1]}
-        return "; ".join(details) or "env"
+            details.append(".env")
+        return "; ".join(details)
 
     def _incremental_copy_lines(self, part: str, copies, prev_dir: str | None) -> list[str]:
         """rsync each (source, subfolder, excludes) into the backup's `part` folder, hard-linking
         what the previous backup already holds; then list the part and hash its new copies."""
         target = posixpath.join(self.staging, part)
-        lines = []
+        lines = [f"mkdir -p -m 0700 {q(target)}"]
         for source, subfolder, excludes in copies:
             into = posixpath.join(target, subfolder) if subfolder else target
             link = ""
@@ -261,8 +318,8 @@ class BackupRun:
                 link = f"$( [ -d {q(previous)} ] && echo --link-dest={q(previous)} )"
             exclude = " ".join(f"--exclude={q('/' + e)}" for e in excludes)
             lines += [
-                f"mkdir -p -m 0700 {q(into)}",
-                f"{q(*RSYNC_PRIVATE)} {exclude} {link} -- {q(source + '/')} {q(into + '/')}",
+                f"if [ -d {q(source)} ]; then mkdir -p -m 0700 {q(into)} && "
+                f"{q(*RSYNC_PRIVATE)} {exclude} {link} -- {q(source + '/')} {q(into + '/')}; fi",
             ]
         lines += [
             section(part),
@@ -320,15 +377,14 @@ class BackupRun:
                                                     "every file checksummed"},
             **self.manifest,
         }
-        summary = mf.summary_of(self.manifest)
-        body = json.dumps({"manifest": self.manifest, "summary": summary})
-        # one round trip: both files written 0600, then the folder renamed into place
+        summary = json.dumps(mf.summary_of(self.manifest))
+        # one round trip: the summary line, then the manifest, both 0600; then the rename
         script = (
-            f"cd {q(self.staging)} && umask 077 && cat > manifest.tmp && "
-            f"node -e {q(_SPLIT_JS)} manifest.tmp manifest.json summary.json && rm -f manifest.tmp && "
-            f"chmod 0600 manifest.json summary.json && mv -T -- {q(self.staging)} {q(self.final)}"
+            f"cd {q(self.staging)} && umask 077 && IFS= read -r summary && "
+            "printf '%s\\n' \"$summary\" > summary.json && cat > manifest.json && "
+            f"mv -T -- {q(self.staging)} {q(self.final)}"
         )
-        self.remote.script(script, stdin=body, what="write the manifest")
+        self.remote.script(script, stdin=summary + "\n" + mf.dumps(self.manifest), what="write the manifest")
 
     def discard(self) -> None:
         try:
@@ -345,13 +401,8 @@ EXTENSION_NAMES_JS = (
     " } catch (e) {} }"
 )
 
-# Splits {"manifest":..., "summary":...} into two files with Node (always on a Directus host).
-_SPLIT_JS = (
-    "const fs = require('fs'); const [src, m, s] = process.argv.slice(1);"
-    "const d = JSON.parse(fs.readFileSync(src, 'utf8'));"
-    "fs.writeFileSync(m, JSON.stringify(d.manifest, null, 1) + '\\n', {mode: 0o600});"
-    "fs.writeFileSync(s, JSON.stringify(d.summary) + '\\n', {mode: 0o600});"
-)
+def _clock(name: str) -> str:
+    return f"echo \"@@clock\t{name}\t$(date +%s.%N)\""
 
 
 def _dbsize(text: str) -> int:

@@ -16,28 +16,31 @@ from .remote import q
 
 
 def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
-    """Complete backups (their summaries, newest first) and leftover incomplete folders."""
+    """Complete backups (their summaries, newest first) and leftover incomplete folders.
+    A summary's `uploads_in` names the backup whose uploads folder it shares, if any."""
     script = (
         f"cd {q(layout.backups)} 2>/dev/null || exit 0; "
         "for d in $(ls -1r); do "
         "  if [ -f \"$d/summary.json\" ]; then printf '@@backup\\t%s\\t' \"$d\"; tr -d '\\n' < \"$d/summary.json\"; echo; "
+        "    [ -L \"$d/uploads\" ] && printf '@@shares\\t%s\\t%s\\n' \"$d\" \"$(readlink \"$d/uploads\")\"; "
         "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; fi; "
         "done; for d in .tmp-*; do [ -d \"$d\" ] && printf '@@incomplete\\t%s\\n' \"$d\"; done; true"
     )
     out = remote.query(script, what="list backups").stdout
-    backups, incomplete, latest_check = [], [], {}
+    backups, incomplete, latest_check, shares = [], [], {}, {}
     for line in out.splitlines():
         kind, _, rest = line.partition("\t")
+        name, _, body = rest.partition("\t")
         if kind == "@@backup":
-            name, _, body = rest.partition("\t")
             try:
                 summary = json.loads(body)
             except ValueError:
                 continue
             summary["id"] = name
             backups.append(summary)
+        elif kind == "@@shares":
+            shares[name] = body.split("/")[1] if body.startswith("../") else body
         elif kind == "@@verified":
-            name, _, body = rest.partition("\t")
             try:
                 latest_check[name] = json.loads(body)
             except ValueError:
@@ -47,6 +50,7 @@ def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
     for summary in backups:
         if summary["id"] in latest_check:
             summary["last_check"] = latest_check[summary["id"]]
+        summary["uploads_in"] = shares.get(summary["id"])
     return backups, incomplete
 
 
@@ -100,11 +104,12 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             f"rc=0; {{ {engine.scratch_restore_counts(dump, work, '@@scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
             "[ $rc = 0 ] || echo '@@scratch-failed'",
         ]
-    lines += [
-        "echo '@@section:files'",
-        f"cd {q(folder)} && find . -type f ! -name manifest.json ! -name summary.json ! -name verifications.jsonl "
-        "! -path './db/*' -print0 | xargs -0 -r sha256sum -z --",
-    ]
+    lines.append("echo '@@section:files'")
+    for part in ("uploads", "extensions"):  # `cd` follows an uploads folder shared with an older backup
+        if part in manifest:
+            lines.append(f"(cd {q(folder + '/' + part)} && find . -type f -print0 | xargs -0 -r sha256sum -z -- "
+                         f"| sed -z 's|^\\([0-9a-f]*  \\)[.]/|\\1./{part}/|')")
+    lines.append(f"cd {q(folder)} && sha256sum -z -- ./env ./schema.yaml 2>/dev/null || true")
     out = remote.script("\n".join(lines), what="verify the backup",
                         secret_env=engine.secret_env() if engine else None).stdout
     if engine:
@@ -167,7 +172,26 @@ def prune_backups(session, keep_count: int) -> list[str]:
             console.say(f"    keeping {summary['id']}: {protected[summary['id']]}")
             continue
         doomed.append(summary["id"])
-    targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
-    if targets:
-        remote.run(["rm", "-rf", "--", *targets], what="delete old backups")
+    if doomed or incomplete:
+        script = hand_over_shared_uploads(layout, backups, set(doomed))
+        targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
+        remote.script("\n".join(script + [q("rm", "-rf", "--", *targets)]), what="delete old backups")
     return doomed + incomplete
+
+
+def hand_over_shared_uploads(layout, backups: list[dict], doomed: set[str]) -> list[str]:
+    """Shell that keeps uploads folders other backups still share: before a backup is deleted,
+    its uploads folder is moved (a rename, nothing copied) into the oldest kept backup that
+    shares it, and the other sharers are pointed there."""
+    lines = []
+    for owner in sorted(doomed):
+        heirs = sorted(b["id"] for b in backups if b.get("uploads_in") == owner and b["id"] not in doomed)
+        if not heirs:
+            continue
+        heir, others = heirs[0], heirs[1:]
+        lines.append(f"rm -- {q(layout.backup_dir(heir) + '/uploads')} && "
+                     f"mv -T -- {q(layout.backup_dir(owner) + '/uploads')} {q(layout.backup_dir(heir) + '/uploads')}")
+        for other in others:
+            link = layout.backup_dir(other) + "/uploads"
+            lines.append(f"ln -s -- {q('../' + heir + '/uploads')} {q(link + '.new')} && mv -T -- {q(link + '.new')} {q(link)}")
+    return lines

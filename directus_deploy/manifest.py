@@ -84,6 +84,20 @@ def fill_hashes(listing: dict[str, Entry], computed: dict[str, str], previous: d
     return missing
 
 
+def same_listing(live: dict[str, Entry], previous: dict[str, Entry]) -> bool:
+    return live.keys() == previous.keys() and all(
+        (e.size, e.mtime) == (previous[p].size, previous[p].mtime) for p, e in live.items()
+    )
+
+
+def listing_digest(listing: dict[str, Entry]) -> str:
+    """sha256 of `find -printf '%P\\t%s\\t%T@\\0' | LC_ALL=C sort -z`, computed here."""
+    import hashlib
+
+    records = sorted(f"{path}\t{entry.size}\t{entry.mtime}".encode() + b"\0" for path, entry in listing.items())
+    return hashlib.sha256(b"".join(records)).hexdigest()
+
+
 def bytes_to_copy(live: dict[str, Entry], previous: dict[str, Entry]) -> int:
     """What an incremental copy will write: new files and files whose size or mtime changed."""
     total = 0

@@ -3,8 +3,7 @@
 A production is the folder Directus runs from (the `current` release, or an install folder
 not adopted yet) and what its `.env` points at: the database, the local uploads folder, the
 extensions folder with its marketplace installs in `.registry`. Paths in the `.env` are
-relative to that folder, as Directus resolves them; here they are resolved on the host with
-`readlink -f`, so a symlinked `shared/` is backed up through its real path.
+relative to that folder, as Directus resolves them.
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ class Production:
     root: str  # the folder Directus runs from (real path)
     env_file: str  # real path of the production .env
     env: dict = field(repr=False)  # parsed .env: holds secrets, never printed
-    uploads: str | None  # real path of the local storage root, if local storage is used
-    extensions: str  # real path of EXTENSIONS_PATH
-    registry: str | None  # real path of extensions/.registry, if present
+    uploads: str | None  # the local storage root, if local storage is used
+    extensions: str  # EXTENSIONS_PATH
+    registry: str  # extensions/.registry: marketplace installs (may not exist)
     directus_version: str
     in_layout: bool
     release_id: str | None  # the current release's folder name, in the layout
@@ -81,25 +80,18 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
     storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
     uploads = None
     if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
-        uploads = env.get("STORAGE_LOCAL_ROOT", "./uploads")
-    extensions = env.get("EXTENSIONS_PATH", "./extensions")
-    candidates = {"uploads": uploads, "extensions": extensions}
-    # resolve through symlinks on the host (shared/ folders), in one round trip
-    script = "; ".join(
-        f"echo {q(name)}=$(cd {q(root)} && readlink -e -- {q(path)} 2>/dev/null)"
-        for name, path in candidates.items() if path
-    ) + f"; cd {q(root)} && readlink -e -- {q(posixpath.join(extensions, '.registry'))} 2>/dev/null | sed 's/^/registry=/'"
-    resolved = dict(
-        line.split("=", 1) for line in remote.query(script, what="resolve production paths").stdout.splitlines() if "=" in line
-    )
+        uploads = posixpath.normpath(posixpath.join(root, env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
+    # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
+    # uses these paths with a trailing slash or a `cd`; they need no resolving here.
+    extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
     release_id = posixpath.basename(root) if root.startswith(layout.releases + "/") else None
     return Production(
         root=root,
         env_file=facts["env_file"],
         env=env,
-        uploads=resolved.get("uploads") or None,
-        extensions=resolved.get("extensions") or posixpath.join(root, "extensions"),
-        registry=resolved.get("registry") or None,
+        uploads=uploads,
+        extensions=extensions,
+        registry=posixpath.join(extensions, ".registry"),
         directus_version=facts.get("version", ""),
         in_layout=release_id is not None,
         release_id=release_id,

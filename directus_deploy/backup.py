@@ -235,8 +235,9 @@ class BackupRun:
             copies = [(prod.extensions, "", (".registry",)), (prod.registry, ".registry", ())]
             lines += self._incremental_copy_lines("extensions", copies, prev_dir)
             target = posixpath.join(self.staging, "extensions")
-            lines += [section("extension-names"),
-                      f"cd {q(target)} && node -e {q(EXTENSION_NAMES_JS)} -- */package.json .registry/*/package.json"]
+            lines += [section("extension-manifests"),
+                      f"cd {q(target)} && for f in */package.json .registry/*/package.json; do "
+                      "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true"]
         if "env" in self.parts:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
@@ -295,8 +296,7 @@ class BackupRun:
             }
             details.append(f"{part}: {len(listing)} files, {copied} copied, {len(listing) - copied} linked")
         if "extensions" in self.manifest:
-            names = found.get("extension-names", "").splitlines()
-            self.manifest["extensions"]["names"] = sorted({n.strip() for n in names if n.strip()})
+            self.manifest["extensions"]["names"] = extension_names(found.get("extension-manifests", ""))
             self.manifest["extensions"]["registry"] = sorted(
                 {p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
         env_line = next((l for l in out.splitlines() if l.startswith("@@env\t")), None)
@@ -394,12 +394,19 @@ class BackupRun:
             self.console.say(f"    incomplete backup left at {self.staging} (never listed as good; prune removes it)")
 
 
-# Prints the package name of every folder holding a Directus extension manifest.
-EXTENSION_NAMES_JS = (
-    "const fs = require('fs'); for (const f of process.argv.slice(1)) { try {"
-    " const p = JSON.parse(fs.readFileSync(f, 'utf8')); if (p['directus:extension']) console.log(p.name);"
-    " } catch (e) {} }"
-)
+def extension_names(blob: str) -> list[str]:
+    """Package names of the folders whose package.json declares a Directus extension."""
+    names = set()
+    for chunk in blob.split("\n@@package\t")[1:]:
+        _, _, text = chunk.partition("\n")
+        try:
+            package = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(package, dict) and "directus:extension" in package and package.get("name"):
+            names.add(package["name"])
+    return sorted(names)
+
 
 def _clock(name: str) -> str:
     return f"echo \"@@clock\t{name}\t$(date +%s.%N)\""

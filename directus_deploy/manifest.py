@@ -135,4 +135,5 @@ def summary_of(manifest: dict) -> dict:
 
 
 def dumps(data: dict) -> str:
-    return json.dumps(data, indent=1, sort_keys=False) + "\n"
+    # compact: Python's C encoder only runs without indent, and a manifest can hold 100k files
+    return json.dumps(data, separators=(",", ":")) + "\n"

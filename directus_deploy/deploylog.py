@@ -11,6 +11,10 @@ from .manifest import utc_now
 from .remote import q
 
 
+def who() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def read_entries(remote, layout) -> list[dict]:
     text = remote.query(f"cat -- {q(layout.log_file)} 2>/dev/null || true", what="read the deploy log").stdout
     entries = []
@@ -23,7 +27,7 @@ def read_entries(remote, layout) -> list[dict]:
 
 
 def append(remote, layout, entry: dict) -> dict:
-    record = {"at": utc_now(), "by": f"{getpass.getuser()}@{socket.gethostname()}", **entry}
+    record = {"at": utc_now(), "by": who(), **entry}
     line = json.dumps(record, sort_keys=False)
     remote.run(
         f"mkdir -p {q(layout.tool_dir)} && umask 077 && cat >> {q(layout.log_file)}",

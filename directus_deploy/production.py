@@ -45,6 +45,20 @@ class Production:
         return posixpath.normpath(posixpath.join(self.root, relative))
 
 
+SECRET_ENV_KEYS = ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKEN", "DB_CONNECTION_STRING")
+
+
+def parse_env(remote: Remote, text: str) -> dict:
+    """A production .env's settings; its secrets are registered so no output shows them."""
+    env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    for key in SECRET_ENV_KEYS:
+        remote.add_secret(env.get(key))
+    for key, value in env.items():
+        if key.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")):
+            remote.add_secret(value)
+    return env
+
+
 def locate(remote: Remote, layout: Layout, install: str | None = None) -> Production:
     """Find the production: the layout's current release, or an install folder given by the user."""
     if install:
@@ -71,10 +85,7 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
     facts = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
     if "NO_ENV" in head:
         raise Refused(f"{remote.name}: {facts['root']}/.env is missing; Directus has no configuration there")
-    env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(env_text)).items()}
-    for key, value in env.items():
-        if key in ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKEN", "DB_CONNECTION_STRING"):
-            remote.add_secret(value)
+    env = parse_env(remote, env_text)
 
     root = facts["root"]
     storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]

@@ -82,7 +82,7 @@ class Remote:
 
     def add_secret(self, value: str | None) -> None:
         """Remember a value learned on the host (a DB password) so output never shows it."""
-        if value and value not in self._secrets:
+        if value and len(value) >= 4 and value not in self._secrets:
             self._secrets.append(value)
 
     def scrub(self, text: str) -> str:

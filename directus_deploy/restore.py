@@ -10,10 +10,11 @@ from __future__ import annotations
 import posixpath
 
 from . import manifest as mf
-from .backup import _sections, section, take_backup
+from .backup import take_backup
 from .backup_catalog import read_manifest
-from .engines import engine_for, parse_counts
+from .engines import engine_for
 from .errors import DeployError, Refused
+from .preservation import check_preservation
 from .production import HEALTH_PROBE_FILE, locate
 from .remote import q
 from .service import Service
@@ -100,7 +101,7 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         report = service.health_gate(remote, expected_extensions(manifest))
         step.detail = f"healthy after {report['seconds']:.1f}s"
     with console.step("check production against the backup") as step:
-        checks = check_restored(session, production, manifest, parts)
+        checks = check_preservation(session, production, manifest, exact=True, parts=parts)
         failed = [c for c in checks if c[1] != "OK"]
         step.detail = "; ".join(f"{c[0]} {c[1]}" for c in checks)
         if failed:
@@ -112,33 +113,3 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
 def expected_extensions(manifest: dict) -> list[str]:
     """Names of the extensions the backup held (package.json names), for the health gate."""
     return list((manifest.get("extensions") or {}).get("names", []))
-
-
-def check_restored(session, production, manifest: dict, parts) -> list[tuple[str, str, str]]:
-    remote = session.remote()
-    engine = engine_for(production) if "db" in parts else None
-    lines = []
-    if engine:
-        lines += [engine.prelude(session.layout.backups), engine.counts("@@live")]
-    if "files" in parts:
-        lines += [section("uploads"), f"cd {q(production.uploads)} && find . -type f ! -name {q(HEALTH_PROBE_FILE)} "
-                                      "-print0 | xargs -0 -r sha256sum -z --"]
-    out = remote.script("\n".join(lines) or "true", what="check the restored production",
-                        secret_env=engine.secret_env() if engine else None).stdout
-    checks = []
-    if engine:
-        live = parse_counts(out, "@@live")
-        expected = manifest["database"]["tables"]
-        differ = sorted(t for t in set(live) | set(expected)
-                        if t not in mf.VOLATILE_TABLES and live.get(t) != expected.get(t))
-        checks.append(("database", "OK" if not differ else "FAIL",
-                       f"{len(live)} tables, row counts equal the backup's" if not differ
-                       else "row counts differ: " + ", ".join(differ[:5])))
-    if "files" in parts:
-        live_hashes = mf.parse_hashes(_sections(out).get("uploads", ""))
-        expected = {p: v[2] for p, v in manifest["uploads"]["files"].items() if p != HEALTH_PROBE_FILE}
-        bad = sorted(p for p in set(expected) | set(live_hashes) if expected.get(p) != live_hashes.get(p))
-        checks.append(("uploads", "OK" if not bad else "FAIL",
-                       f"{len(expected)} files with the backup's sha256" if not bad
-                       else f"{len(bad)} files differ: {', '.join(bad[:3])}"))
-    return checks

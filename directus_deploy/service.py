@@ -48,6 +48,15 @@ const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date
 """
 
 
+_EXTENSIONS_JS = r"""
+fetch(process.argv[1] + '/extensions', { headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN },
+  signal: AbortSignal.timeout(10000) })
+  .then((r) => { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+  .then((body) => console.log(JSON.stringify((body.data || []).filter((e) => e.schema).map((e) => e.schema.name))))
+  .catch((e) => { console.error(String(e.cause?.code || e.message)); process.exit(1); });
+"""
+
+
 class Service:
     def __init__(self, config):
         self.config = config
@@ -78,6 +87,14 @@ class Service:
         if kind == "systemd":
             return self._as_admin("systemctl", "restart", self.config.systemd_unit)
         return self.config.restart_command
+
+    def loaded_extensions(self, remote: Remote) -> list[str]:
+        """Names of the extensions the running Directus loaded (GET /extensions, admin token)."""
+        result = remote.query(["node", "-e", _EXTENSIONS_JS, self.config.directus_url],
+                              secret_env={"DIRECTUS_TOKEN": self.config.directus_token}, check=False)
+        if not result.ok:
+            raise DeployError(f"{remote.name}: cannot ask Directus for its extensions: {remote.error_line(result)}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
     def health_gate(self, remote: Remote, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> dict:
         """Ping, health with the token, expected extensions loaded. Raises when any fails."""

@@ -1,57 +1,150 @@
 """Releases on the host: set up, adopt an install, upload code, migrate, switch, clean up."""
 
-from .base import not_built, task
+from pathlib import Path
+
+from directus_deploy import deploylog, lock, steps
+from directus_deploy.adopt import adopt as adopt_install
+from directus_deploy.backup import take_backup
+from directus_deploy.backup_catalog import age
+from directus_deploy.errors import Refused
+from directus_deploy.releases import cleanup as cleanup_releases
+from directus_deploy.releases import last_good, list_releases, release_outcomes
+from directus_deploy.session import open_session
+from directus_deploy.setup import setup_host
+from directus_deploy.source import Source
+
+from .base import task
+
+DRY_HELP = "print the plan; change nothing on the host, upload nothing"
+RELEASE_HELP = "release id (default: the newest release that is not current)"
 
 
-@task
-def setup(c):
+@task(help={"env-file": "local file holding the production .env to install on the host (0600)", "dry-run": DRY_HELP})
+def setup(c, env_file="", dry_run=False):
     """Prepare a new host: the folder layout and the production .env (0600)."""
-    not_built("deploy.setup")
+    if not env_file:
+        raise Refused("--env-file is required: the production .env to install on the host")
+    with open_session(dry_run=dry_run) as session:
+        with session.console.step(f"set up {session.layout.root}") as step:
+            made = setup_host(session, Path(env_file))
+            step.detail = f"{len(made)} folders and files"
+        session.console.say("next: fab release --tag=<tag> (the first release installs Directus's tables)")
 
 
-@task(help={"from": "folder of the Directus install running today"})
-def adopt(c, from_=""):
+@task(help={"from": "folder of the Directus install running today, on the host",
+            "tag": "the tag that install runs (default: the newest tag matching its files)",
+            "dry-run": DRY_HELP})
+def adopt(c, from_="", tag="", dry_run=False):
     """Take an existing Directus install into the layout, after a verified backup."""
-    not_built("deploy.adopt")
+    if not from_:
+        raise Refused("--from is required: the folder of the install on the host")
+    with open_session(dry_run=dry_run) as session:
+        with lock.held(session, f"adopt {from_}"):
+            outcome = adopt_install(session, from_, tag or None)
+        if not dry_run:
+            session.console.summary("Adopted", [("release", outcome["release"]), ("backup before", outcome["backup"]),
+                                                ("round trips", str(session.round_trips))])
 
 
-@task(help={"tag": "git tag to deploy"})
-def code(c, tag=""):
+@task(help={"tag": "git tag to deploy (default: the newest tag)", "dry-run": DRY_HELP})
+def code(c, tag="", dry_run=False):
     """Upload a tag's code as a new release and link shared state and dependencies."""
-    not_built("deploy.code")
+    with open_session(dry_run=dry_run) as session:
+        resolved = Source(session.config.source).resolve(tag or None)
+        with lock.held(session, f"deploy.code {resolved.name}"):
+            revision = steps.deploy_code(session, resolved)
+        session.console.summary("Release made (not switched yet: fab deploy.migrate, fab deploy.switch)",
+                                [("release", revision["release"])])
 
 
-@task
-def migrate(c):
+@task(help={"release": RELEASE_HELP, "allow-destructive": "let the schema apply drop collections, fields or relations",
+            "dry-run": "show the schema plan only"})
+def migrate(c, release="", allow_destructive=False, dry_run=False):
     """Check the schema plan (refusing deletions), run migrations, apply the snapshot."""
-    not_built("deploy.migrate")
+    with open_session(dry_run=dry_run) as session:
+        with lock.held(session, "deploy.migrate"):
+            release_id = steps.pick_release(session, release or None)
+            plan = steps.schema_plan(session, release_id, allow_destructive)
+            if dry_run:
+                return
+            if plan.installed:
+                take_backup(session, reason=f"pre-migrate-{release_id[17:]}", for_release=release_id)
+            steps.migrate(session, release_id, plan)
 
 
-@task
-def switch(c):
+@task(help={"release": RELEASE_HELP})
+def switch(c, release=""):
     """Switch current to the new release atomically, restart, and pass the health gate."""
-    not_built("deploy.switch")
+    with open_session() as session:
+        with lock.held(session, "deploy.switch"):
+            release_id = steps.pick_release(session, release or None)
+            names = steps.check_host_extensions(session, release_id)
+            try:
+                report = steps.switch(session, release_id, names)
+            except Exception:
+                steps.record(session, {"action": "switch", "release": release_id, "outcome": "failed"})
+                raise
+            steps.record(session, {"action": "switch", "release": release_id, "from": report["previous"], "outcome": "ok"})
 
 
-@task
-def releases(c):
+@task(name="releases")
+def releases_(c):
     """List releases, marking the current and the last good one."""
-    not_built("deploy.releases")
+    with open_session() as session:
+        remote = session.remote()
+        releases = list_releases(remote, session.layout)
+        outcomes = release_outcomes(deploylog.read_entries(remote, session.layout))
+        good = last_good(releases, outcomes)
+        rows = []
+        for release in reversed(releases):
+            revision = release["revision"]
+            marks = ["current"] if release["current"] else []
+            if release["id"] == good:
+                marks.append("last good")
+            rows.append([release["id"], revision.get("tag", "?"), (revision.get("commit") or "")[:10],
+                         age(revision.get("created_at")), revision.get("deps", "?"),
+                         outcomes.get(release["id"], "not switched"), ", ".join(marks)])
+        if rows:
+            session.console.table(["release", "tag", "commit", "age", "dependencies", "outcome", ""], rows)
+        else:
+            session.console.say(f"no releases in {session.layout.releases}")
 
 
-@task
-def cleanup(c):
+@task(help={"dry-run": "list what would be deleted"})
+def cleanup(c, dry_run=False):
     """Delete old releases beyond KEEP_RELEASES and unused dependency stores."""
-    not_built("deploy.cleanup")
+    with open_session(dry_run=dry_run) as session:
+        with lock.held(session, "deploy.cleanup"):
+            with session.console.step(f"clean up releases (keep {session.config.keep_releases})") as step:
+                removed = cleanup_releases(session, session.config.keep_releases)
+                step.detail = f"{'would delete' if dry_run else 'deleted'}: {', '.join(removed) or 'nothing'}"
 
 
 @task(help={"force": "break the lock after showing who holds it"})
 def unlock(c, force=False):
     """Show the deploy lock's owner; --force breaks a stale lock."""
-    not_built("deploy.unlock")
+    with open_session() as session:
+        remote = session.remote()
+        held, owner = lock.read_owner(remote, session.layout)
+        if not held:
+            session.console.say("the deploy lock is free")
+            return
+        session.console.say(f"the deploy lock is held by {lock.describe_owner(owner)}")
+        if not force:
+            raise Refused("not broken; if that run is dead, run fab deploy.unlock --force")
+        lock.break_lock(remote, session.layout)
+        session.console.say("lock broken")
 
 
-@task
-def log(c):
+@task(help={"limit": "how many entries to show (newest last)"})
+def log(c, limit=20):
     """Show the deploy log: who released what, when, and how it went."""
-    not_built("deploy.log")
+    with open_session() as session:
+        entries = deploylog.read_entries(session.remote(), session.layout)[-int(limit):]
+        rows = [[e.get("at", ""), e.get("by", ""), e.get("action", ""), e.get("from") or "-",
+                 e.get("release") or e.get("backup_restored") or "-", e.get("backup") or "-", e.get("outcome", ""),
+                 f"{sum((e.get('timings') or {}).values()):.0f}s" if e.get("timings") else ""] for e in entries]
+        if rows:
+            session.console.table(["at", "by", "action", "from", "to", "backup", "outcome", "took"], rows)
+        else:
+            session.console.say("the deploy log is empty")

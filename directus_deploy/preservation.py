@@ -1,0 +1,84 @@
+"""Checking that production still holds everything a backup recorded: every table with its
+rows, every upload with its bytes, every marketplace extension.
+
+`exact=True` (after a restore): counts equal, every file hashed again. `exact=False` (after a
+release or an adoption, with Directus running): counts at least what they were (minus what the
+schema gate allowed to drop), every recorded file present with its size; files whose size or
+mtime moved are hashed again and must still have their recorded sha256.
+"""
+
+from __future__ import annotations
+
+from . import manifest as mf
+from .backup import _sections, section
+from .engines import engine_for, parse_counts
+from .production import HEALTH_PROBE_FILE
+from .remote import q
+
+SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
+
+
+def check_preservation(session, production, manifest: dict, *, exact: bool, parts=("db", "files", "extensions"),
+                       dropped_tables: set[str] = frozenset()) -> list[tuple[str, str, str]]:
+    """(what, OK|FAIL, detail) rows, one round trip."""
+    remote = session.remote()
+    engine = engine_for(production) if "db" in parts and manifest.get("database") else None
+    lines = []
+    if engine:
+        lines += [engine.prelude(session.layout.backups), engine.counts("@@live")]
+    if "files" in parts and manifest.get("uploads") and production.uploads:
+        if exact:
+            lines += [section("uploads-hashes"),
+                      f"cd {q(production.uploads)} && find . -type f {SKIP_PROBE} -print0 | xargs -0 -r sha256sum -z --"]
+        else:
+            lines += [section("uploads"), f"cd {q(production.uploads)} && find . -type f {SKIP_PROBE} -printf '%P\\0%s\\0%T@\\0'"]
+    if "extensions" in parts and manifest.get("extensions"):
+        lines += [section("registry"), f"ls -1 {q(production.registry)} 2>/dev/null || true"]
+    out = remote.script("\n".join(lines) or "true", what="check what production holds", changes=False,
+                        secret_env=engine.secret_env() if engine else None).stdout
+    found = _sections(out)
+    checks = []
+    if engine:
+        live = parse_counts(out, "@@live")
+        expected = manifest["database"]["tables"]
+        problems = []
+        for table, count in sorted(expected.items()):
+            if table in dropped_tables:
+                continue
+            if table not in live:
+                problems.append(f"table {table} is gone")
+            elif table in mf.VOLATILE_TABLES:
+                continue
+            elif (live[table] != count) if exact else (live[table] < count):
+                problems.append(f"{table}: {live[table]} rows, {count} before")
+        checks.append(("database", "OK" if not problems else "FAIL",
+                       f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
+    if "uploads-hashes" in found:
+        live_hashes = mf.parse_hashes(found["uploads-hashes"])
+        expected = {p: v[2] for p, v in manifest["uploads"]["files"].items() if p != HEALTH_PROBE_FILE}
+        bad = sorted(p for p in set(expected) | set(live_hashes) if expected.get(p) != live_hashes.get(p))
+        checks.append(("uploads", "OK" if not bad else "FAIL",
+                       f"{len(expected)} files with their recorded sha256" if not bad
+                       else f"{len(bad)} files differ: {', '.join(bad[:3])}"))
+    elif "uploads" in found:
+        live = mf.parse_listing(found["uploads"])
+        recorded = mf.listing_from_json(manifest["uploads"]["files"])
+        missing = sorted(p for p in recorded if p not in live and p != HEALTH_PROBE_FILE)
+        moved = [p for p in recorded if p in live and (live[p].size, live[p].mtime) != (recorded[p].size, recorded[p].mtime)]
+        changed = []
+        if moved:  # rare: hash just those again
+            rehashed = mf.parse_hashes(remote.script(
+                f"cd {q(production.uploads)} && xargs -0 -r sha256sum -z --", stdin="\0".join("./" + p for p in moved),
+                what="hash changed uploads", changes=False).stdout)
+            changed = [p for p in moved if rehashed.get(p) != recorded[p].sha256]
+        problems = [f"missing: {', '.join(missing[:3])}"] if missing else []
+        problems += [f"changed: {', '.join(changed[:3])}"] if changed else []
+        checks.append(("uploads", "OK" if not problems else "FAIL",
+                       f"{len(recorded)} files present with their bytes" if not problems else "; ".join(problems)))
+    if "registry" in found:
+        present = set(found["registry"].split())
+        wanted = set(manifest["extensions"].get("registry", []))
+        gone = sorted(wanted - present)
+        checks.append(("marketplace extensions", "OK" if not gone else "FAIL",
+                       f"{len(wanted)} in .registry" if not gone else f"gone: {', '.join(gone)}"))
+    return checks

@@ -1,0 +1,203 @@
+"""Releases on the host: made from a tag, immutable once made, listed, cleaned up.
+
+A release is `releases/<UTC ts>-<tag>/`: the tag's `git archive`, uploaded once (compressed),
+unpacked into a temporary folder, given its REVISION, its links into `shared/` and its
+`node_modules` (a link to `shared/deps/<lockfile hash>-node<major>/`, reused while the lockfile
+and the host's Node major stay the same, else installed there with `npm ci --omit=dev`), and
+only then renamed into place. The dependency store is also built in a temporary folder and
+renamed when `npm ci` succeeded, so a failed install never leaves a store that looks usable.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import deploylog
+from .errors import Refused
+from .extensions import build_missing, check_tree, describe_problems, missing_entries
+from .layout import Layout
+from .remote import Remote, q
+from .shared import link_lines, shared_links
+from .source import Source, Tag
+
+NPM_CI = "npm ci --omit=dev --no-audit --no-fund --loglevel=error"
+
+
+def release_id_for(tag: Tag, now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{tag.name}"
+
+
+@dataclass
+class PreparedCode:
+    """What was checked and built here, before anything went to the host."""
+
+    tag: Tag
+    archive: Path
+    lockfile_sha256: str
+    extensions: list  # checked Extension records (local ones)
+    built: list
+
+
+def prepare_code(source: Source, tag: Tag, work: Path, say) -> PreparedCode:
+    """Archive the tag, check every extension manifest, build what needs building."""
+    archive = work / f"{tag.name}.tar"
+    source.archive(tag, archive)
+    listing = source.files(tag)
+    manifests = {p: source.read(tag, p) for p in listing if p.startswith("extensions/") and p.endswith("/package.json")
+                 and p.count("/") == 2}
+    extensions = check_tree(manifests, listing)
+    problems = describe_problems(extensions)
+    if problems:
+        raise Refused(f"tag {tag.name}: invalid extension manifest ({problems}); Directus would load no extension at all")
+    built = build_missing(source, tag, archive, extensions, say)
+    for extension in extensions:
+        present = {p[len(extension.folder) + 1:] for p in listing if p.startswith(extension.folder + "/")}
+        if extension.folder not in built and missing_entries(extension, present):
+            raise Refused(f"tag {tag.name}: {extension.folder} has no {', '.join(missing_entries(extension, present))} "
+                          "and no build script")
+    return PreparedCode(tag, archive, source.lockfile_hash(tag), extensions, built)
+
+
+def compress(archive: Path) -> Path:
+    target = archive.with_suffix(".tar.zst")
+    subprocess.run(["zstd", "-q", "-T0", "-f", "-o", str(target), str(archive)], check=True)
+    return target
+
+
+def create_release(session, code: PreparedCode, release_id: str, env: dict, *, progress=None,
+                   base_release: str | None = None) -> dict:
+    """Upload and unpack the code, link shared state and dependencies. Returns REVISION."""
+    remote: Remote = session.remote()
+    layout: Layout = session.layout
+    incoming = posixpath.join(layout.releases, f".incoming-{release_id}.tar.zst")
+    temp = posixpath.join(layout.releases, f".tmp-{release_id}")
+    final = layout.release_dir(release_id)
+    revision = {
+        "release": release_id,
+        "tag": code.tag.name,
+        "commit": code.tag.commit,
+        "tag_date": code.tag.date,
+        "deployed_by": deploylog.who(),
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lockfile_sha256": code.lockfile_sha256,
+        "extensions": sorted(e.name for e in code.extensions),
+        "built_extensions": code.built,
+        "base_release": base_release,
+    }
+    compressed = compress(code.archive)
+    remote.run(["mkdir", "-p", layout.releases], what="create the releases folder")
+    remote.upload(compressed, incoming, progress=progress)
+    deps_key_prefix = code.lockfile_sha256[:16]
+    links = shared_links(layout, env)
+    script = "\n".join([
+        f"rm -rf -- {q(temp)} && mkdir -- {q(temp)}",
+        f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
+        f"rm -f -- {q(incoming)}",
+        *link_lines(temp, links, q),
+        f"major=$(node -p 'process.versions.node.split(\".\")[0]')",
+        f"key={q(deps_key_prefix)}-node$major; store={q(layout.shared_deps)}/$key",
+        'if [ -f "$store/.complete" ]; then how=reused; else how=installed',
+        f"  work={q(layout.shared_deps)}/.tmp-$key-$$; rm -rf -- \"$work\"; mkdir -p -- \"$work\"",
+        f"  cp -- {q(temp + '/package.json')} {q(temp + '/package-lock.json')} \"$work/\"",
+        f"  if ! (cd \"$work\" && {NPM_CI}) > \"$work.log\" 2>&1; then",
+        "    tail -5 \"$work.log\" >&2; rm -rf -- \"$work\" \"$work.log\"; echo 'npm ci failed' >&2; exit 1; fi",
+        "  rm -f -- \"$work.log\"; touch \"$work/.complete\"",
+        "  mv -T -- \"$work\" \"$store\" 2>/dev/null || rm -rf -- \"$work\"",  # another run won the race
+        "fi",
+        f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- \"../../shared/deps/$key/node_modules\" {q(temp + '/node_modules')}",
+        f"cat > {q(temp + '/REVISION')}",
+        f"mv -T -- {q(temp)} {q(final)}",
+        'printf "@@deps\\t%s\\t%s\\n" "$key" "$how"',
+    ])
+    try:
+        out = remote.script(script, stdin=json.dumps(revision, indent=1) + "\n", what="unpack the release").stdout
+    except BaseException:
+        remote.run(["rm", "-rf", "--", temp, incoming], check=False)
+        raise
+    if remote.dry_run:
+        return revision
+    line = next((l for l in out.splitlines() if l.startswith("@@deps\t")), "@@deps\t?\t?")
+    _, revision["deps"], revision["deps_how"] = line.split("\t")
+    return revision
+
+
+def list_releases(remote, layout) -> list[dict]:
+    """Every release folder with its REVISION, oldest first, and which is current."""
+    script = (
+        f"cd {q(layout.releases)} 2>/dev/null || exit 0; "
+        f"echo \"@@current\t$(readlink -- {q(layout.current)} 2>/dev/null)\"; "
+        "for d in $(ls -1); do case \"$d\" in .*) continue;; esac; "
+        "printf '@@release\\t%s\\t%s\\t' \"$d\" \"$(readlink \"$d/node_modules\")\"; "
+        "tr -d '\\n' < \"$d/REVISION\" 2>/dev/null; echo; done"
+    )
+    out = remote.query(script, what="list releases").stdout
+    current = ""
+    releases = []
+    for line in out.splitlines():
+        kind, _, rest = line.partition("\t")
+        if kind == "@@current":
+            current = posixpath.basename(rest.strip())
+        elif kind == "@@release":
+            name, modules, body = (rest.split("\t", 2) + ["", ""])[:3]
+            try:
+                revision = json.loads(body) if body else {}
+            except ValueError:
+                revision = {}
+            # the node_modules link names the dependency store (shared/deps/<key>/node_modules)
+            revision["deps"] = posixpath.basename(posixpath.dirname(modules)) if modules else "?"
+            releases.append({"id": name, "revision": revision})
+    for release in releases:
+        release["current"] = release["id"] == current
+    return releases
+
+
+def release_outcomes(entries: list[dict]) -> dict[str, str]:
+    """The last recorded outcome of each release (ok, failed, rolled-back...) in the deploy log."""
+    outcomes = {}
+    for entry in entries:
+        if entry.get("release") and entry.get("action") in ("release", "switch", "adopt", "extensions-sync", "rollback"):
+            if entry.get("action") == "rollback":
+                if entry.get("outcome") == "ok":
+                    outcomes[entry["release"]] = "ok"
+                continue
+            outcomes[entry["release"]] = entry.get("outcome", "?")
+    return outcomes
+
+
+def last_good(releases: list[dict], outcomes: dict[str, str]) -> str | None:
+    """The newest successful release other than the current one: the default rollback target."""
+    current = next((r["id"] for r in releases if r["current"]), None)
+    good = [r["id"] for r in releases if outcomes.get(r["id"]) == "ok" and r["id"] != current]
+    return good[-1] if good else None
+
+
+def cleanup(session, keep: int) -> list[str]:
+    """Delete releases beyond the `keep` newest successful ones (never the current one, never
+    the last good one; failed ones go) and dependency stores no release uses any more."""
+    remote, layout = session.remote(), session.layout
+    releases = list_releases(remote, layout)
+    outcomes = release_outcomes(deploylog.read_entries(remote, layout))
+    current = next((r["id"] for r in releases if r["current"]), None)
+    good = [r["id"] for r in releases if outcomes.get(r["id"]) == "ok" or r["id"] == current]
+    kept = set(good[-keep:]) | {current, last_good(releases, outcomes)}
+    doomed = [r["id"] for r in releases if r["id"] not in kept]
+    script = [
+        f"cd {q(layout.releases)}",
+        *(f"rm -rf -- {q(layout.release_dir(d))}" for d in doomed),
+        f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* 2>/dev/null || true",
+        # a dependency store survives while a release links to it
+        f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null; done | "
+        "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
+        f"for s in {q(layout.shared_deps)}/*/; do k=$(basename \"$s\"); "
+        "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; echo \"@@store\t$k\"; }; done",
+        f"rm -rf -- {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
+    ]
+    out = remote.script("\n".join(script), what="clean up releases").stdout
+    stores = [line.split("\t")[1] for line in out.splitlines() if line.startswith("@@store\t")]
+    return doomed + [f"deps/{s}" for s in stores]

@@ -1,0 +1,115 @@
+"""The deploy steps, each usable on its own (fab deploy.code, deploy.migrate, deploy.switch)
+and strung together by the release. Each prints its name, outcome and duration."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from . import deploylog
+from .errors import Refused
+from .extensions import check_manifest, describe_problems
+from .production import locate, parse_env
+from .releases import create_release, list_releases, prepare_code, release_id_for
+from .remote import q
+from .schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
+from .source import Source, Tag
+from .switch import current_release, switch_to
+
+
+def read_shared_env(session) -> dict:
+    """The production .env from shared/ (the release links to it)."""
+    text = session.remote().read_file(session.layout.shared_env, missing_ok=True)
+    if text is None:
+        raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
+    return parse_env(session.remote(), text)
+
+
+def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
+    """Check and pack the tag here, then make its release on the host. Returns REVISION."""
+    console = session.console
+    env = read_shared_env(session)
+    with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
+        with console.step(f"check extensions and pack tag {tag.name}") as step:
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            built = f", built {', '.join(code.built)}" if code.built else ""
+            step.detail = f"{len(code.extensions)} extension manifests valid{built}"
+        release_id = release_id_for(tag)
+        with console.step(f"upload and unpack release {release_id}") as step:
+            revision = create_release(session, code, release_id, env, progress=None, base_release=base_release)
+            if not session.dry_run:
+                step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
+    return revision
+
+
+def check_host_extensions(session, release_id: str) -> list[str]:
+    """Validate the manifests Directus will load from the release and from .registry, on the
+    host, before the switch. Returns the extension names."""
+    layout = session.layout
+    release_dir = layout.release_dir(release_id)
+    out = session.remote().query(
+        f"cd {q(release_dir)}/extensions 2>/dev/null || exit 0; for f in */package.json .registry/*/package.json; do "
+        "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true",
+        what="read extension manifests",
+    ).stdout
+    extensions = []
+    for chunk in out.split("\n@@package\t")[1:]:
+        path, _, text = chunk.partition("\n")
+        extension = check_manifest(path.rsplit("/", 1)[0], text)
+        if extension is not None:
+            extensions.append(extension)
+    problems = describe_problems(extensions)
+    if problems:
+        raise Refused(f"release {release_id}: invalid extension manifest ({problems}); Directus would load no extension")
+    return sorted(e.name for e in extensions)
+
+
+def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan:
+    with session.console.step("read the schema plan (dry run)") as step:
+        plan = read_plan(session.remote(), session.layout.release_dir(release_id))
+        if not plan.installed:
+            step.detail = "empty database: Directus will be installed (bootstrap)"
+        elif not plan.has_snapshot:
+            step.detail = "no snapshots/schema.yaml in the release: schema left as it is"
+        else:
+            step.detail = "no changes" if plan.empty else "; ".join(plan.changes[:6])
+        refuse_deletions(plan, allow_destructive)
+    return plan
+
+
+def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
+    with session.console.step("run migrations and apply the schema") as step:
+        outcome = migrate_and_apply(session.remote(), session.layout.release_dir(release_id), plan)
+        applied = outcome.get("migrations") or outcome.get("bootstrap") or []
+        step.detail = f"{len(applied)} migrations applied" + ("; schema applied" if "schema apply" in outcome else "")
+    return outcome
+
+
+def switch(session, release_id: str, extensions: list[str]) -> dict:
+    with session.console.step(f"switch to {release_id}, restart Directus, health gate") as step:
+        report = switch_to(session, release_id, extensions)
+        step.detail = f"healthy after {report['seconds']:.1f}s, {len(report.get('loaded', []))} extensions loaded"
+    return report
+
+
+def pick_release(session, release_id: str | None) -> str:
+    """The release a standalone step works on: the one given, or the newest not yet current."""
+    releases = list_releases(session.remote(), session.layout)
+    if release_id:
+        if not any(r["id"] == release_id for r in releases):
+            raise Refused(f"no release {release_id} on the host (fab deploy.releases lists them)")
+        return release_id
+    pending = [r["id"] for r in releases if not r["current"]]
+    current = current_release(session.remote(), session.layout)
+    newer = [r for r in pending if not current or r > current]
+    if not newer:
+        raise Refused("no release newer than the current one; make one with fab deploy.code --tag=...")
+    return newer[-1]
+
+
+def production_now(session):
+    return locate(session.remote(), session.layout)
+
+
+def record(session, entry: dict) -> dict:
+    return deploylog.append(session.remote(), session.layout, entry)

@@ -70,3 +70,33 @@ def make_project_repo(dest: Path, v1_snapshot: Path) -> Path:
     git(dest, "commit", "-q", "-m", "v2: hello says v2; tags collection")
     git(dest, "tag", "-a", "v2", "-m", "v2")
     return dest
+
+
+def clone_project(repo: Path, dest: Path) -> Path:
+    """A private copy of a fixture project, for tests that add tags of their own."""
+    subprocess.run(["git", "clone", "-q", str(repo), str(dest)], check=True)
+    git(dest, "fetch", "-q", "--tags")
+    return dest
+
+
+def add_tag(repo: Path, tag: str, changes: dict, base: str = "v2") -> str:
+    """Commit `changes` ({path: text, or None to delete}) on top of `base` and tag it."""
+    git(repo, "checkout", "-q", "--detach", base)
+    for path, content in changes.items():
+        target = repo / path
+        if content is None:
+            git(repo, "rm", "-q", "-r", "--", path)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        git(repo, "add", "--", path)
+    git(repo, "commit", "-q", "-m", f"{tag}: test change")
+    git(repo, "tag", "-a", tag, "-m", tag)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def snapshot_without_field(repo: Path, tag: str, collection: str, field: str) -> str:
+    """The schema snapshot of `tag` with one field removed (a destructive change)."""
+    snapshot = yaml.safe_load(git(repo, "show", f"{tag}:snapshots/schema.yaml"))
+    snapshot["fields"] = [f for f in snapshot["fields"] if not (f["collection"] == collection and f["field"] == field)]
+    return yaml.safe_dump(snapshot, sort_keys=False)

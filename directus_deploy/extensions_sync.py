@@ -19,6 +19,7 @@ from .releases import compress, prepare_code, release_id_for
 from .remote import q
 from .service import Service
 from .source import Source, Tag
+from . import steps
 from .steps import check_host_extensions, record, switch
 from .switch import current_release
 
@@ -77,7 +78,7 @@ def sync_extensions(session, tag: Tag) -> dict:
         record(session, {"action": "extensions-sync", "release": release_id, "from": current, "outcome": "failed"})
         raise
     record(session, {"action": "extensions-sync", "release": release_id, "from": current, "tag": tag.name,
-                     "outcome": "ok", "migrations": revision.get("migrations")})
+                     "outcome": "ok", "migrations": steps.migrations_now(session)})
     return {"release": release_id, "changed": changed}
 
 

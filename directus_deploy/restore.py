@@ -32,8 +32,11 @@ def parse_parts(only: str) -> tuple[str, ...]:
     return parts
 
 
-def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | None = None) -> dict:
-    """Returns {"safety_backup": id, "checks": [...]}. The caller holds the deploy lock."""
+def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | None = None,
+                   start_release: str | None = None) -> dict:
+    """Returns {"safety_backup": id, "checks": [...]}. The caller holds the deploy lock.
+    `start_release`: switch `current` to that release while Directus is stopped, and start it
+    (a database rollback goes with the code that matches it)."""
     remote, layout, console = session.remote(), session.layout, session.console
     service = Service(session.config)
     with console.step(f"check backup {backup_id}") as step:
@@ -97,7 +100,11 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
                         f"fab backup.restore --id={safety['id']}")
             raise
     with console.step("start Directus and pass the health gate") as step:
-        remote.script(service.start(production.root), what="start Directus")
+        start_in = production.root
+        if start_release:
+            remote.switch_symlink(layout.current, posixpath.join("releases", start_release))
+            start_in = layout.release_dir(start_release)
+        remote.script(service.start(start_in), what="start Directus")
         report = service.health_gate(remote, expected_extensions(manifest))
         step.detail = f"healthy after {report['seconds']:.1f}s"
     with console.step("check production against the backup") as step:

@@ -113,3 +113,14 @@ def production_now(session):
 
 def record(session, entry: dict) -> dict:
     return deploylog.append(session.remote(), session.layout, entry)
+
+
+def migrations_now(session) -> list[str]:
+    """The Directus migrations the production database has applied."""
+    from .engines import engine_for
+
+    production = production_now(session)
+    engine = engine_for(production)
+    out = session.remote().script(engine.prelude(session.layout.backups) + engine.migrations(), what="read migrations",
+                                  changes=False, secret_env=engine.secret_env()).stdout
+    return [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]

@@ -84,7 +84,8 @@ def switch(c, release=""):
             except Exception:
                 steps.record(session, {"action": "switch", "release": release_id, "outcome": "failed"})
                 raise
-            steps.record(session, {"action": "switch", "release": release_id, "from": report["previous"], "outcome": "ok"})
+            steps.record(session, {"action": "switch", "release": release_id, "from": report["previous"], "outcome": "ok",
+                                   "migrations": steps.migrations_now(session)})
 
 
 @task(name="releases")

@@ -1,16 +1,73 @@
 """The whole release: guards, lock, verified backup, code, extensions, schema, switch, verify."""
 
-from .base import not_built, task
+import json
+import signal
+import sys
+
+from directus_deploy.errors import DeployError
+from directus_deploy.release import release as run_release
+from directus_deploy.session import open_session
+from directus_deploy.source import Source
+
+from .base import confirm, task
 
 
 @task(
     help={
         "tag": "git tag to release (default: the newest tag)",
         "dry-run": "print the plan; change nothing, upload nothing",
-        "yes": "answer prompts with their default (for CI)",
+        "yes": "answer prompts with their default (for CI); never waits for input",
         "allow-destructive": "let the schema apply drop collections, fields or relations",
+        "json": "print the summary as JSON on stdout (progress goes to stderr)",
     }
 )
-def release(c, tag="", dry_run=False, yes=False, allow_destructive=False):
+def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False):
     """Release a tag to production: backup, deploy, migrate, switch, verify, record."""
-    not_built("release")
+    # a CI job cancelled with SIGTERM unwinds like Ctrl-C: lock released, production put back
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with open_session(dry_run=dry_run) as session:
+        if json_:
+            session.console.stream = sys.stderr
+        ask = None if dry_run else (lambda question: confirm(question, yes))
+        try:
+            run = run_release(session, tag or None, allow_destructive=allow_destructive, confirm=ask)
+        except DeployError as failure:
+            if json_:
+                print(json.dumps({"outcome": "refused" if failure.exit_code == 2 else
+                                  "rolled-back" if failure.exit_code == 3 else "failed", "error": str(failure)}))
+            raise
+        summary = summarize(session, run)
+        if json_:
+            print(json.dumps(summary, indent=1))
+        else:
+            session.console.summary("Release " + ("planned (dry run)" if dry_run else "complete"),
+                                    [(key.replace("_", " "), _text(value)) for key, value in summary.items()
+                                     if key not in ("steps", "outcome")])
+
+
+def summarize(session, run) -> dict:
+    source = Source(session.config.source)
+    commits = []
+    if run.previous_commit:
+        log = source.git("log", "--oneline", f"{run.previous_commit}..{run.tag.commit}", check=False)
+        commits = log.stdout.splitlines() if log.returncode == 0 else []
+    return {
+        "outcome": "dry-run" if session.dry_run else "ok",
+        "tag": run.tag.name,
+        "release": run.release_id,
+        "from": run.previous,
+        "backup": run.backup["id"] if run.backup else None,
+        "commits": commits,
+        "extensions": run.revision.get("loadable") or run.revision.get("extensions", []),
+        "schema_changes": run.plan.changes if run.plan else [],
+        "checks": [f"{c[0]}: {c[1]}" for c in run.checks],
+        "warnings": run.warnings,
+        "round_trips": session.round_trips,
+        "steps": {step.name: round(step.seconds, 2) for step in session.console.steps},
+    }
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value) if value else "none"
+    return str(value if value is not None else "-")

@@ -1,0 +1,149 @@
+"""`fab rollback`: back to an earlier release, chosen from the deploy log (not folder dates).
+
+Code-only when the database holds no migration the target release does not know; otherwise
+`--with-db` restores the backup taken right before the release that followed the target (after
+a safety backup of the current state, which keeps every write made since).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import deploylog, steps
+from .backup_catalog import read_manifest
+from .engines import engine_for, parse_counts
+from .errors import Refused
+from .releases import list_releases
+from .restore import restore_backup
+from .source import Source
+from .switch import current_release, switch_to
+
+SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
+
+
+@dataclass
+class Target:
+    release: str  # release folder id
+    tag: str
+    commit: str | None
+    entry: dict  # the deploy log entry that made it live
+    present: bool  # its folder still exists (else it is deployed again from the tag)
+    unknown_migrations: list = field(default_factory=list)  # in the database, not known to the target
+    db_backup: str | None = None  # the backup that holds the database as the target left it
+
+
+def candidates(session) -> tuple[str | None, list[Target]]:
+    """The current release and every earlier successful one, newest first."""
+    remote, layout = session.remote(), session.layout
+    entries = deploylog.read_entries(remote, layout)
+    present = {r["id"] for r in list_releases(remote, layout)}
+    current = current_release(remote, layout)
+    targets: dict[str, Target] = {}
+    for index, entry in enumerate(entries):
+        if entry.get("action") not in SUCCESS_ACTIONS or entry.get("outcome") != "ok" or not entry.get("release"):
+            continue
+        later = entries[index + 1:]
+        follower = next((e for e in later if e.get("action") == "release" and e.get("backup")
+                         and e.get("release") != entry["release"]), None)
+        targets[entry["release"]] = Target(
+            release=entry["release"], tag=entry.get("tag") or entry["release"].split("-", 1)[1],
+            commit=entry.get("commit"), entry=entry, present=entry["release"] in present,
+            db_backup=follower.get("backup") if follower else None,
+        )
+    ordered = sorted((t for t in targets.values() if t.release != current), key=lambda t: t.release, reverse=True)
+    return current, ordered
+
+
+def choose(session, to_tag: str | None) -> tuple[str, Target]:
+    current, targets = candidates(session)
+    if not current:
+        raise Refused("no current release: nothing to roll back")
+    if to_tag:
+        match = [t for t in targets if t.tag == to_tag]
+        if not match:
+            known = ", ".join(sorted({t.tag for t in targets})) or "none"
+            raise Refused(f"no successful release of tag {to_tag} in the deploy log (can roll back to: {known})")
+        target = match[0]
+    else:
+        older = [t for t in targets if t.release < current]
+        if not older:
+            raise Refused("no earlier successful release in the deploy log to roll back to")
+        target = older[0]
+    now = steps.migrations_now(session)
+    known = target.entry.get("migrations")
+    if known is not None:
+        target.unknown_migrations = [m for m in now if m not in set(known)]
+    return current, target
+
+
+def writes_since(session, manifest: dict) -> list[str]:
+    """Tables with rows added or removed since the backup: what a database rollback sets aside."""
+    production = steps.production_now(session)
+    engine = engine_for(production)
+    out = session.remote().script(engine.prelude(session.layout.backups) + engine.counts("@@live"),
+                                  what="count rows", changes=False, secret_env=engine.secret_env()).stdout
+    live = parse_counts(out, "@@live")
+    then = manifest["database"]["tables"]
+    changes = []
+    for table in sorted(set(live) | set(then)):
+        if table.startswith("directus_") and table in ("directus_activity", "directus_sessions", "directus_revisions"):
+            continue
+        delta = live.get(table, 0) - then.get(table, 0)
+        if table not in then:
+            changes.append(f"{table}: new table, {live[table]} rows")
+        elif table not in live:
+            changes.append(f"{table}: gone now ({then[table]} rows then)")
+        elif delta:
+            changes.append(f"{table}: {delta:+d} rows")
+    return changes
+
+
+def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
+    console = session.console
+    with console.step("choose the release to go back to") as step:
+        current, target = choose(session, to_tag)
+        step.detail = f"{current} -> {target.release} ({target.tag})" + ("" if target.present else ", deployed again from the tag")
+        if target.unknown_migrations and not with_db:
+            raise Refused(
+                f"the database has {len(target.unknown_migrations)} migration(s) that {target.tag} does not know "
+                f"({', '.join(target.unknown_migrations[:3])}); a code-only rollback could break it. Use --with-db to "
+                f"restore the database as {target.tag} left it"
+                + (f" (backup {target.db_backup})" if target.db_backup else "")
+            )
+    manifest = None
+    if with_db:
+        if not target.db_backup:
+            raise Refused(f"no backup holds the database as {target.tag} left it (none was taken before the next release)")
+        with console.step(f"read backup {target.db_backup}") as step:
+            manifest = read_manifest(session.remote(), session.layout, target.db_backup)
+            changes = writes_since(session, manifest)
+            step.detail = f"taken {manifest['created_at']}"
+        console.say(f"    writes since {manifest['created_at']} will be set aside (kept in a safety backup): "
+                    + ("; ".join(changes) if changes else "no row counts changed"))
+        if confirm and not session.dry_run:
+            confirm(f"Restore the database from backup {target.db_backup} ({manifest['created_at']}) and go back to {target.tag}?")
+    if session.dry_run:
+        console.say(f"    would {'restore the database and ' if with_db else ''}switch to {target.release}")
+        return {"release": target.release}
+
+    release_id = target.release
+    if not target.present:
+        tag = Source(session.config.source).resolve(target.tag)
+        release_id = steps.deploy_code(session, tag)["release"]
+    names = steps.check_host_extensions(session, release_id)
+    outcome = {"action": "rollback", "release": release_id, "tag": target.tag, "commit": target.commit,
+               "from": current, "with_db": with_db}
+    try:
+        if with_db:
+            restored = restore_backup(session, target.db_backup, parts=("db",), start_release=release_id)
+            outcome.update(backup_restored=target.db_backup, safety_backup=restored["safety_backup"])
+        else:
+            with console.step(f"switch to {release_id}, restart Directus, health gate") as step:
+                report = switch_to(session, release_id, names)
+                step.detail = f"healthy after {report['seconds']:.1f}s"
+    except Exception:
+        steps.record(session, {**outcome, "outcome": "failed"})
+        raise
+    outcome["migrations"] = steps.migrations_now(session)
+    steps.record(session, {**outcome, "outcome": "ok"})
+    return outcome

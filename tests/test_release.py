@@ -1,0 +1,176 @@
+"""`fab release` and `fab rollback` on the real test bed: the full chain on every engine, a
+database-aware rollback, one release at a time, Ctrl-C, and a dry run that changes nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from testbed.databases import ENGINES
+from testbed.project import add_tag, clone_project
+
+from .helpers import FAB, REPO, run_fab, tree_fingerprint
+
+# A custom migration (MIGRATIONS_PATH defaults to ./migrations in the release): after it ran,
+# an earlier release's code does not know the database any more.
+MIGRATION = """module.exports = {
+  async up(knex) {
+    await knex.schema.createTable('release_notes', (table) => { table.increments('id'); table.string('text'); });
+    await knex('release_notes').insert({ text: 'v3 introduced release notes' });
+  },
+  async down(knex) { await knex.schema.dropTable('release_notes'); },
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def adopted(bed, tmp_path_factory):
+    """A fresh production per engine, adopted into the layout, with its own project copy."""
+    made = bed.new_productions()
+    folder = tmp_path_factory.mktemp("release")
+    setups = {}
+    for engine, production in made.items():
+        project = clone_project(bed.project_dir(engine), folder / engine / "project")
+        add_tag(project, "v3-migrate", {"migrations/20990101A-release-notes.js": MIGRATION})
+        env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
+        result = run_fab("deploy.adopt", f"--from={production.folder}", env_file=env_file)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        setups[engine] = {"production": production, "env": env_file, "srv": folder / engine / "srv"}
+    yield setups
+    for production in made.values():
+        production.destroy()
+
+
+def fab_ok(*args, env_file):
+    result = run_fab(*args, env_file=env_file)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return result
+
+
+def one_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def hello(production) -> str:
+    return production.api.get("/hello", auth=False)["message"]
+
+
+def log_entries(srv) -> list[dict]:
+    return [json.loads(line) for line in (srv / ".deploy" / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_release_runs_the_whole_chain_and_loses_nothing(adopted, engine):
+    setup = adopted[engine]
+    production = setup["production"]
+    before = production.content()
+    result = fab_ok("release", "--tag=v2", "--yes", env_file=setup["env"])
+    for step in ("check the host", "back up", "upload and unpack", "check every extension manifest",
+                 "read the schema plan", "run migrations", "switch to", "check every row, upload and extension",
+                 "record the release", "clean up"):
+        assert step in result.stdout, step
+    assert "Release complete" in result.stdout and "database: OK; uploads: OK; marketplace extensions: OK" in result.stdout
+    assert hello(production) == "hello from v2"
+    assert production.api.get("/collections/tags")["data"]["collection"] == "tags"
+    assert production.content() == before
+    entry = log_entries(setup["srv"])[-1]
+    assert entry["action"] == "release" and entry["outcome"] == "ok" and entry["tag"] == "v2"
+    assert entry["backup"] and entry["timings"] and entry["migrations"]
+    assert not (setup["srv"] / ".deploy" / "lock").exists()
+
+
+def test_json_summary_for_ci(adopted):
+    setup = adopted["mysql"]
+    result = fab_ok("release", "--tag=v2", "--yes", "--json", env_file=setup["env"])
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "ok" and summary["tag"] == "v2" and summary["backup"] and summary["steps"]
+    # releasing v1 over v2 would drop the tags collection: refused, and said so in JSON too
+    refused = run_fab("release", "--tag=v1", "--yes", "--json", env_file=setup["env"])
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["outcome"] == "refused"
+    assert len(list((setup["srv"] / "releases").glob("*-v1"))) == 1  # the adopted v1 only: the refused one is gone
+    assert "switch to" in result.stderr  # progress goes to stderr, JSON alone on stdout
+
+
+def test_dry_run_changes_nothing_on_the_host(adopted):
+    setup = adopted["sqlite"]
+    before = tree_fingerprint(setup["srv"])
+    result = fab_ok("release", "--tag=v3-migrate", "--dry-run", env_file=setup["env"])
+    assert "would upload" in result.stdout and "Release planned (dry run)" in result.stdout
+    assert tree_fingerprint(setup["srv"]) == before
+
+
+def test_rollback_code_only_then_refused_then_with_the_database(adopted):
+    setup = adopted["postgres"]
+    production, srv = setup["production"], setup["srv"]
+    # code-only: v2 -> v1 (no migration between them)
+    fab_ok("rollback", env_file=setup["env"])
+    assert hello(production) == "hello from v1"
+    fab_ok("release", "--tag=v2", "--yes", env_file=setup["env"])
+
+    # v3 runs a migration; then an editor writes
+    fab_ok("release", "--tag=v3-migrate", "--yes", env_file=setup["env"])
+    assert production.query_db("SELECT text FROM release_notes") == [["v3 introduced release notes"]]
+    production.api.json("POST", "/items/articles", {"title": "Written after v3", "body": "late"})
+    articles_after = len(production.api.get("/items/articles?limit=-1")["data"])
+
+    refused = run_fab("rollback", env_file=setup["env"])
+    assert refused.returncode == 2
+    assert "20990101A" in one_line(refused) and "--with-db" in one_line(refused)
+    assert hello(production) == "hello from v2"  # nothing changed
+
+    listing = fab_ok("rollback.list", env_file=setup["env"]).stdout
+    assert "needs --with-db" in listing
+
+    result = fab_ok("rollback", "--with-db", "--yes", env_file=setup["env"])
+    assert "will be set aside" in result.stdout and "articles: +1 rows" in result.stdout
+    assert hello(production) == "hello from v2"
+    assert production.query_db("SELECT COUNT(*) FROM directus_migrations WHERE version = '20990101A'") == [["0"]]
+    assert len(production.api.get("/items/articles?limit=-1")["data"]) == articles_after - 1
+    entry = log_entries(srv)[-1]
+    assert entry["action"] == "rollback" and entry["with_db"] and entry["outcome"] == "ok"
+    # the late article is not lost: the safety backup holds it
+    safety = json.loads((srv / "backups" / entry["safety_backup"] / "manifest.json").read_text())
+    assert safety["database"]["tables"]["articles"] == articles_after
+
+
+def test_two_releases_at_once_one_is_refused_with_the_owner(adopted):
+    setup = adopted["mysql"]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env["DEPLOY_ENV_FILE"] = str(setup["env"])
+    runs = [subprocess.Popen([*FAB, "release", "--tag=v2", "--yes"], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(run.wait(timeout=600), *run.communicate()) for run in runs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert "another deploy holds the lock" in refused and "release v2" in refused
+    assert not (setup["srv"] / ".deploy" / "lock").exists()
+
+
+def test_ctrl_c_in_the_middle_leaves_the_old_release_serving_and_the_lock_free(adopted):
+    setup = adopted["sqlite"]
+    production = setup["production"]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env["DEPLOY_ENV_FILE"] = str(setup["env"])
+    serving = hello(production)
+    run = subprocess.Popen([*FAB, "release", "--tag=v3-migrate", "--yes"], cwd=REPO, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "read the schema plan" not in seen and time.monotonic() < deadline:
+        seen += run.stdout.readline()
+    run.send_signal(signal.SIGINT)
+    rest, _ = run.communicate(timeout=300)
+    assert run.returncode == 130, seen + rest
+    assert hello(production) == serving
+    assert not (setup["srv"] / ".deploy" / "lock").exists()
+    fab_ok("release", "--tag=v3-migrate", "--yes", env_file=setup["env"])
+    adopted_db = setup["srv"] / "shared" / "database" / "data.db"  # the SQLite file moved into shared/
+    assert production.database.query("SELECT COUNT(*) FROM release_notes", path=adopted_db) == [["1"]]

@@ -83,7 +83,8 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         service = Service(session.config)
         moves = _moves(layout, production, links)
         with console.step("stop Directus and move its state into shared/") as step:
-            script = [service.stop() or "true", f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)}"]
+            script = [service.stop() or "true",
+                      f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
             for source_path, target, kind in moves:
                 script.append(f"if [ -e {q(source_path)} ]; then mv -T -- {q(source_path)} {q(target)}; "
                               f"printf '@@moved\\t%s\\n' {q(source_path)}; else mkdir -p {q(target)}; fi"

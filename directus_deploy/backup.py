@@ -19,26 +19,13 @@ from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
 from .production import HEALTH_PROBE_FILE, Production, locate
-from .remote import Remote, q
+from .remote import Remote, q, section, split_sections
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
 RSYNC_PRIVATE = ["rsync", "-a", "--chmod=D0700,F0600"]
 # Directus rewrites this file in uploads on every /server/health: it is not content, and
 # backing it up would make every backup look changed.
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
-
-
-def _sections(output: str) -> dict[str, str]:
-    """Split script output into the parts that follow `@@section:<name>` lines."""
-    found = {}
-    for chunk in ("\n" + output).split("\n@@section:")[1:]:
-        name, _, body = chunk.partition("\n")
-        found[name.strip()] = body
-    return found
-
-
-def section(name: str) -> str:
-    return f"printf '\\n@@section:{name}\\n'"
 
 
 class BackupRun:
@@ -80,6 +67,7 @@ class BackupRun:
     def run(self) -> dict | None:
         with self.console.step("find the production") as step:
             self.production = locate(self.remote, self.layout, self.install)
+            self.session.production = self.production
             if "db" in self.parts:
                 self.engine = engine_for(self.production)
             if "files" in self.parts and not self.production.uploads:
@@ -138,7 +126,7 @@ class BackupRun:
             "\n".join(lines), what="check tools, disk and previous backup", changes=False,
             secret_env=engine.secret_env() if engine else None,
         ).stdout
-        found = _sections(out)
+        found = split_sections(out)
         missing = [line.split()[1] for line in found.get("tools", "").splitlines() if line.startswith("missing ")]
         if missing:
             raise Refused(f"{self.remote.name}: {', '.join(missing)} not found on the host; install it to take backups")
@@ -263,7 +251,7 @@ class BackupRun:
 
     def read_files(self, out: str) -> str:
         prod = self.production
-        found = _sections(out)
+        found = split_sections(out)
         previous = self.previous or {}
         details = []
         reused = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@uploads-reused\t")), None)

@@ -6,7 +6,6 @@ import json
 import posixpath
 from datetime import datetime, timezone
 
-from . import deploylog
 from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
@@ -18,7 +17,11 @@ from .remote import q
 def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
     """Complete backups (their summaries, newest first) and leftover incomplete folders.
     A summary's `uploads_in` names the backup whose uploads folder it shares, if any."""
-    script = (
+    return parse_backups(remote.query(backups_script(layout), what="list backups").stdout)
+
+
+def backups_script(layout) -> str:
+    return (
         f"cd {q(layout.backups)} 2>/dev/null || exit 0; "
         "for d in $(ls -1r); do "
         "  if [ -f \"$d/summary.json\" ]; then printf '@@backup\\t%s\\t' \"$d\"; tr -d '\\n' < \"$d/summary.json\"; echo; "
@@ -26,7 +29,9 @@ def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
         "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; fi; "
         "done; for d in .tmp-*; do [ -d \"$d\" ] && printf '@@incomplete\\t%s\\n' \"$d\"; done; true"
     )
-    out = remote.query(script, what="list backups").stdout
+
+
+def parse_backups(out: str) -> tuple[list[dict], list[str]]:
     backups, incomplete, latest_check, shares = [], [], {}, {}
     for line in out.splitlines():
         kind, _, rest = line.partition("\t")
@@ -146,37 +151,49 @@ def _verdict(ok: bool, good: str, bad: str) -> tuple[str, str]:
     return ("OK", good) if ok else ("FAIL", bad)
 
 
-def protected_backups(remote, layout, backups: list[dict], kept_releases: set[str]) -> dict[str, str]:
+def protected_backups(backups: list[dict], entries: list[dict], kept_releases: set[str]) -> dict[str, str]:
     """Backups that must survive pruning, with the reason: the newest one, and each backup
     taken right before a release that is still kept (its database rollback needs it)."""
     keep = {}
     if backups:
         keep[backups[0]["id"]] = "newest"
-    for entry in deploylog.read_entries(remote, layout):
+    for entry in entries:
         backup_id, release = entry.get("backup"), entry.get("release")
         if backup_id and release in kept_releases:
             keep.setdefault(backup_id, f"database rollback of release {release}")
     return keep
 
 
-def prune_backups(session, keep_count: int) -> list[str]:
-    remote, layout, console = session.remote(), session.layout, session.console
-    backups, incomplete = list_backups(remote, layout)
-    releases = remote.query(f"ls -1 {q(layout.releases)} 2>/dev/null || true", what="list releases").stdout.split()
-    protected = protected_backups(remote, layout, backups, set(releases))
+def prune_plan(backups: list[dict], entries: list[dict], kept_releases: set[str], keep_count: int, say) -> list[str]:
+    """The backups to delete: beyond the `keep_count` newest, unless a kept release needs them."""
+    protected = protected_backups(backups, entries, kept_releases)
     doomed = []
     for position, summary in enumerate(backups):
         if position < keep_count:
             continue
         if summary["id"] in protected:
-            console.say(f"    keeping {summary['id']}: {protected[summary['id']]}")
+            say(f"    keeping {summary['id']}: {protected[summary['id']]}")
             continue
         doomed.append(summary["id"])
-    if doomed or incomplete:
-        script = hand_over_shared_uploads(layout, backups, set(doomed))
-        targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
-        remote.script("\n".join(script + [q("rm", "-rf", "--", *targets)]), what="delete old backups")
-    return doomed + incomplete
+    return doomed
+
+
+def prune_lines(layout, backups: list[dict], doomed: list[str], incomplete: list[str]) -> list[str]:
+    if not doomed and not incomplete:
+        return []
+    targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
+    return hand_over_shared_uploads(layout, backups, set(doomed)) + [q("rm", "-rf", "--", *targets)]
+
+
+def prune_backups(session, keep_count: int) -> list[str]:
+    from .inventory import read_inventory
+
+    stock = read_inventory(session.remote(), session.layout)
+    doomed = prune_plan(stock.backups, stock.entries, {r["id"] for r in stock.releases}, keep_count, session.console.say)
+    lines = prune_lines(session.layout, stock.backups, doomed, stock.incomplete_backups)
+    if lines:
+        session.remote().script("\n".join(lines), what="delete old backups")
+    return doomed + stock.incomplete_backups
 
 
 def hand_over_shared_uploads(layout, backups: list[dict], doomed: set[str]) -> list[str]:

@@ -16,7 +16,14 @@ def who() -> str:
 
 
 def read_entries(remote, layout) -> list[dict]:
-    text = remote.query(f"cat -- {q(layout.log_file)} 2>/dev/null || true", what="read the deploy log").stdout
+    return parse_entries(remote.query(log_script(layout), what="read the deploy log").stdout)
+
+
+def log_script(layout) -> str:
+    return f"cat -- {q(layout.log_file)} 2>/dev/null || true"
+
+
+def parse_entries(text: str) -> list[dict]:
     entries = []
     for line in text.splitlines():
         try:

@@ -9,7 +9,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # something broke; production was left as it was before the step that failed
 EXIT_REFUSED = 2  # a guard refused to start (bad input, config, host key, lock...); nothing changed
 EXIT_ROLLED_BACK = 3  # the release failed after the switch and was rolled back
-EXIT_NOT_BUILT = 4  # the task belongs to a part of the tool that has not been built yet
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
@@ -40,9 +39,3 @@ class RolledBack(DeployError):
     """The release failed after switching and production was put back on the previous one."""
 
     exit_code = EXIT_ROLLED_BACK
-
-
-class NotBuiltYet(DeployError):
-    """A task whose part of the tool does not exist yet; it says so instead of pretending."""
-
-    exit_code = EXIT_NOT_BUILT

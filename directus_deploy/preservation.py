@@ -10,22 +10,24 @@ mtime moved are hashed again and must still have their recorded sha256.
 from __future__ import annotations
 
 from . import manifest as mf
-from .backup import _sections, section
 from .engines import engine_for, parse_counts
 from .production import HEALTH_PROBE_FILE
-from .remote import q
+from .remote import q, section, split_sections
 
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
 
 
 def check_preservation(session, production, manifest: dict, *, exact: bool, parts=("db", "files", "extensions"),
-                       dropped_tables: set[str] = frozenset()) -> list[tuple[str, str, str]]:
-    """(what, OK|FAIL, detail) rows, one round trip."""
+                       dropped_tables: set[str] = frozenset(), migrations: list | None = None) -> list[tuple[str, str, str]]:
+    """(what, OK|FAIL, detail) rows, one round trip. `migrations`, if a list, receives the
+    Directus migrations the database has applied (read in the same round trip)."""
     remote = session.remote()
     engine = engine_for(production) if "db" in parts and manifest.get("database") else None
     lines = []
     if engine:
         lines += [engine.prelude(session.layout.backups), engine.counts("@@live")]
+        if migrations is not None:
+            lines.append(engine.migrations())
     if "files" in parts and manifest.get("uploads") and production.uploads:
         if exact:
             lines += [section("uploads-hashes"),
@@ -36,7 +38,9 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
         lines += [section("registry"), f"ls -1 {q(production.registry)} 2>/dev/null || true"]
     out = remote.script("\n".join(lines) or "true", what="check what production holds", changes=False,
                         secret_env=engine.secret_env() if engine else None).stdout
-    found = _sections(out)
+    found = split_sections(out)
+    if migrations is not None:
+        migrations.extend(line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t"))
     checks = []
     if engine:
         live = parse_counts(out, "@@live")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -35,6 +36,8 @@ class HostFacts:
     free_kib: int = 0
     disk_of: str = ""
     layout_exists: bool = False
+    current_release: str | None = None
+    current_revision: dict = field(default_factory=dict)
 
     @property
     def node_major(self) -> int:
@@ -54,6 +57,8 @@ def read_host_facts(remote: Remote, deploy_path: str) -> HostFacts:
             'echo "disk_of=$d"',
             'echo "free_kib=$(df -Pk "$d" | awk \'NR==2 {print $4}\')"',
             f"test -d {q(deploy_path + '/shared')} && echo layout=yes",
+            f"c=$(readlink -- {q(deploy_path + '/current')}) && echo \"current=$(basename \"$c\")\" && "
+            f"echo \"revision=$(tr -d '\\n' < {q(deploy_path + '/current/REVISION')})\"",
             "true",
         ]
     )
@@ -75,6 +80,13 @@ def read_host_facts(remote: Remote, deploy_path: str) -> HostFacts:
             facts.free_kib = int(value)
         elif key == "layout":
             facts.layout_exists = True
+        elif key == "current":
+            facts.current_release = value
+        elif key == "revision":
+            try:
+                facts.current_revision = json.loads(value)
+            except ValueError:
+                pass
     return facts
 
 

@@ -8,6 +8,7 @@ relative to that folder, as Directus resolves them.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import posixpath
 from dataclasses import dataclass, field
@@ -59,6 +60,25 @@ def parse_env(remote: Remote, text: str) -> dict:
     return env
 
 
+def paths_in(root: str, env: dict) -> dict:
+    """Where Directus, run from `root`, finds uploads and extensions (relative paths in the
+    .env are resolved against the folder it runs from)."""
+    storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
+    uploads = None
+    if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
+        uploads = posixpath.normpath(posixpath.join(root, env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
+    # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
+    # uses these paths with a trailing slash or a `cd`; they need no resolving here.
+    extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
+    return {"uploads": uploads, "extensions": extensions, "registry": posixpath.join(extensions, ".registry")}
+
+
+def moved_to(production: "Production", root: str, release_id: str | None) -> "Production":
+    """The same production, run from another release folder (same .env, same shared state)."""
+    return dataclasses.replace(production, root=root, release_id=release_id, in_layout=release_id is not None,
+                               **paths_in(root, production.env))
+
+
 def locate(remote: Remote, layout: Layout, install: str | None = None) -> Production:
     """Find the production: the layout's current release, or an install folder given by the user."""
     if install:
@@ -88,21 +108,12 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
     env = parse_env(remote, env_text)
 
     root = facts["root"]
-    storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
-    uploads = None
-    if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
-        uploads = posixpath.normpath(posixpath.join(root, env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
-    # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
-    # uses these paths with a trailing slash or a `cd`; they need no resolving here.
-    extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
     release_id = posixpath.basename(root) if root.startswith(layout.releases + "/") else None
     return Production(
         root=root,
         env_file=facts["env_file"],
         env=env,
-        uploads=uploads,
-        extensions=extensions,
-        registry=posixpath.join(extensions, ".registry"),
+        **paths_in(root, env),
         directus_version=facts.get("version", ""),
         in_layout=release_id is not None,
         release_id=release_id,

@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from . import lock, steps
 from .backup import take_backup
-from .backup_catalog import prune_backups
+from .backup_catalog import prune_lines, prune_plan
+from .inventory import read_inventory
 from .errors import Refused, RolledBack
 from .preservation import check_preservation
 from .probe import read_host_facts, require_node
-from .production import locate
-from .releases import cleanup, list_releases
+from .production import moved_to
+from .releases import cleanup_lines, cleanup_plan
 from .restore import restore_backup
 from .schema import SchemaPlan
 from .service import Service
@@ -42,6 +43,7 @@ class ReleaseRun:
     migrated: dict = field(default_factory=dict)
     switched: bool = False
     checks: list = field(default_factory=list)
+    migrations_after: list = field(default_factory=list)  # what the database has applied, after the release
     warnings: list = field(default_factory=list)
 
 
@@ -86,11 +88,10 @@ def check_host(session, run: ReleaseRun) -> None:
         if facts.free_kib * 1024 < DEPS_DISK:
             raise Refused(f"{remote.name}: only {facts.free_kib // 1024} MiB free at {facts.disk_of}; a release needs "
                           f"about {DEPS_DISK >> 20} MiB (dependencies); free some space")
-        run.previous = current_release(remote, layout)
+        run.previous = facts.current_release
+        run.previous_commit = facts.current_revision.get("commit")
         if run.previous:
             Service(session.config).health_gate(remote, [], timeout=15)
-            revision = next((r["revision"] for r in list_releases(remote, layout) if r["id"] == run.previous), {})
-            run.previous_commit = revision.get("commit")
         step.detail = (f"node {facts.node_version}, {facts.free_kib >> 20} GiB free, "
                        + (f"production healthy on {run.previous}" if run.previous else "first release"))
 
@@ -111,7 +112,8 @@ def check_extensions(session, run: ReleaseRun) -> None:
     if session.dry_run:
         return
     with session.console.step("check every extension manifest on the host") as step:
-        run.revision["loadable"] = steps.check_host_extensions(session, run.release_id)
+        run.revision["loadable"] = steps.check_host_extensions(session, run.release_id,
+                                                               run.revision.pop("manifests_on_host", None))
         step.detail = f"{len(run.revision['loadable'])} valid"
 
 
@@ -136,7 +138,7 @@ def switch(session, run: ReleaseRun) -> None:
         session.console.say("    would switch to the new release and pass the health gate")
         return
     try:
-        steps.switch(session, run.release_id, run.revision["loadable"])
+        steps.switch(session, run.release_id, run.revision["loadable"], run.previous)
         run.switched = True
     except RolledBack:
         if run.backup and _migrations_ran(run):
@@ -153,8 +155,9 @@ def verify(session, run: ReleaseRun) -> None:
         return
     with session.console.step("check every row, upload and extension is still there") as step:
         dropped = {d.split(" ", 1)[1] for d in (run.plan.deletions if run.plan else []) if d.startswith("collection ")}
-        run.checks = check_preservation(session, locate(session.remote(), session.layout), run.backup,
-                                        exact=False, dropped_tables=dropped)
+        now_serving = moved_to(session.production, session.layout.release_dir(run.release_id), run.release_id)
+        run.checks = check_preservation(session, now_serving, run.backup, exact=False, dropped_tables=dropped,
+                                        migrations=run.migrations_after)
         step.detail = "; ".join(f"{c[0]} {c[1]}" for c in run.checks)
     failed = [c for c in run.checks if c[1] != "OK"]
     if failed:
@@ -176,9 +179,15 @@ def clean_up(session, run: ReleaseRun) -> None:
     if session.dry_run:
         return
     with session.console.step("clean up old releases and backups") as step:
-        removed = cleanup(session, session.config.keep_releases)
-        pruned = prune_backups(session, session.config.keep_backups)
-        step.detail = f"{len(removed)} releases/stores, {len(pruned)} backups removed"
+        stock = read_inventory(session.remote(), session.layout)
+        config = session.config
+        releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
+        kept = {r["id"] for r in stock.releases} - set(releases)
+        backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, session.console.say)
+        lines = cleanup_lines(session.layout, releases) + prune_lines(session.layout, stock.backups, backups,
+                                                                      stock.incomplete_backups)
+        session.remote().script("\n".join(lines), what="delete old releases and backups")
+        step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
 
 
 # -- putting things back --------------------------------------------------------------------
@@ -209,7 +218,7 @@ def roll_back_code(session, run: ReleaseRun, why: str) -> None:
     if not run.previous:
         return
     session.console.say(f"    {why}: switching back to {run.previous}")
-    switch_to(session, run.previous, [])
+    switch_to(session, run.previous, [], previous=run.previous)  # if even that fails, stay and say so
 
 
 def put_database_back(session, run: ReleaseRun, why: str) -> None:
@@ -225,6 +234,6 @@ def _entry(session, run: ReleaseRun, outcome: str) -> dict:
         "schema_changes": run.plan.changes if run.plan else [],
         "migrations_applied": run.migrated.get("migrations") or run.migrated.get("bootstrap") or [],
         # what the database holds now: a later code-only rollback to this release checks it
-        "migrations": steps.migrations_now(session) if outcome == "ok" else None,
+        "migrations": (run.migrations_after or steps.migrations_now(session)) if outcome == "ok" else None,
         "timings": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }

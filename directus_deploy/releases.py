@@ -26,6 +26,9 @@ from .shared import link_lines, shared_links
 from .source import Source, Tag
 
 NPM_CI = "npm ci --omit=dev --no-audit --no-fund --loglevel=error"
+# run inside a release's extensions/ folder: prints each package.json Directus will read
+MANIFESTS = ("for f in */package.json .registry/*/package.json; do "
+             "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done")
 
 
 def release_id_for(tag: Tag, now: datetime | None = None) -> str:
@@ -91,8 +94,7 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         "base_release": base_release,
     }
     compressed = compress(code.archive)
-    remote.run(["mkdir", "-p", layout.releases], what="create the releases folder")
-    remote.upload(compressed, incoming, progress=progress)
+    remote.upload(compressed, incoming, progress=progress)  # releases/ exists since setup or adopt
     deps_key_prefix = code.lockfile_sha256[:16]
     links = shared_links(layout, env)
     script = "\n".join([
@@ -114,6 +116,8 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         f"cat > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         'printf "@@deps\\t%s\\t%s\\n" "$key" "$how"',
+        # what Directus will load, read in the same round trip, checked before the switch
+        f"cd {q(final)}/extensions 2>/dev/null && {MANIFESTS}; true",
     ])
     try:
         out = remote.script(script, stdin=json.dumps(revision, indent=1) + "\n", what="unpack the release").stdout
@@ -124,19 +128,26 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         return revision
     line = next((l for l in out.splitlines() if l.startswith("@@deps\t")), "@@deps\t?\t?")
     _, revision["deps"], revision["deps_how"] = line.split("\t")
+    revision["manifests_on_host"] = out
     return revision
 
 
 def list_releases(remote, layout) -> list[dict]:
     """Every release folder with its REVISION, oldest first, and which is current."""
-    script = (
+    return parse_releases(remote.query(releases_script(layout), what="list releases").stdout)
+
+
+def releases_script(layout) -> str:
+    return (
         f"cd {q(layout.releases)} 2>/dev/null || exit 0; "
         f"echo \"@@current\t$(readlink -- {q(layout.current)} 2>/dev/null)\"; "
         "for d in $(ls -1); do case \"$d\" in .*) continue;; esac; "
         "printf '@@release\\t%s\\t%s\\t' \"$d\" \"$(readlink \"$d/node_modules\")\"; "
         "tr -d '\\n' < \"$d/REVISION\" 2>/dev/null; echo; done"
     )
-    out = remote.query(script, what="list releases").stdout
+
+
+def parse_releases(out: str) -> list[dict]:
     current = ""
     releases = []
     for line in out.splitlines():
@@ -177,27 +188,33 @@ def last_good(releases: list[dict], outcomes: dict[str, str]) -> str | None:
     return good[-1] if good else None
 
 
-def cleanup(session, keep: int) -> list[str]:
-    """Delete releases beyond the `keep` newest successful ones (never the current one, never
-    the last good one; failed ones go) and dependency stores no release uses any more."""
-    remote, layout = session.remote(), session.layout
-    releases = list_releases(remote, layout)
-    outcomes = release_outcomes(deploylog.read_entries(remote, layout))
+def cleanup_plan(releases: list[dict], entries: list[dict], keep: int) -> list[str]:
+    """Releases to delete: beyond the `keep` newest successful ones (never the current one,
+    never the last good one); failed ones go."""
+    outcomes = release_outcomes(entries)
     current = next((r["id"] for r in releases if r["current"]), None)
     good = [r["id"] for r in releases if outcomes.get(r["id"]) == "ok" or r["id"] == current]
     kept = set(good[-keep:]) | {current, last_good(releases, outcomes)}
-    doomed = [r["id"] for r in releases if r["id"] not in kept]
-    script = [
-        f"cd {q(layout.releases)}",
+    return [r["id"] for r in releases if r["id"] not in kept]
+
+
+def cleanup_lines(layout, doomed: list[str]) -> list[str]:
+    """Shell deleting the doomed releases, leftovers of interrupted runs, and the dependency
+    stores no remaining release links to (each printed as @@store)."""
+    return [
         *(f"rm -rf -- {q(layout.release_dir(d))}" for d in doomed),
-        f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* 2>/dev/null || true",
-        # a dependency store survives while a release links to it
-        f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null; done | "
+        f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
+        f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null || true; done | "
         "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
-        f"for s in {q(layout.shared_deps)}/*/; do k=$(basename \"$s\"); "
-        "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; echo \"@@store\t$k\"; }; done",
-        f"rm -rf -- {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
+        f"for s in {q(layout.shared_deps)}/*/; do [ -d \"$s\" ] || continue; k=$(basename \"$s\"); "
+        "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; printf '@@store\\t%s\\n' \"$k\"; }; done",
     ]
-    out = remote.script("\n".join(script), what="clean up releases").stdout
-    stores = [line.split("\t")[1] for line in out.splitlines() if line.startswith("@@store\t")]
-    return doomed + [f"deps/{s}" for s in stores]
+
+
+def cleanup(session, keep: int) -> list[str]:
+    from .inventory import read_inventory
+
+    stock = read_inventory(session.remote(), session.layout)
+    doomed = cleanup_plan(stock.releases, stock.entries, keep)
+    out = session.remote().script("\n".join(cleanup_lines(session.layout, doomed)), what="clean up releases").stdout
+    return doomed + [f"deps/{line.split(chr(9))[1]}" for line in out.splitlines() if line.startswith("@@store\t")]

@@ -140,7 +140,7 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
         else:
             with console.step(f"switch to {release_id}, restart Directus, health gate") as step:
                 report = switch_to(session, release_id, names)
-                step.detail = f"healthy after {report['seconds']:.1f}s"
+                step.detail = f"healthy; Directus restart {report['restart_seconds']:.1f}s"
     except Exception:
         steps.record(session, {**outcome, "outcome": "failed"})
         raise

@@ -96,13 +96,17 @@ class Service:
             raise DeployError(f"{remote.name}: cannot ask Directus for its extensions: {remote.error_line(result)}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def health_gate(self, remote: Remote, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> dict:
-        """Ping, health with the token, expected extensions loaded. Raises when any fails."""
-        result = remote.query(
-            ["node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions))],
-            secret_env={"DIRECTUS_TOKEN": self.config.directus_token},
-            check=False,
-        )
+    def health_check(self, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> str:
+        """Shell running the health gate (needs DIRECTUS_TOKEN from `secret_env`); it prints
+        one JSON line. Kept separate so a switch and its gate can share a round trip."""
+        return q("node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions)))
+
+    @property
+    def secret_env(self) -> dict:
+        return {"DIRECTUS_TOKEN": self.config.directus_token}
+
+    def health_report(self, remote: Remote, result) -> dict:
+        """Read the gate's JSON line; raise when any check failed."""
         try:
             report = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -113,3 +117,8 @@ class Service:
                 f"({self.config.directus_url})"
             )
         return report
+
+    def health_gate(self, remote: Remote, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> dict:
+        """Ping, health with the token, expected extensions loaded. Raises when any fails."""
+        result = remote.query(self.health_check(expected_extensions, timeout), secret_env=self.secret_env, check=False)
+        return self.health_report(remote, result)

@@ -12,17 +12,24 @@ from contextlib import contextmanager
 from . import config as config_module
 from . import ssh
 from .console import Console
+from .errors import Refused
 from .layout import Layout
 from .remote import Remote
 
 
 class Session:
-    def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None):
+    def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None, several_hosts=False):
         self.config = config or config_module.load()
+        if len(self.config.hosts) > 1 and not several_hosts:
+            # acting on the first host alone would leave the others behind, silently
+            raise Refused(f"DEPLOY_HOSTS lists {len(self.config.hosts)} hosts; this version deploys to one host: "
+                          "list one (the tasks host.check and host.trust take several)")
         self.dry_run = dry_run
         self.layout = Layout(self.config.deploy_path)
         self._remotes: dict[str, Remote] = {}
         self.console = Console(scrub=self.scrub)
+        self.production = None  # the production located last (its .env parsed), to save round trips
+        self.lock_owner = None
 
     def scrub(self, text: str) -> str:
         for secret in self.config.secrets:
@@ -60,8 +67,8 @@ class Session:
 
 
 @contextmanager
-def open_session(*, dry_run: bool = False):
-    session = Session(dry_run=dry_run)
+def open_session(*, dry_run: bool = False, several_hosts: bool = False):
+    session = Session(dry_run=dry_run, several_hosts=several_hosts)
     try:
         if dry_run:
             session.console.say("DRY RUN: nothing on the host will change; commands that would are listed.")

@@ -10,7 +10,7 @@ from . import deploylog
 from .errors import Refused
 from .extensions import check_manifest, describe_problems
 from .production import locate, parse_env
-from .releases import create_release, list_releases, prepare_code, release_id_for
+from .releases import MANIFESTS, create_release, list_releases, prepare_code, release_id_for
 from .remote import q
 from .schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
 from .source import Source, Tag
@@ -19,6 +19,9 @@ from .switch import current_release, switch_to
 
 def read_shared_env(session) -> dict:
     """The production .env from shared/ (the release links to it)."""
+    known = session.production
+    if known is not None and known.in_layout:
+        return known.env  # read moments ago from the same file, through the release's link
     text = session.remote().read_file(session.layout.shared_env, missing_ok=True)
     if text is None:
         raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
@@ -42,18 +45,16 @@ def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
     return revision
 
 
-def check_host_extensions(session, release_id: str) -> list[str]:
+def check_host_extensions(session, release_id: str, manifests: str | None = None) -> list[str]:
     """Validate the manifests Directus will load from the release and from .registry, on the
-    host, before the switch. Returns the extension names."""
-    layout = session.layout
-    release_dir = layout.release_dir(release_id)
-    out = session.remote().query(
-        f"cd {q(release_dir)}/extensions 2>/dev/null || exit 0; for f in */package.json .registry/*/package.json; do "
-        "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true",
-        what="read extension manifests",
-    ).stdout
+    host, before the switch (`manifests`: their text, if already read). Returns the names."""
+    if manifests is None:
+        manifests = session.remote().query(
+            f"cd {q(session.layout.release_dir(release_id))}/extensions 2>/dev/null && {MANIFESTS}; true",
+            what="read extension manifests",
+        ).stdout
     extensions = []
-    for chunk in out.split("\n@@package\t")[1:]:
+    for chunk in manifests.split("\n@@package\t")[1:]:
         path, _, text = chunk.partition("\n")
         extension = check_manifest(path.rsplit("/", 1)[0], text)
         if extension is not None:
@@ -85,10 +86,11 @@ def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     return outcome
 
 
-def switch(session, release_id: str, extensions: list[str]) -> dict:
+def switch(session, release_id: str, extensions: list[str], previous: str | None = None) -> dict:
     with session.console.step(f"switch to {release_id}, restart Directus, health gate") as step:
-        report = switch_to(session, release_id, extensions)
-        step.detail = f"healthy after {report['seconds']:.1f}s, {len(report.get('loaded', []))} extensions loaded"
+        report = switch_to(session, release_id, extensions, previous)
+        step.detail = (f"healthy; Directus restart {report['restart_seconds']:.1f}s, "
+                       f"{len(report.get('loaded', []))} extensions loaded")
     return report
 
 

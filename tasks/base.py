@@ -8,7 +8,7 @@ import sys
 from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
-from directus_deploy.errors import EXIT_INTERRUPTED, DeployError, NotBuiltYet, Refused
+from directus_deploy.errors import EXIT_INTERRUPTED, DeployError, Refused
 
 
 def task(*args, **kwargs):
@@ -30,10 +30,6 @@ def task(*args, **kwargs):
     if len(args) == 1 and callable(args[0]) and not kwargs:
         return decorate(args[0])
     return decorate
-
-
-def not_built(name: str) -> None:
-    raise NotBuiltYet(f"{name} is not available in this version of the tool yet; nothing was done")
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -14,7 +14,7 @@ from .base import task
 @task
 def check(c):
     """Connect to every host (verifying its key) and report tools, Node, disk and layout."""
-    with open_session() as session:
+    with open_session(several_hosts=True) as session:
         for remote in session.remotes():
             facts = read_host_facts(remote, session.layout.root)
             console = session.console

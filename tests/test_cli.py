@@ -28,11 +28,11 @@ def test_every_task_has_a_description_and_help():
         assert helped.returncode == 0 and "Docstring:" in helped.stdout
 
 
-@pytest.mark.parametrize("task", ["release", "rollback", "deploy.code", "extensions.sync"])
-def test_unbuilt_tasks_say_so_and_exit_non_zero(task):
-    result = run_fab(task)
-    assert result.returncode == 4
-    assert result.stderr.strip() == f"error: {task} is not available in this version of the tool yet; nothing was done"
+def test_several_hosts_are_refused_until_supported(tmp_path):
+    settings = {"DEPLOY_HOSTS": "deploy@a.example.com,deploy@b.example.com", "DIRECTUS_TOKEN": "abcdefghijk"}
+    result = run_fab("release", env_file=write_env(tmp_path / "deploy.env", settings))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: DEPLOY_HOSTS lists 2 hosts") and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,86 @@
+"""Release and rollback benchmark, measured side by side in one run.
+
+    .venv/bin/python bench/release_bench.py
+
+On a fresh SQLite production of the test bed (adopted into the layout first):
+  1. `fab release` of a tag whose package-lock.json is unchanged (dependencies reused)
+  2. `fab release` of a tag whose package-lock.json changed (npm ci into a new store)
+  3. `fab rollback` (code only): total time, Directus's own restart (process manager start
+     until /server/ping and /server/health answer), and the tool's time beyond it
+Each `fab` runs as a user runs it (a new process, over SSH); SSH commands are counted by the tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from testbed.bed import TestBed  # noqa: E402
+from testbed.project import add_tag, clone_project  # noqa: E402
+
+
+def fab(env_file: Path, *args: str) -> tuple[float, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env["DEPLOY_ENV_FILE"] = str(env_file)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
+    return seconds, result.stdout
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="release-bench-"))
+    reuse = os.environ.get("DIRECTUS_DEPLOY_TESTBED")
+    bed = TestBed.attach(Path(reuse)) if reuse else TestBed(work / "bed", ("sqlite",)).up()
+    production = bed.new_productions(("sqlite",))["sqlite"]
+    try:
+        project = clone_project(bed.project_dir("sqlite"), work / "project")
+        package = json.loads((project / "package.json").read_text())
+        lock = json.loads((project / "package-lock.json").read_text())
+        package["version"] = lock["version"] = lock["packages"][""]["version"] = "2.0.1"
+        add_tag(project, "v2-new-lockfile", {"package.json": json.dumps(package, indent=2) + "\n",
+                                             "package-lock.json": json.dumps(lock, indent=2) + "\n"})
+        env_file = bed.tool_env(production, work / "tool", DEPLOY_SOURCE=str(project))
+        fab(env_file, "deploy.adopt", f"--from={production.folder}")
+
+        rows = []
+        for label, tag in (("release, lockfile unchanged", "v2"), ("release, lockfile changed (npm ci)", "v2-new-lockfile")):
+            seconds, out = fab(env_file, "release", f"--tag={tag}", "--yes", "--json")
+            summary = json.loads(out)
+            rows.append((label, seconds, summary["round_trips"], summary["steps"]))
+        seconds, out = fab(env_file, "rollback", "--yes")
+        restart = float(re.search(r"Directus restart ([0-9.]+)s", out).group(1))
+
+        print()
+        print(f"{'run':<38} {'seconds':>8} {'SSH commands':>13}")
+        print("-" * 61)
+        for label, secs, trips, _ in rows:
+            print(f"{label:<38} {secs:8.1f} {trips:13d}")
+        print(f"changed / unchanged lockfile: {rows[1][1] / rows[0][1]:.1f}x")
+        install = next(v for k, v in rows[1][3].items() if k.startswith("upload and unpack"))
+        reuse_step = next(v for k, v in rows[0][3].items() if k.startswith("upload and unpack"))
+        print(f"  upload+unpack+dependencies step: {reuse_step:.1f}s reused vs {install:.1f}s with npm ci")
+        print()
+        print(f"{'code-only rollback':<38} {seconds:8.1f}")
+        print(f"  Directus restart (pm2 start until ping and health answer): {restart:.1f}s")
+        print(f"  the tool's own time beyond the restart: {seconds - restart:.1f}s (process start, SSH, checks, log)")
+    finally:
+        production.destroy()
+        if not reuse:
+            bed.destroy()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,6 +18,7 @@ import socket
 from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
+from .extensions import PRINT_MANIFESTS, check_printed
 from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
 
@@ -223,9 +224,7 @@ class BackupRun:
             copies = [(prod.extensions, "", (".registry",)), (prod.registry, ".registry", ())]
             lines += self._incremental_copy_lines("extensions", copies, prev_dir)
             target = posixpath.join(self.staging, "extensions")
-            lines += [section("extension-manifests"),
-                      f"cd {q(target)} && for f in */package.json .registry/*/package.json; do "
-                      "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true"]
+            lines += [section("extension-manifests"), f"cd {q(target)} && {PRINT_MANIFESTS}"]
         if "env" in self.parts:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
@@ -284,7 +283,8 @@ class BackupRun:
             }
             details.append(f"{part}: {len(listing)} files, {copied} copied, {len(listing) - copied} linked")
         if "extensions" in self.manifest:
-            self.manifest["extensions"]["names"] = extension_names(found.get("extension-manifests", ""))
+            self.manifest["extensions"]["names"] = sorted(
+                e.name for e in check_printed(found.get("extension-manifests", "")) if e.ok)
             self.manifest["extensions"]["registry"] = sorted(
                 {p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
         env_line = next((l for l in out.splitlines() if l.startswith("@@env\t")), None)
@@ -380,20 +380,6 @@ class BackupRun:
             self.console.say(f"    incomplete backup {self.staging} removed")
         except Exception:  # noqa: BLE001 - the connection may be gone; prune removes it later
             self.console.say(f"    incomplete backup left at {self.staging} (never listed as good; prune removes it)")
-
-
-def extension_names(blob: str) -> list[str]:
-    """Package names of the folders whose package.json declares a Directus extension."""
-    names = set()
-    for chunk in blob.split("\n@@package\t")[1:]:
-        _, _, text = chunk.partition("\n")
-        try:
-            package = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(package, dict) and "directus:extension" in package and package.get("name"):
-            names.add(package["name"])
-    return sorted(names)
 
 
 def _clock(name: str) -> str:

@@ -88,6 +88,31 @@ def check_manifest(folder: str, text: bytes | str | None) -> Extension | None:
     return extension
 
 
+# Shell run inside an extensions/ folder: prints every package.json Directus will read there
+# (its own folders and the marketplace's .registry), each after a `@@package <path>` line.
+PRINT_MANIFESTS = ("for f in */package.json .registry/*/package.json; do "
+                   "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true")
+
+
+def printed_manifests(output: str) -> list[tuple[str, str]]:
+    """(package.json path, its text) pairs from PRINT_MANIFESTS output."""
+    pairs = []
+    for chunk in output.split("\n@@package\t")[1:]:
+        path, _, text = chunk.partition("\n")
+        pairs.append((path, text))
+    return pairs
+
+
+def check_printed(output: str) -> list[Extension]:
+    """Check every manifest in PRINT_MANIFESTS output."""
+    found = []
+    for path, text in printed_manifests(output):
+        extension = check_manifest(path.rsplit("/", 1)[0], text)
+        if extension is not None:
+            found.append(extension)
+    return found
+
+
 def missing_entries(extension: Extension, present: set[str]) -> list[str]:
     return [e for e in extension.entries if posixpath.normpath(e) not in present]
 

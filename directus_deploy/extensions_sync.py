@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import deploylog
 from .errors import Refused
+from .extensions import PRINT_MANIFESTS, printed_manifests
 from .releases import compress, prepare_code, release_id_for
 from .remote import q
 from .service import Service
@@ -88,15 +89,10 @@ def loaded_extensions(session) -> list[list[str]]:
     release = current_release(remote, layout)
     if not release:
         raise Refused("no current release on the host")
-    out = remote.query(
-        f"cd {q(layout.release_dir(release))}/extensions 2>/dev/null || exit 0; "
-        "for f in */package.json .registry/*/package.json; do "
-        "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done; true",
-        what="read extension manifests",
-    ).stdout
+    out = remote.query(f"cd {q(layout.release_dir(release))}/extensions 2>/dev/null && {PRINT_MANIFESTS}",
+                       what="read extension manifests").stdout
     on_disk = {}
-    for chunk in out.split("\n@@package\t")[1:]:
-        path, _, text = chunk.partition("\n")
+    for path, text in printed_manifests(out):
         try:
             package = json.loads(text)
         except ValueError:

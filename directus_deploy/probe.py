@@ -36,6 +36,7 @@ class HostFacts:
     free_kib: int = 0
     disk_of: str = ""
     layout_exists: bool = False
+    dependency_stores: list = field(default_factory=list)  # complete stores in shared/deps
     current_release: str | None = None
     current_revision: dict = field(default_factory=dict)
 
@@ -57,6 +58,8 @@ def read_host_facts(remote: Remote, deploy_path: str) -> HostFacts:
             'echo "disk_of=$d"',
             'echo "free_kib=$(df -Pk "$d" | awk \'NR==2 {print $4}\')"',
             f"test -d {q(deploy_path + '/shared')} && echo layout=yes",
+            f"for s in {q(deploy_path + '/shared/deps')}/*/.complete; do [ -f \"$s\" ] && "
+            "echo \"deps=$(basename \"$(dirname \"$s\")\")\"; done",
             f"c=$(readlink -- {q(deploy_path + '/current')}) && echo \"current=$(basename \"$c\")\" && "
             f"echo \"revision=$(tr -d '\\n' < {q(deploy_path + '/current/REVISION')})\"",
             "true",
@@ -80,6 +83,8 @@ def read_host_facts(remote: Remote, deploy_path: str) -> HostFacts:
             facts.free_kib = int(value)
         elif key == "layout":
             facts.layout_exists = True
+        elif key == "deps":
+            facts.dependency_stores.append(value)
         elif key == "current":
             facts.current_release = value
         elif key == "revision":

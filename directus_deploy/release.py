@@ -28,6 +28,7 @@ from .source import Source, Tag
 from .switch import current_release, switch_to
 
 DEPS_DISK = 1536 << 20  # a new dependency store (npm ci of Directus) takes about this much
+CODE_DISK = 64 << 20  # a release reusing its dependencies: the code, a few MB
 
 
 @dataclass
@@ -85,9 +86,12 @@ def check_host(session, run: ReleaseRun) -> None:
                 raise Refused(f"{remote.name}: {tool} not found on the host")
         if not facts.layout_exists:
             raise Refused(f"{remote.name}: {layout.root} is not set up; run fab deploy.setup or fab deploy.adopt first")
-        if facts.free_kib * 1024 < DEPS_DISK:
-            raise Refused(f"{remote.name}: only {facts.free_kib // 1024} MiB free at {facts.disk_of}; a release needs "
-                          f"about {DEPS_DISK >> 20} MiB (dependencies); free some space")
+        lockfile = Source(session.config.source).lockfile_hash(run.tag)[:16]
+        reuses = any(store.startswith(lockfile + "-") for store in facts.dependency_stores)
+        need = CODE_DISK if reuses else DEPS_DISK
+        if facts.free_kib * 1024 < need:
+            raise Refused(f"{remote.name}: only {facts.free_kib // 1024} MiB free at {facts.disk_of}; this release needs "
+                          f"about {need >> 20} MiB{'' if reuses else ' (a new dependency store)'}; free some space")
         run.previous = facts.current_release
         run.previous_commit = facts.current_revision.get("commit")
         if run.previous:

@@ -19,16 +19,13 @@ from pathlib import Path
 
 from . import deploylog
 from .errors import Refused
-from .extensions import build_missing, check_tree, describe_problems, missing_entries
+from .extensions import PRINT_MANIFESTS, build_missing, check_tree, describe_problems, missing_entries
 from .layout import Layout
 from .remote import Remote, q
 from .shared import link_lines, shared_links
 from .source import Source, Tag
 
 NPM_CI = "npm ci --omit=dev --no-audit --no-fund --loglevel=error"
-# run inside a release's extensions/ folder: prints each package.json Directus will read
-MANIFESTS = ("for f in */package.json .registry/*/package.json; do "
-             "[ -f \"$f\" ] && { printf '\\n@@package\\t%s\\n' \"$f\"; cat -- \"$f\"; }; done")
 
 
 def release_id_for(tag: Tag, now: datetime | None = None) -> str:
@@ -102,7 +99,7 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
         f"rm -f -- {q(incoming)}",
         *link_lines(temp, links, q),
-        f"major=$(node -p 'process.versions.node.split(\".\")[0]')",
+        "major=$(node -p 'process.versions.node.split(\".\")[0]')",
         f"key={q(deps_key_prefix)}-node$major; store={q(layout.shared_deps)}/$key",
         'if [ -f "$store/.complete" ]; then how=reused; else how=installed',
         f"  work={q(layout.shared_deps)}/.tmp-$key-$$; rm -rf -- \"$work\"; mkdir -p -- \"$work\"",
@@ -117,7 +114,7 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         f"mv -T -- {q(temp)} {q(final)}",
         'printf "@@deps\\t%s\\t%s\\n" "$key" "$how"',
         # what Directus will load, read in the same round trip, checked before the switch
-        f"cd {q(final)}/extensions 2>/dev/null && {MANIFESTS}; true",
+        f"cd {q(final)}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
     ])
     try:
         out = remote.script(script, stdin=json.dumps(revision, indent=1) + "\n", what="unpack the release").stdout

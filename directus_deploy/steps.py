@@ -8,9 +8,9 @@ from pathlib import Path
 
 from . import deploylog
 from .errors import Refused
-from .extensions import check_manifest, describe_problems
+from .extensions import PRINT_MANIFESTS, check_printed, describe_problems
 from .production import locate, parse_env
-from .releases import MANIFESTS, create_release, list_releases, prepare_code, release_id_for
+from .releases import create_release, list_releases, prepare_code, release_id_for
 from .remote import q
 from .schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
 from .source import Source, Tag
@@ -50,15 +50,10 @@ def check_host_extensions(session, release_id: str, manifests: str | None = None
     host, before the switch (`manifests`: their text, if already read). Returns the names."""
     if manifests is None:
         manifests = session.remote().query(
-            f"cd {q(session.layout.release_dir(release_id))}/extensions 2>/dev/null && {MANIFESTS}; true",
+            f"cd {q(session.layout.release_dir(release_id))}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
             what="read extension manifests",
         ).stdout
-    extensions = []
-    for chunk in manifests.split("\n@@package\t")[1:]:
-        path, _, text = chunk.partition("\n")
-        extension = check_manifest(path.rsplit("/", 1)[0], text)
-        if extension is not None:
-            extensions.append(extension)
+    extensions = check_printed(manifests)
     problems = describe_problems(extensions)
     if problems:
         raise Refused(f"release {release_id}: invalid extension manifest ({problems}); Directus would load no extension")

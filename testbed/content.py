@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 import struct
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -35,9 +36,14 @@ class Api:
             request.add_header("Content-Type", content_type)
         if auth:
             request.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
-        return payload
+        for attempt in range(4):
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
+                    return response.read()
+            except urllib.error.HTTPError as why:
+                if why.code != 503 or attempt == 3:  # 503: busy for a moment, worth another try
+                    raise
+                time.sleep(1 + attempt)
 
     def json(self, method: str, path: str, body=None, **kwargs):
         payload = self.request(method, path, body, **kwargs)

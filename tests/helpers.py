@@ -53,3 +53,23 @@ def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ()) -> dict:
         else:
             found[relative] = ("file", oct(info.st_mode), info.st_size, hashlib.sha256(path.read_bytes()).hexdigest())
     return found
+
+
+def fab_ok(*args: str, env_file: Path):
+    """`fab` that must succeed; on failure the assertion shows its output's tail."""
+    result = run_fab(*args, env_file=env_file)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return result
+
+
+def one_line(result) -> str:
+    """The single `error: ...` line a refused or failed command prints on stderr."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def hello(production) -> str:
+    """What the project's custom endpoint answers: which release serves."""
+    return production.api.get("/hello", auth=False)["message"]

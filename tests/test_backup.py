@@ -14,7 +14,7 @@ import pytest
 from testbed.content import png
 from testbed.databases import ENGINES
 
-from .helpers import run_fab, tree_fingerprint
+from .helpers import fab_ok, one_line, run_fab, tree_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +36,8 @@ def manifests(env_file) -> list[dict]:
     return [json.loads((p / "manifest.json").read_text()) for p in found]
 
 
-def fab_ok(*args, env_file):
-    result = run_fab(*args, env_file=env_file)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
-    return result
 
 
-def only_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -166,7 +158,7 @@ def test_a_corrupted_dump_fails_verification(productions, engine):
         handle.truncate(size // 2)
     result = run_fab("backup.verify", f"--id={backup['id']}", install, env_file=env_file)
     assert result.returncode == 1
-    assert "FAILED verification" in only_line(result)
+    assert "FAILED verification" in one_line(result)
     assert "db checksum  FAIL" in result.stdout and "db restore   FAIL" in result.stdout
 
 
@@ -201,18 +193,18 @@ def test_guards_refuse_with_one_line_and_leave_nothing(bed, productions, tmp_pat
     os.symlink(production.folder / "node_modules", broken / "node_modules")
     (broken / "database" / "data.db").unlink()
     result = run_fab("backup.all", f"--install={broken}", env_file=env_file)
-    assert result.returncode == 1 and "not found" in only_line(result)
+    assert result.returncode == 1 and "not found" in one_line(result)
     assert tree_fingerprint(srv, ignore=(".deploy",)) == {k: v for k, v in before.items() if not k.startswith(".deploy")}
 
     # not an install at all
     result = run_fab("backup.all", f"--install={tmp_path / 'nothing'}", env_file=env_file)
-    assert result.returncode == 2 and "no Directus production" in only_line(result)
+    assert result.returncode == 2 and "no Directus production" in one_line(result)
 
     # a backup id that does not exist, or walks out of the backups folder
     for bad in ("20990101T000000Z-nope", "../../../etc/passwd", "x;touch /tmp/pwned"):
         result = run_fab("backup.restore", f"--id={bad}", "--yes", f"--install={production.folder}", env_file=env_file)
         assert result.returncode == 2, bad
-        only_line(result)
+        one_line(result)
     assert not os.path.exists("/tmp/pwned")
 
 
@@ -225,7 +217,7 @@ def test_not_enough_disk_is_refused_before_anything_is_written(bed, productions,
         small_env = bed.tool_env(production, tmp_path / "cfg", DEPLOY_PATH=str(tiny / "srv"))
         result = run_fab("backup.all", f"--install={production.folder}", env_file=small_env)
         assert result.returncode == 2
-        assert "not enough free disk" in only_line(result)
+        assert "not enough free disk" in one_line(result)
         assert not (tiny / "srv" / "backups").exists() or not any((tiny / "srv" / "backups").iterdir())
     finally:
         subprocess.run(["umount", str(tiny)], check=True)

@@ -11,7 +11,7 @@ import pytest
 
 from testbed.project import add_tag, clone_project, snapshot_without_field
 
-from .helpers import run_fab, tree_fingerprint
+from .helpers import fab_ok, hello, one_line, run_fab, tree_fingerprint
 
 HELLO_V3 = "export default { id: 'hello', handler: (router) => { router.get('/', (_q, res) => res.json({ message: 'hello from v3' })); } };\n"
 CRASHING_HOOK = {
@@ -39,20 +39,10 @@ def deployed(bed, tmp_path_factory):
         production.destroy()
 
 
-def fab_ok(*args, env_file):
-    result = run_fab(*args, env_file=env_file)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    return result
 
 
-def one_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
-def hello(production) -> str:
-    return production.api.get("/hello", auth=False)["message"]
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])

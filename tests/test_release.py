@@ -13,7 +13,7 @@ import pytest
 from testbed.databases import ENGINES
 from testbed.project import add_tag, clone_project
 
-from .helpers import FAB, REPO, run_fab, tree_fingerprint
+from .helpers import FAB, REPO, fab_ok, hello, one_line, run_fab, tree_fingerprint
 
 # A custom migration (MIGRATIONS_PATH defaults to ./migrations in the release): after it ran,
 # an earlier release's code does not know the database any more.
@@ -45,20 +45,10 @@ def adopted(bed, tmp_path_factory):
         production.destroy()
 
 
-def fab_ok(*args, env_file):
-    result = run_fab(*args, env_file=env_file)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    return result
 
 
-def one_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
-def hello(production) -> str:
-    return production.api.get("/hello", auth=False)["message"]
 
 
 def log_entries(srv) -> list[dict]:

@@ -8,18 +8,11 @@ import threading
 import pytest
 
 from directus_deploy import ssh
-from directus_deploy.errors import HostKeyError
 from testbed.sshd import SshServer
 
-from .helpers import run_fab, session_for, write_env
+from .helpers import one_line, run_fab, session_for, write_env
 
 
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in result.stdout + result.stderr
-    return lines[0]
 
 
 def test_fab_reaches_the_host_through_the_alias_and_runs_there(bed):
@@ -35,7 +28,7 @@ def test_without_node_path_the_host_node_is_too_old_or_missing(bed, tmp_path):
     settings = {k: v for k, v in bed.deploy_settings("sqlite").items() if k != "DEPLOY_NODE_PATH"}
     result = run_fab("host.check", env_file=write_env(tmp_path / "no-node.env", settings))
     assert result.returncode == 2
-    assert "DEPLOY_NODE_PATH" in one_error_line(result)
+    assert "DEPLOY_NODE_PATH" in one_line(result)
 
 
 def test_known_hosts_come_from_the_ssh_config_file(bed):
@@ -68,7 +61,7 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(bed, private_sshd,
     private_sshd.known_hosts.write_text(old)  # the client still remembers the old key
     result = run_fab("host.check", env_file=env_file)
     assert result.returncode == 2
-    line = one_error_line(result)
+    line = one_line(result)
     assert "HOST KEY CHANGED" in line and line.count("SHA256:") == 2
     assert "Accepted publickey" not in private_sshd.log_file.read_text().split("Received SIGHUP")[-1]
 
@@ -78,14 +71,14 @@ def test_an_unknown_host_is_refused_and_trusted_only_by_its_fingerprint(bed, pri
     private_sshd.known_hosts.write_text("")
     result = run_fab("host.check", env_file=env_file)
     assert result.returncode == 2
-    line = one_error_line(result)
+    line = one_line(result)
     assert "not in known_hosts" in line and "fab host.trust --fingerprint=SHA256:" in line
     offered = line.split("--fingerprint=")[1].strip()
 
     assert run_fab("host.trust", env_file=env_file).returncode == 2  # no fingerprint: shows it, trusts nothing
     assert private_sshd.known_hosts.read_text() == ""
     wrong = run_fab("host.trust", "--fingerprint=SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", env_file=env_file)
-    assert wrong.returncode == 2 and "not trusted" in one_error_line(wrong)
+    assert wrong.returncode == 2 and "not trusted" in one_line(wrong)
     assert private_sshd.known_hosts.read_text() == ""
 
     trusted = run_fab("host.trust", f"--fingerprint={offered}", env_file=env_file)
@@ -97,7 +90,7 @@ def test_unreachable_host_is_one_line(bed, tmp_path):
     settings = {**bed.deploy_settings("sqlite"), "DEPLOY_HOSTS": "root@127.0.0.1:1"}
     result = run_fab("host.check", env_file=write_env(tmp_path / "deploy.env", settings))
     assert result.returncode == 2
-    assert "cannot connect" in one_error_line(result)
+    assert "cannot connect" in one_line(result)
 
 
 # -- the remote helpers, on the real host -------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 
-from ..remote import q
 
 COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output
 
@@ -64,6 +63,12 @@ class Engine:
 
     def describe(self) -> str:
         return self.name
+
+    @staticmethod
+    def always(body: str, cleanup: str) -> str:
+        """Shell running `body`, then `cleanup` whether body failed or not, keeping body's
+        status (a `set -e` script would otherwise stop before the cleanup)."""
+        return f"rc=0; {{ {body}; }} || rc=$?; {cleanup}; test $rc = 0"
 
     @staticmethod
     def mark_lines(mark: str, separator: str) -> str:

@@ -89,17 +89,21 @@ class MysqlEngine(Engine):
         return (
             f"{{ {self._mysql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
             f"the database user needs CREATE on {self.database}_scratch_%' >&2; exit 1; }}; }} && "
-            f"{{ rc=0; {{ zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
-            f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
-            f"{self.counts(mark, scratch)}; }} || rc=$?; rm -f -- {q(raw)}; {self._mysql(drop)}; test $rc = 0; }}"
+            "{ " + self.always(
+                f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
+                f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
+                f"{self.counts(mark, scratch)}",
+                f"rm -f -- {q(raw)}; {self._mysql(drop)}",
+            ) + "; }"
         )
 
     def restore(self, dump: str, work_dir: str) -> str:
         raw = f"{work_dir}/restore.sql"
         # MySQL DDL is not transactional: the safety backup taken first is the way back.
-        return (
-            f"rc=0; {{ zstd -q -d -f -o {q(raw)} -- {q(dump)} && {self._mysql(_DROP_ALL_SQL)} && "
-            f'mysql --defaults-extra-file="$MYCNF" {q(self.database)} < {q(raw)}; }} || rc=$?; rm -f -- {q(raw)}; test $rc = 0'
+        return self.always(
+            f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && {self._mysql(_DROP_ALL_SQL)} && "
+            f'mysql --defaults-extra-file="$MYCNF" {q(self.database)} < {q(raw)}',
+            f"rm -f -- {q(raw)}",
         )
 
     def size(self) -> str:

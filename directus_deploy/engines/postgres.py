@@ -80,18 +80,22 @@ class PostgresEngine(Engine):
         return (
             f"{{ {self._psql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
             f"the database user needs CREATEDB' >&2; exit 1; }}; }} && "
-            f"{{ rc=0; {{ {self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
-            f"{self.counts(mark, scratch)}; }} || rc=$?; {self._psql(drop)}; test $rc = 0; }}"
+            "{ " + self.always(
+                f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
+                f"{self.counts(mark, scratch)}",
+                self._psql(drop),
+            ) + "; }"
         )
 
     def restore(self, dump: str, work_dir: str) -> str:
         sql_file = f"{work_dir}/restore.sql"
         # pg_restore writes SQL; psql runs "drop everything" and that SQL in ONE transaction:
         # if anything fails, the database is exactly as it was before.
-        return (
-            f"rc=0; {{ pg_restore --no-owner --no-acl -f {q(sql_file)} {q(dump)} && "
+        return self.always(
+            f"pg_restore --no-owner --no-acl -f {q(sql_file)} {q(dump)} && "
             f"{self._env()} psql -X -q -v ON_ERROR_STOP=1 --single-transaction "
-            f"-c {q(_DROP_ALL_SQL)} -f {q(sql_file)} >/dev/null; }} || rc=$?; rm -f -- {q(sql_file)}; test $rc = 0"
+            f"-c {q(_DROP_ALL_SQL)} -f {q(sql_file)} >/dev/null",
+            f"rm -f -- {q(sql_file)}",
         )
 
     def size(self) -> str:

@@ -60,10 +60,11 @@ class SqliteEngine(Engine):
 
     def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
         scratch = f"{work_dir}/scratch-verify.sqlite"
-        return (
-            f"rc=0; {{ zstd -q -d -f -o {q(scratch)} -- {q(dump)} && "
+        return self.always(
+            f"zstd -q -d -f -o {q(scratch)} -- {q(dump)} && "
             f"test \"$(sqlite3 -batch {q(scratch)} 'PRAGMA integrity_check')\" = ok && "
-            f"{self._counts_of(scratch, mark)}; }} || rc=$?; rm -f -- {q(scratch)}; test $rc = 0"
+            f"{self._counts_of(scratch, mark)}",
+            f"rm -f -- {q(scratch)}",
         )
 
     def restore(self, dump: str, work_dir: str) -> str:

@@ -196,6 +196,23 @@ def test_guards_refuse_with_one_line_and_leave_nothing(bed, productions, tmp_pat
     assert result.returncode == 1 and "not found" in one_line(result)
     assert tree_fingerprint(srv, ignore=(".deploy",)) == {k: v for k, v in before.items() if not k.startswith(".deploy")}
 
+    # the database server cannot be reached (a PostgreSQL install whose DB_PORT is wrong)
+    pg, pg_env = productions["postgres"]
+    unreachable = tmp_path / "unreachable"
+    shutil.copytree(pg.folder, unreachable, symlinks=True, ignore=shutil.ignore_patterns("node_modules", "uploads"))
+    (unreachable / "uploads").mkdir()
+    os.symlink(pg.folder / "node_modules", unreachable / "node_modules")
+    env = (unreachable / ".env").read_text().replace("DB_PORT=5432", "DB_PORT=1")
+    (unreachable / ".env").write_text(env)
+    pg_srv = pg_env.parent / "srv"
+    pg_before = tree_fingerprint(pg_srv, ignore=(".deploy",))
+    result = run_fab("backup.all", f"--install={unreachable}", env_file=pg_env)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "back up failed" in line and ("Connection refused" in line or "connection" in line.lower())
+    assert pg.database.password not in result.stdout + result.stderr
+    assert tree_fingerprint(pg_srv, ignore=(".deploy",)) == pg_before
+
     # not an install at all
     result = run_fab("backup.all", f"--install={tmp_path / 'nothing'}", env_file=env_file)
     assert result.returncode == 2 and "no Directus production" in one_line(result)

@@ -79,7 +79,7 @@ def sync_extensions(session, tag: Tag) -> dict:
         record(session, {"action": "extensions-sync", "release": release_id, "from": current, "outcome": "failed"})
         raise
     record(session, {"action": "extensions-sync", "release": release_id, "from": current, "tag": tag.name,
-                     "outcome": "ok", "migrations": steps.migrations_now(session)})
+                     "outcome": "ok", "migrations": steps.migrations_now(session)[0]})
     return {"release": release_id, "changed": changed}
 
 

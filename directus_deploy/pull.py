@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import sys
-import time
 from pathlib import Path
 
 from .backup_catalog import read_manifest
+from .console import Progress
 from .errors import DeployError
 
 CHUNK = 1 << 20
@@ -42,31 +41,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-class Progress:
-    """One line, rewritten in place on a terminal; a line per 10 % otherwise (CI logs)."""
-
-    def __init__(self, total: int, say):
-        self.total, self.done, self.say = max(total, 1), 0, say
-        self.started = time.monotonic()
-        self.tty = sys.stdout.isatty()
-        self.last_tenth = -1
-
-    def add(self, count: int) -> None:
-        self.done += count
-        fraction = self.done / self.total
-        rate = self.done / max(time.monotonic() - self.started, 1e-6) / (1 << 20)
-        text = f"    {fraction:6.1%}  {self.done / (1 << 20):8.1f} of {self.total / (1 << 20):.1f} MiB  {rate:6.1f} MiB/s"
-        if self.tty:
-            print("\r" + text, end="", flush=True)
-        elif int(fraction * 10) > self.last_tenth:
-            self.last_tenth = int(fraction * 10)
-            self.say(text)
-
-    def end(self) -> None:
-        if self.tty:
-            print(flush=True)
 
 
 def pull_backup(session, backup_id: str, destination: Path) -> dict:

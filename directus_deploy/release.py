@@ -238,6 +238,6 @@ def _entry(session, run: ReleaseRun, outcome: str) -> dict:
         "schema_changes": run.plan.changes if run.plan else [],
         "migrations_applied": run.migrated.get("migrations") or run.migrated.get("bootstrap") or [],
         # what the database holds now: a later code-only rollback to this release checks it
-        "migrations": (run.migrations_after or steps.migrations_now(session)) if outcome == "ok" else None,
+        "migrations": (run.migrations_after or steps.migrations_now(session)[0]) if outcome == "ok" else None,
         "timings": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
+from .console import Progress
 from .errors import DeployError
 
 Command = Union[str, Sequence[object]]
+LARGE_UPLOAD = 4 << 20  # bytes: above this an upload shows its progress
 
 
 def q(*words: object) -> str:
@@ -272,11 +274,21 @@ class Remote:
             return
         temp = f"{remote}.part-{os.getpid()}"
         started = time.monotonic()
+        meter = None
+        if progress is None and size > LARGE_UPLOAD:
+            meter = Progress(size, self.say)
+            sent = [0]
+
+            def progress(done: int, total: int) -> None:  # paramiko reports a running total
+                meter.add(done - sent[0])
+                sent[0] = done
         sftp = self.connection.sftp()
         try:
             sftp.put(str(local), temp, callback=progress, confirm=True)
             sftp.chmod(temp, int(mode, 8))
             sftp.posix_rename(temp, remote)
+            if meter:
+                meter.end()
         except OSError as why:
             self.run(["rm", "-f", "--", temp], check=False)
             raise DeployError(f"{self.name}: upload of {local} to {remote} failed: {why}") from None

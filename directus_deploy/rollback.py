@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import deploylog, steps
+from . import steps
 from .backup_catalog import read_manifest
 from .engines import engine_for, parse_counts
 from .errors import Refused
-from .releases import list_releases
+from .inventory import read_inventory
 from .restore import restore_backup
 from .source import Source
-from .switch import current_release, switch_to
+from .switch import switch_to
 
 SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
 
@@ -30,14 +30,16 @@ class Target:
     present: bool  # its folder still exists (else it is deployed again from the tag)
     unknown_migrations: list = field(default_factory=list)  # in the database, not known to the target
     db_backup: str | None = None  # the backup that holds the database as the target left it
+    migrations_now: list = field(default_factory=list)  # what the database has applied now
+    manifests: str | None = None  # the target's extension manifests, read with the migrations
 
 
 def candidates(session) -> tuple[str | None, list[Target]]:
     """The current release and every earlier successful one, newest first."""
-    remote, layout = session.remote(), session.layout
-    entries = deploylog.read_entries(remote, layout)
-    present = {r["id"] for r in list_releases(remote, layout)}
-    current = current_release(remote, layout)
+    stock = read_inventory(session.remote(), session.layout)
+    entries = stock.entries
+    present = {r["id"] for r in stock.releases}
+    current = next((r["id"] for r in stock.releases if r["current"]), None)
     targets: dict[str, Target] = {}
     for index, entry in enumerate(entries):
         if entry.get("action") not in SUCCESS_ACTIONS or entry.get("outcome") != "ok" or not entry.get("release"):
@@ -69,7 +71,8 @@ def choose(session, to_tag: str | None) -> tuple[str, Target]:
         if not older:
             raise Refused("no earlier successful release in the deploy log to roll back to")
         target = older[0]
-    now = steps.migrations_now(session)
+    now, target.manifests = steps.migrations_now(session, manifests_of=target.release if target.present else None)
+    target.migrations_now = now
     known = target.entry.get("migrations")
     if known is not None:
         target.unknown_migrations = [m for m in now if m not in set(known)]
@@ -130,7 +133,7 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
     if not target.present:
         tag = Source(session.config.source).resolve(target.tag)
         release_id = steps.deploy_code(session, tag)["release"]
-    names = steps.check_host_extensions(session, release_id)
+    names = steps.check_host_extensions(session, release_id, target.manifests if release_id == target.release else None)
     outcome = {"action": "rollback", "release": release_id, "tag": target.tag, "commit": target.commit,
                "from": current, "with_db": with_db}
     try:
@@ -144,6 +147,7 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
     except Exception:
         steps.record(session, {**outcome, "outcome": "failed"})
         raise
-    outcome["migrations"] = steps.migrations_now(session)
+    # a code-only rollback leaves the database as it was
+    outcome["migrations"] = steps.migrations_now(session)[0] if with_db else target.migrations_now
     steps.record(session, {**outcome, "outcome": "ok"})
     return outcome

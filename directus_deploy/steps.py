@@ -82,6 +82,9 @@ def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
 
 
 def switch(session, release_id: str, extensions: list[str], previous: str | None = None) -> dict:
+    if session.dry_run:
+        session.console.say(f"    would switch current to {release_id}, restart Directus and pass the health gate")
+        return {"previous": previous}
     with session.console.step(f"switch to {release_id}, restart Directus, health gate") as step:
         report = switch_to(session, release_id, extensions, previous)
         step.detail = (f"healthy; Directus restart {report['restart_seconds']:.1f}s, "
@@ -105,19 +108,24 @@ def pick_release(session, release_id: str | None) -> str:
 
 
 def production_now(session):
-    return locate(session.remote(), session.layout)
+    session.production = locate(session.remote(), session.layout)
+    return session.production
 
 
 def record(session, entry: dict) -> dict:
     return deploylog.append(session.remote(), session.layout, entry)
 
 
-def migrations_now(session) -> list[str]:
-    """The Directus migrations the production database has applied."""
+def migrations_now(session, manifests_of: str | None = None) -> tuple[list[str], str | None]:
+    """The Directus migrations the production database has applied; with `manifests_of`, the
+    extension manifests of that release too, read in the same round trip."""
     from .engines import engine_for
 
-    production = production_now(session)
+    production = session.production or production_now(session)
     engine = engine_for(production)
-    out = session.remote().script(engine.prelude(session.layout.backups) + engine.migrations(), what="read migrations",
-                                  changes=False, secret_env=engine.secret_env()).stdout
-    return [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
+    script = engine.prelude(session.layout.backups) + engine.migrations()
+    if manifests_of:
+        script += f"\ncd {q(session.layout.release_dir(manifests_of))}/extensions 2>/dev/null && {PRINT_MANIFESTS}"
+    out = session.remote().script(script, what="read migrations", changes=False, secret_env=engine.secret_env()).stdout
+    migrations = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
+    return migrations, (out if manifests_of else None)

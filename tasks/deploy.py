@@ -72,20 +72,23 @@ def migrate(c, release="", allow_destructive=False, dry_run=False):
             steps.migrate(session, release_id, plan)
 
 
-@task(help={"release": RELEASE_HELP})
-def switch(c, release=""):
+@task(help={"release": RELEASE_HELP, "dry-run": DRY_HELP})
+def switch(c, release="", dry_run=False):
     """Switch current to the new release atomically, restart, and pass the health gate."""
-    with open_session() as session:
+    with open_session(dry_run=dry_run) as session:
         with lock.held(session, "deploy.switch"):
             release_id = steps.pick_release(session, release or None)
             names = steps.check_host_extensions(session, release_id)
+            if dry_run:
+                steps.switch(session, release_id, names)
+                return
             try:
                 report = steps.switch(session, release_id, names)
             except Exception:
                 steps.record(session, {"action": "switch", "release": release_id, "outcome": "failed"})
                 raise
             steps.record(session, {"action": "switch", "release": release_id, "from": report["previous"], "outcome": "ok",
-                                   "migrations": steps.migrations_now(session)})
+                                   "migrations": steps.migrations_now(session)[0]})
 
 
 @task(name="releases")

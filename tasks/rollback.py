@@ -39,7 +39,7 @@ def list_(c):
     """Show the releases that can be rolled back to."""
     with open_session() as session:
         current, targets = candidates(session)
-        now = set(steps.migrations_now(session)) if current else set()
+        now = set(steps.migrations_now(session)[0]) if current else set()
         rows = []
         for target in targets:
             known = target.entry.get("migrations")

@@ -4,6 +4,8 @@ database-aware rollback, one release at a time, Ctrl-C, and a dry run that chang
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -132,7 +134,7 @@ def test_rollback_code_only_then_refused_then_with_the_database(adopted):
 
 def test_two_releases_at_once_one_is_refused_with_the_owner(adopted):
     setup = adopted["mysql"]
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
     env["DEPLOY_ENV_FILE"] = str(setup["env"])
     runs = [subprocess.Popen([*FAB, "release", "--tag=v2", "--yes"], cwd=REPO, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
@@ -147,7 +149,7 @@ def test_two_releases_at_once_one_is_refused_with_the_owner(adopted):
 def test_ctrl_c_in_the_middle_leaves_the_old_release_serving_and_the_lock_free(adopted):
     setup = adopted["sqlite"]
     production = setup["production"]
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
     env["DEPLOY_ENV_FILE"] = str(setup["env"])
     serving = hello(production)
     run = subprocess.Popen([*FAB, "release", "--tag=v3-migrate", "--yes"], cwd=REPO, env=env, text=True,
@@ -164,3 +166,60 @@ def test_ctrl_c_in_the_middle_leaves_the_old_release_serving_and_the_lock_free(a
     fab_ok("release", "--tag=v3-migrate", "--yes", env_file=setup["env"])
     adopted_db = setup["srv"] / "shared" / "database" / "data.db"  # the SQLite file moved into shared/
     assert production.database.query("SELECT COUNT(*) FROM release_notes", path=adopted_db) == [["1"]]
+
+
+def test_bad_tags_are_refused_before_anything_happens(adopted):
+    setup = adopted["mysql"]
+    before = tree_fingerprint(setup["srv"])
+    for tag, says in (("v9-does-not-exist", "does not exist"), ("v1;touch /tmp/pwned", "not a plain tag name"),
+                      ("$(id)", "not a plain tag name"), ("v1 v2", "not a plain tag name")):
+        result = run_fab("release", f"--tag={tag}", "--yes", env_file=setup["env"])
+        assert result.returncode == 2, tag
+        assert says in one_line(result)
+    assert tree_fingerprint(setup["srv"]) == before
+
+
+def test_a_stale_lock_is_shown_and_broken_only_on_request(adopted):
+    setup = adopted["mysql"]
+    lock_dir = setup["srv"] / ".deploy" / "lock"
+    lock_dir.mkdir()
+    (lock_dir / "owner.json").write_text(json.dumps({"user": "alice", "machine": "laptop", "pid": 4242,
+                                                     "purpose": "release v9", "since": "2026-01-01T00:00:00Z"}))
+    refused = run_fab("release", "--tag=v2", "--yes", env_file=setup["env"])
+    assert refused.returncode == 2 and "alice@laptop (pid 4242) for release v9" in one_line(refused)
+    shown = run_fab("deploy.unlock", env_file=setup["env"])
+    assert shown.returncode == 2 and "alice@laptop" in shown.stdout and lock_dir.exists()
+    fab_ok("deploy.unlock", "--force", env_file=setup["env"])
+    assert not lock_dir.exists()
+
+
+def test_a_release_that_loses_rows_is_rolled_back_with_its_database(adopted):
+    """A migration that deletes content: the verification catches it, the code goes back and
+    the database is restored from the backup taken at the start."""
+    setup = adopted["sqlite"]
+    production = setup["production"]
+    project = setup["env"].parent / "project"
+    add_tag(project, "v4-loses-rows", {"migrations/20990202A-oops.js":
+                                       "module.exports = { async up(knex) { await knex('articles').where('id', '>', 20).del(); },"
+                                       " async down() {} };\n"}, base="v3-migrate")
+    before = production.content()
+    serving = hello(production)
+    result = run_fab("release", "--tag=v4-loses-rows", "--yes", env_file=setup["env"])
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr
+    assert "verification failed" in result.stdout and "articles" in one_line(result)
+    assert production.content() == before
+    assert hello(production) == serving
+    assert log_entries(setup["srv"])[-1]["outcome"] == "rolled-back"
+
+
+def test_rollback_to_a_pruned_release_deploys_its_tag_again(adopted):
+    setup = adopted["mysql"]
+    production, srv = setup["production"], setup["srv"]
+    fab_ok("release", "--tag=v2", "--yes", env_file=setup["env"])
+    current = os.readlink(srv / "current").split("/")[-1]
+    older = [p for p in (srv / "releases").iterdir() if p.name != current]
+    for folder in older:  # as if cleanup had pruned them
+        shutil.rmtree(folder)
+    result = fab_ok("rollback", "--to=v1", env_file=setup["env"])
+    assert "deployed again from the tag" in result.stdout
+    assert hello(production) == "hello from v1"

@@ -23,6 +23,7 @@ from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
+DISK_FULL = 4 * 1024 * 1024  # a write failing with less than this free failed for lack of space
 RSYNC_PRIVATE = ["rsync", "-a", "--chmod=D0700,F0600"]
 # Directus rewrites this file in uploads on every /server/health: it is not content, and
 # backing it up would make every backup look changed.
@@ -114,7 +115,8 @@ class BackupRun:
             section("previous"),
             f"for b in $(ls -1r {q(self.layout.backups)} 2>/dev/null | grep -v '^[.]'); do "
             f"  m={q(self.layout.backups)}/$b/manifest.json; "
-            f"  if [ -f \"$m\" ] && [ -d {q(self.layout.backups)}/$b/uploads ]; then cat \"$m\"; break; fi; done",
+            f"  if [ -f \"$m\" ] && [ -f {q(self.layout.backups)}/$b/summary.json ] && [ -d {q(self.layout.backups)}/$b/uploads ]; "
+            "then cat \"$m\"; break; fi; done",
             section("taken"),
             f"ls -1 {q(self.layout.backups)} 2>/dev/null | grep -F {q(self.id)} || true",
             section("extsize"),
@@ -160,7 +162,7 @@ class BackupRun:
         if {"files", "extensions", "env"} & set(self.parts):
             lines += [_clock("files")] + self.file_lines()
         lines.append(_clock("end"))
-        out = self.remote.script("\n".join(lines), what="back up", secret_env=self.engine.secret_env() if self.engine else None).stdout
+        out = self._write("\n".join(lines), what="back up", secret_env=self.engine.secret_env() if self.engine else None).stdout
         details = []
         clocks = {l.split("\t")[1]: float(l.split("\t")[2]) for l in out.splitlines() if l.startswith("@@clock\t")}
         # seconds each part took on the host (kept in the manifest: the benchmark reads them)
@@ -339,7 +341,7 @@ class BackupRun:
             f"rm -f {q(self.staging + '/schema.log')}; chmod 0600 {q(target)}\n"
             f"echo \"@@schema\t$(sha256sum -- {q(target)} | cut -c1-64)\t$(stat -c %s -- {q(target)})\""
         )
-        out = self.remote.script(script, what="take a schema snapshot").stdout
+        out = self._write(script, what="take a schema snapshot").stdout
         line = next(l for l in out.splitlines() if l.startswith("@@schema\t"))
         _, digest, size = line.split("\t")
         self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size)}
@@ -378,7 +380,22 @@ class BackupRun:
             "printf '%s\\n' \"$summary\" > summary.json && cat > manifest.json && "
             f"mv -T -- {q(self.staging)} {q(self.final)}"
         )
-        self.remote.script(script, stdin=summary + "\n" + mf.dumps(self.manifest), what="write the manifest")
+        self._write(script, stdin=summary + "\n" + mf.dumps(self.manifest), what="write the manifest")
+
+    def _write(self, script: str, *, what: str, **kwargs):
+        """Run a script that writes into the backup. A failure on a full disk says so, since
+        the tools' own messages for it vary (zstd: "can't stat", sqlite: "disk I/O error")."""
+        result = self.remote.script(script, what=what, check=False, **kwargs)
+        if result.ok:
+            return result
+        detail = self.remote.error_line(result)
+        df = self.remote.query(f"df -PB1 -- {q(self.layout.backups + '/')} | awk 'NR==2 {{print $4, $6}}'",
+                               check=False).stdout.split()
+        if "No space left on device" in result.stderr + result.stdout or (df and df[0].isdigit() and int(df[0]) < DISK_FULL):
+            where = f"{df[1]} ({_mib(int(df[0]))} free)" if len(df) == 2 and df[0].isdigit() else self.layout.backups
+            raise DeployError(f"{self.remote.name}: {what} failed: the disk is full at {where}; free some space "
+                              f"(fab backup.prune) and try again ({detail})")
+        raise DeployError(f"{self.remote.name}: {what} failed: {detail}")
 
     def discard(self) -> None:
         try:

@@ -26,7 +26,9 @@ def backups_script(layout) -> str:
         "for d in $(ls -1r); do "
         "  if [ -f \"$d/summary.json\" ]; then printf '@@backup\\t%s\\t' \"$d\"; tr -d '\\n' < \"$d/summary.json\"; echo; "
         "    [ -L \"$d/uploads\" ] && printf '@@shares\\t%s\\t%s\\n' \"$d\" \"$(readlink \"$d/uploads\")\"; "
-        "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; fi; "
+        "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; "
+        # a folder without its summary is no backup: a deletion was interrupted halfway
+        "  elif [ -d \"$d\" ]; then printf '@@incomplete\\t%s\\n' \"$d\"; fi; "
         "done; for d in .tmp-*; do [ -d \"$d\" ] && printf '@@incomplete\\t%s\\n' \"$d\"; done; true"
     )
 
@@ -179,10 +181,18 @@ def prune_plan(backups: list[dict], entries: list[dict], kept_releases: set[str]
 
 
 def prune_lines(layout, backups: list[dict], doomed: list[str], incomplete: list[str]) -> list[str]:
+    """Shell deleting backups so that an interruption at any point leaves no broken backup
+    that looks good: each first loses its summary (it stops being listed as a backup), then
+    hands a shared uploads folder over, then is renamed out of the way and removed."""
     if not doomed and not incomplete:
         return []
-    targets = [layout.backup_dir(b) for b in doomed] + [posixpath.join(layout.backups, d) for d in incomplete]
-    return hand_over_shared_uploads(layout, backups, set(doomed)) + [q("rm", "-rf", "--", *targets)]
+    lines = [f"rm -f -- {q(layout.backup_dir(b) + '/summary.json')}" for b in doomed]
+    lines += hand_over_shared_uploads(layout, backups, set(doomed))
+    for name in doomed + incomplete:
+        folder = posixpath.join(layout.backups, name)
+        gone = posixpath.join(layout.backups, ".tmp-deleting-" + name.lstrip("."))
+        lines.append(f"mv -T -- {q(folder)} {q(gone)} && rm -rf -- {q(gone)}")
+    return lines
 
 
 def prune_backups(session, keep_count: int) -> list[str]:

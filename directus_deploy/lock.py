@@ -43,8 +43,21 @@ def describe_owner(owner: dict | None) -> str:
         pass
     return (
         f"{owner.get('user')}@{owner.get('machine')} (pid {owner.get('pid')}) for "
-        f"{owner.get('purpose')} since {owner.get('since')}{age}"
+        f"{owner.get('purpose')} since {owner.get('since')}{age}{_stale(owner)}"
     )
+
+
+def _stale(owner: dict) -> str:
+    """Say so when the owner ran on this machine and its process is gone (killed, crashed)."""
+    if owner.get("machine") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return ""
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return "; that process is gone: the lock is stale"
+    except PermissionError:
+        pass
+    return ""
 
 
 def read_owner(remote, layout) -> tuple[bool, dict | None]:
@@ -114,3 +127,14 @@ def held(session, purpose: str):
         except Exception as why:  # noqa: BLE001 - report, do not hide the original error
             session.console.say(f"warning: could not release the deploy lock ({why}); "
                                 f"held {time.monotonic() - started:.0f}s; fab deploy.unlock --force")
+
+
+def serial_lock(layout, wait_only: bool = False) -> str:
+    """Shell taking the host's inner lock, held to the end of the script: scripts that must not
+    overlap (migrations, a restore, a switch and restart) wait for each other, even when one
+    was left running on the host by a run that was interrupted. `wait_only`: wait for such a
+    script to end without creating anything (for read-only checks, also under --dry-run)."""
+    path = q(layout.tool_dir + "/serial.flock")
+    if wait_only:
+        return f"if [ -e {path} ]; then exec 9< {path} && flock 9; fi"
+    return f"mkdir -p {q(layout.tool_dir)} && exec 9> {path} && flock 9"

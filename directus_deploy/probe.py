@@ -17,6 +17,7 @@ TOOLS = {
     "tar": "unpacks releases",
     "zstd": "compresses backups and uploads",
     "rsync": "copies uploads incrementally",
+    "flock": "keeps two restarts of Directus from overlapping",
     "sqlite3": "backs up SQLite databases",
     "pg_dump": "backs up PostgreSQL databases",
     "pg_restore": "restores PostgreSQL backups",

@@ -52,7 +52,7 @@ def pull_backup(session, backup_id: str, destination: Path) -> dict:
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)
     files = files_of(manifest)
-    sftp = remote.connection.sftp()
+    sftp = remote.sftp()
     sizes = {}
     for relative, size, _ in files:
         sizes[relative] = size if size is not None else sftp.stat(posixpath.join(source, relative)).st_size

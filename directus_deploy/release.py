@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import lock, steps
+from .lock import serial_lock
 from .backup import take_backup
 from .backup_catalog import prune_lines, prune_plan
 from .inventory import read_inventory
@@ -95,7 +96,11 @@ def check_host(session, run: ReleaseRun) -> None:
         run.previous = facts.current_release
         run.previous_commit = facts.current_revision.get("commit")
         if run.previous:
-            Service(session.config).health_gate(remote, [], timeout=15)
+            # after whatever an interrupted run left running on the host (a restart) is done
+            service = Service(session.config)
+            gate = remote.script(serial_lock(layout, wait_only=True) + "\n" + service.health_check([], 30), changes=False,
+                                 check=False, secret_env=service.secret_env, what="check production's health")
+            service.health_report(remote, gate)
         step.detail = (f"node {facts.node_version}, {facts.free_kib >> 20} GiB free, "
                        + (f"production healthy on {run.previous}" if run.previous else "first release"))
 
@@ -130,10 +135,18 @@ def migrate(session, run: ReleaseRun, confirm) -> None:
         confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
     try:
         run.migrated = steps.migrate(session, run.release_id, run.plan)
-    except BaseException as failure:
+    except Exception as failure:
         # migrations are not transactional: a half-migrated database goes back to the backup
+        if not run.backup:
+            raise
+        put_database_back(session, run, f"migrations failed ({failure})")
+        steps.record(session, _entry(session, run, "rolled-back"))
+        raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
+                         f"production still runs {run.previous}") from None
+    except KeyboardInterrupt:
         if run.backup:
-            put_database_back(session, run, f"migrations failed ({failure})")
+            session.console.say(f"    interrupted: the migrations run on to their end on the host; {run.previous} "
+                                f"still serves; to undo them: fab backup.restore --id={run.backup['id']} --only=db")
         raise
 
 

@@ -198,8 +198,12 @@ def cleanup_plan(releases: list[dict], entries: list[dict], keep: int) -> list[s
 def cleanup_lines(layout, doomed: list[str]) -> list[str]:
     """Shell deleting the doomed releases, leftovers of interrupted runs, and the dependency
     stores no remaining release links to (each printed as @@store)."""
+    deletions = []
+    for release in doomed:  # renamed first: an interrupted deletion never leaves half a release
+        gone = posixpath.join(layout.releases, f".tmp-deleting-{release}")
+        deletions.append(f"mv -T -- {q(layout.release_dir(release))} {q(gone)} && rm -rf -- {q(gone)}")
     return [
-        *(f"rm -rf -- {q(layout.release_dir(d))}" for d in doomed),
+        *deletions,
         f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
         f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null || true; done | "
         "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
+import paramiko
+
 from .console import Progress
 from .errors import DeployError
 
@@ -143,20 +145,25 @@ class Remote:
         feed += stdin or ""
 
         started = time.monotonic()
-        exit_code, stdout, stderr = self._exec(full, feed.encode(), timeout)
+        exit_code, stdout, stderr = self._exec(full, feed.encode(), timeout, what or "a command")
         self.log.add(script, time.monotonic() - started, exit_code)
         outcome = Result(script, exit_code, stdout, stderr)
         if check and not outcome.ok:
             raise DeployError(f"{self.name}: {what or 'command'} failed: {self.error_line(outcome)}")
         return outcome
-    def _exec(self, command: str, feed: bytes, timeout: float | None) -> tuple[int, str, str]:
+    def _exec(self, command: str, feed: bytes, timeout: float | None, what: str) -> tuple[int, str, str]:
         """One SSH exec channel: send `feed` as stdin then close it, collect output and status.
 
         Fabric's own `run` pumps stdin one character at a time and cannot say "no more input"
-        reliably, so the channel is driven directly (still Fabric's verified connection).
+        reliably, so the channel is driven directly (still Fabric's verified connection, which
+        reconnects here if the link was lost).
         """
-        self.connection.open()
-        channel = self.connection.client.get_transport().open_session()
+        try:
+            self.connection.open()
+            transport = self.connection.client.get_transport()
+            channel = transport.open_session()
+        except (paramiko.SSHException, OSError, EOFError) as why:
+            raise DeployError(f"{self.name}: cannot reach the host to {what} ({why or type(why).__name__})") from None
         try:
             channel.exec_command(command)
             sender = threading.Thread(target=self._send_stdin, args=(channel, feed), daemon=True)
@@ -175,6 +182,10 @@ class Remote:
                     raise DeployError(f"{self.name}: command timed out after {timeout:.0f}s")
             exit_code = channel.recv_exit_status()
             sender.join(timeout=5)
+            if exit_code == -1 and not transport.is_active():
+                raise DeployError(f"{self.name}: the SSH connection was lost during: {what}")
+        except (paramiko.SSHException, OSError, EOFError) as why:
+            raise DeployError(f"{self.name}: the SSH connection was lost during: {what} ({why})") from None
         finally:
             channel.close()
         decode = lambda data: bytes(data).decode("utf-8", errors="replace")  # noqa: E731
@@ -189,10 +200,30 @@ class Remote:
         except OSError:
             pass  # the command ended without reading all of it
 
-    def script(self, body: str, **kwargs) -> Result:
+    def script(self, body: str, *, critical: bool = False, **kwargs) -> Result:
         """Run a multi-step script under bash with `set -eo pipefail`: the first failing step
-        (even inside a pipeline) stops it. A login shell may be dash, which lacks pipefail."""
-        return self.run(q("bash", "-c", "set -eo pipefail\n" + body), **kwargs)
+        (even inside a pipeline) stops it. A login shell may be dash, which lacks pipefail.
+
+        `critical`: the script runs to its end even if this side dies or the SSH link drops
+        (hangups ignored, output kept in files until it is done), for steps that must never
+        stop halfway: a switch and restart, a restore, migrations.
+        """
+        inner = q("bash", "-c", "set -eo pipefail\n" + body)
+        if not critical:
+            return self.run(inner, **kwargs)
+        wrapper = (
+            "o=$(mktemp) && e=$(mktemp) && trap '' HUP && "
+            f"{{ {inner} >\"$o\" 2>\"$e\"; rc=$?; cat \"$o\"; cat \"$e\" >&2; rm -f \"$o\" \"$e\"; exit $rc; }}"
+        )
+        return self.run(wrapper, **kwargs)
+
+    def sftp(self):
+        """A fresh SFTP session on the (re)opened connection."""
+        try:
+            self.connection.open()
+            return self.connection.client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as why:
+            raise DeployError(f"{self.name}: cannot open SFTP ({why})") from None
 
     def query(self, command: Command, **kwargs) -> Result:
         """A read-only command: runs even under --dry-run."""
@@ -282,14 +313,16 @@ class Remote:
             def progress(done: int, total: int) -> None:  # paramiko reports a running total
                 meter.add(done - sent[0])
                 sent[0] = done
-        sftp = self.connection.sftp()
+        sftp = self.sftp()
         try:
             sftp.put(str(local), temp, callback=progress, confirm=True)
             sftp.chmod(temp, int(mode, 8))
             sftp.posix_rename(temp, remote)
             if meter:
                 meter.end()
-        except OSError as why:
+        except (OSError, EOFError, paramiko.SSHException) as why:
             self.run(["rm", "-f", "--", temp], check=False)
             raise DeployError(f"{self.name}: upload of {local} to {remote} failed: {why}") from None
+        finally:
+            sftp.close()
         self.log.add(f"upload {remote}", time.monotonic() - started, 0)

@@ -18,6 +18,7 @@ from .preservation import check_preservation
 from .production import HEALTH_PROBE_FILE, locate
 from .remote import q
 from .service import Service
+from .lock import serial_lock
 
 RESTORABLE = ("db", "files", "extensions", "env")
 
@@ -92,20 +93,30 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         lines.append(f"install -m 0600 -- {q(folder + '/env')} {q(production.env_file + '.restoring')} && "
                      f"mv -f -- {q(production.env_file + '.restoring')} {q(production.env_file)}")
     lines.append(f"rm -rf -- {q(work)}")
-    with console.step(f"restore {', '.join(parts)}" + (" (Directus stopped)" if stop else "")):
-        try:
-            remote.script("\n".join(lines), what="restore", secret_env=engine.secret_env() if engine else None)
-        except BaseException:
-            console.say(f"    restore did not complete; the state before it is in backup {safety['id']}: "
-                        f"fab backup.restore --id={safety['id']}")
-            raise
-    with console.step("start Directus and pass the health gate") as step:
-        start_in = production.root
-        if start_release:
-            remote.switch_symlink(layout.current, posixpath.join("releases", start_release))
-            start_in = layout.release_dir(start_release)
-        remote.script(service.start(start_in), what="start Directus")
-        report = service.health_gate(remote, expected_extensions(manifest))
+    start_in = production.root
+    if start_release:  # a database rollback goes live with the code that matches it
+        start_in = layout.release_dir(start_release)
+        temp = layout.current + ".new"
+        lines.append(f"ln -sfn -- {q(posixpath.join('releases', start_release))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}")
+    # One script that runs to its end even if this side goes away: whatever happened to the
+    # restore, Directus is started again (on the restored state, or on the untouched one).
+    script = "\n".join([
+        serial_lock(layout),
+        "rc=0; {",
+        *lines,
+        "} || rc=$?",
+        service.start(start_in) + " || true",
+        "echo",
+        f"{service.health_check(expected_extensions(manifest))} || true",
+        "exit $rc",
+    ])
+    with console.step(f"restore {', '.join(parts)}" + (" (Directus stopped)" if stop else "") + ", start Directus") as step:
+        secrets = {**(engine.secret_env() if engine else {}), **service.secret_env}
+        result = remote.script(script, what="restore", secret_env=secrets, critical=True, check=False)
+        if not result.ok:
+            raise DeployError(f"{remote.name}: restore failed ({remote.error_line(result)}); Directus was started "
+                              f"again; the state before the restore is in backup {safety['id']}")
+        report = service.health_report(remote, result)
         step.detail = f"healthy after {report['seconds']:.1f}s"
     with console.step("check production against the backup") as step:
         checks = check_preservation(session, production, manifest, exact=True, parts=parts)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import DeployError, Refused
+from .lock import serial_lock
 from .remote import q
 
 SNAPSHOT = "snapshots/schema.yaml"
@@ -90,7 +91,7 @@ def refuse_deletions(plan: SchemaPlan, allow_destructive: bool) -> None:
         )
 
 
-def migrate_and_apply(remote, release_dir: str, plan: SchemaPlan) -> dict:
+def migrate_and_apply(remote, layout, release_dir: str, plan: SchemaPlan) -> dict:
     """Migrations (or the first install, on an empty database), then the snapshot."""
     if not plan.installed:
         steps = [("bootstrap", cli(release_dir, "bootstrap"))]
@@ -100,7 +101,8 @@ def migrate_and_apply(remote, release_dir: str, plan: SchemaPlan) -> dict:
         steps.append(("schema apply", cli(release_dir, "schema", "apply", "--yes", SNAPSHOT)))
     outcome = {}
     for name, command in steps:
-        result = remote.script(command + " 2>&1", what=name, check=False)
+        # runs to its end on the host even if this side is interrupted: half a migration is worse
+        result = remote.script(serial_lock(layout) + "\n" + command + " 2>&1", what=name, check=False, critical=True)
         problems = errors_in(result.stdout)
         if result.exit_code != 0 or problems:
             detail = (problems or [remote.error_line(result)])[0][:300]

@@ -17,18 +17,39 @@ from .remote import Remote, q
 HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
 
 # Runs on the host with Node 22 (fetch built in). Prints one JSON line; exit 1 when unhealthy.
+# With a pm2 app name it also watches pm2's pid files: a Directus that exits while booting
+# (pm2 restarting it again and again) fails the gate at once instead of at the timeout.
 _HEALTH_JS = r"""
-const [url, timeoutS, expected] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3])];
+const [url, timeoutS, expected, app] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3]), process.argv[4]];
 const token = process.env.DIRECTUS_TOKEN;
 const started = Date.now();
-const get = (path, auth) => fetch(url + path, {
+const fs = require('fs'), path = require('path'), os = require('os');
+const get = (p, auth) => fetch(url + p, {
   headers: auth ? { Authorization: 'Bearer ' + token } : {}, signal: AbortSignal.timeout(5000) });
 const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date.now() - started) / 1000, ...fields })); process.exit(ok ? 0 : 1); };
+const pidDir = path.join(process.env.PM2_HOME || path.join(os.homedir(), '.pm2'), 'pids');
+// pm2 names pid files after the app, other characters than these becoming '-'
+const pidName = app && new RegExp('^' + app.replace(/[^a-zA-Z0-9.\\-]/g, '-').replace(/[.\\]/g, '\\$&') + '-[0-9]+\\.pid$');
+const seen = new Set();
+let goneSince = null;
+const crashed = () => {  // a reason when pm2's process for the app keeps exiting, else null
+  if (!app) return null;
+  let pids = [];
+  try { pids = fs.readdirSync(pidDir).filter((f) => pidName.test(f)).map((f) => fs.readFileSync(path.join(pidDir, f), 'utf8').trim()); }
+  catch (e) { return null; }
+  pids.forEach((p) => seen.add(p));
+  if (seen.size >= 3) return `Directus exited while starting (pm2 restarted it ${seen.size - 1} times); see: pm2 logs ${app}`;
+  if (seen.size && !pids.length) { goneSince ??= Date.now(); if (Date.now() - goneSince > 5000) return `Directus exited while starting and is not running; see: pm2 logs ${app}`; }
+  else goneSince = null;
+  return null;
+};
 (async () => {
   let ping = '';
   while (Date.now() - started < timeoutS * 1000) {
     try { const r = await get('/server/ping', false); ping = (await r.text()).trim(); if (r.ok && ping === 'pong') break; }
     catch (e) { ping = String(e.cause?.code || e.message); }
+    const why = crashed();
+    if (why) return report(false, { failed: 'start', detail: why });
     await new Promise((r) => setTimeout(r, 250));
   }
   if (ping !== 'pong') return report(false, { failed: 'ping', detail: ping });
@@ -99,7 +120,9 @@ class Service:
     def health_check(self, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> str:
         """Shell running the health gate (needs DIRECTUS_TOKEN from `secret_env`); it prints
         one JSON line. Kept separate so a switch and its gate can share a round trip."""
-        return q("node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions)))
+        watched = [self.config.pm2_app] if self.config.service == "pm2" else []
+        return q("node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions)),
+                 *watched)
 
     @property
     def secret_env(self) -> dict:

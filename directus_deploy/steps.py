@@ -75,7 +75,7 @@ def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan
 
 def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     with session.console.step("run migrations and apply the schema") as step:
-        outcome = migrate_and_apply(session.remote(), session.layout.release_dir(release_id), plan)
+        outcome = migrate_and_apply(session.remote(), session.layout, session.layout.release_dir(release_id), plan)
         applied = outcome.get("migrations") or outcome.get("bootstrap") or []
         step.detail = f"{len(applied)} migrations applied" + ("; schema applied" if "schema apply" in outcome else "")
     return outcome

@@ -1,12 +1,19 @@
 """The switch: `current` moves to the new release with one rename, Directus restarts from the
-release's real path, and the health gate decides. A failed gate puts the previous release
-back the same way and says so."""
+release's real path, and the health gate decides. A failed gate puts the previous release back
+the same way and says so.
+
+The whole of it (switch, restart, gate, and the switch back) runs as one script on the host
+that ignores hangups: if this machine dies or the SSH link drops halfway, the host still ends
+on a healthy release instead of a stopped Directus or an unchecked one.
+"""
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 from .errors import DeployError, RolledBack
+from .lock import serial_lock
 from .remote import q
 from .service import Service
 
@@ -16,41 +23,72 @@ def current_release(remote, layout) -> str | None:
     return posixpath.basename(target) if target else None
 
 
-def _switch_and_start(remote, layout, service: Service, release_id: str, expected: list[str]) -> dict:
-    """One round trip: the rename, the restart, and the health gate. Raises if unhealthy."""
-    release_dir = layout.release_dir(release_id)
+def _go_live(layout, service: Service, release_id: str, expected: list[str], report: str) -> list[str]:
+    """Shell (one && chain): point `current` at the release, restart from its real path, run
+    the gate into the file `report`; true only when every part worked and the gate passed."""
     temp = f"{layout.current}.new"
-    # relative target: the layout keeps working if DEPLOY_PATH is moved or mounted elsewhere
-    script = "\n".join([
-        f"test -d {q(release_dir)}",
+    parts = [
+        f"test -d {q(layout.release_dir(release_id))}",
+        # a relative link target: the layout keeps working if DEPLOY_PATH moves
         f"ln -sfn -- {q(posixpath.join('releases', release_id))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}",
-        'started=$(date +%s.%N)',
-        service.start(release_dir),
-        'printf "\n@@restart-issued\t%s\n" "$(awk -v a="$(date +%s.%N)" -v b="$started" \'BEGIN {print a - b}\')"',
-        f"{service.health_check(expected)} || true",
-    ])
-    result = remote.script(script, what=f"switch to {release_id} and restart Directus", secret_env=service.secret_env)
-    report = service.health_report(remote, result)
-    issued = next((l.split("\t")[1] for l in result.stdout.splitlines() if l.startswith("@@restart-issued\t")), "0")
-    # Directus's own restart: the process manager's start, then the boot until healthy
-    report["restart_seconds"] = float(issued or 0) + report["seconds"]
-    return report
+        "started=$(date +%s.%N)",
+        service.start(layout.release_dir(release_id)),
+        f"awk -v a=\"$(date +%s.%N)\" -v b=\"$started\" 'BEGIN {{print \"@@restart-issued\\t\" a - b}}' > {q(report)}",
+        f"{service.health_check(expected)} >> {q(report)}",
+    ]
+    return " && ".join("{ " + part + "; }" for part in parts)
 
 
 def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None) -> dict:
-    """Switch, restart, health gate. On failure: switch back and restart the previous release,
-    then raise RolledBack (or DeployError if there was nothing to go back to)."""
+    """Switch, restart, health gate; on failure the host switches back to `previous` (default:
+    the current release) and restarts it, then RolledBack is raised here."""
     remote, layout = session.remote(), session.layout
     service = Service(session.config)
     previous = previous or current_release(remote, layout)
-    try:
-        report = _switch_and_start(remote, layout, service, release_id, expected_extensions)
-    except DeployError as failure:
-        if not previous or previous == release_id:
-            raise
-        session.console.say(f"    {failure}")
-        session.console.say(f"    switching back to {previous}")
-        _switch_and_start(remote, layout, service, previous, [])
-        raise RolledBack(f"{release_id} failed its health gate ({failure}); production is back on {previous}") from None
-    report["previous"] = previous
+    report, back = f"{layout.tool_dir}/switch-report", f"{layout.tool_dir}/switch-back-report"
+    going = _go_live(layout, service, release_id, expected_extensions, report)
+    lines = [serial_lock(layout), f"rm -f {q(report)} {q(back)}", f"if {going}; then cat {q(report)}"]
+    if previous and previous != release_id:
+        returning = _go_live(layout, service, previous, [], back)
+        lines += ["else", f"  cat {q(report)} 2>/dev/null; echo; echo '@@switched-back'",
+                  f"  {returning} || true; cat {q(back)} 2>/dev/null || true"]
+    else:
+        lines += ["else", f"  cat {q(report)} 2>/dev/null || true"]
+    lines.append("fi")
+    result = remote.script("\n".join(lines), critical=True, secret_env=service.secret_env,
+                           what=f"switch to {release_id}, restart Directus and check its health")
+    first, switched_back, _ = result.stdout.partition("@@switched-back")
+    gate = _report(first)
+    if switched_back:
+        session.console.say(f"    {release_id} failed its health gate: {gate.get('failed')}: {gate.get('detail')}")
+        session.console.say(f"    switched back to {previous}")
+        again = _report(result.stdout.split("@@switched-back", 1)[1])
+        if not again.get("ok"):
+            raise DeployError(f"{release_id} failed its health gate and {previous} is not healthy either "
+                              f"({again.get('failed')}: {again.get('detail')}); restore from a backup")
+        raise RolledBack(f"{release_id} failed its health gate ({gate.get('failed')}: {gate.get('detail')}); "
+                         f"production is back on {previous}")
+    if not gate.get("ok"):
+        raise DeployError(f"{remote.name}: health gate failed at {gate.get('failed')}: {gate.get('detail')} "
+                          f"({session.config.directus_url})")
+    gate["previous"] = previous
+    return gate
+
+
+def _report(text: str) -> dict:
+    """The gate's JSON line and the restart timing printed before it."""
+    report: dict = {}
+    issued = 0.0
+    for line in text.splitlines():
+        if line.startswith("@@restart-issued\t"):
+            issued = float(line.split("\t", 1)[1] or 0)
+        elif line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                pass
+    if not report:
+        return {"ok": False, "failed": "restart", "detail": "no health report (see the process manager's log)"}
+    # Directus's own restart: the process manager's start, then the boot until healthy
+    report["restart_seconds"] = issued + report.get("seconds", 0.0)
     return report

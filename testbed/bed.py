@@ -7,6 +7,7 @@ fixtures, the demo and a person at a shell (`python -m testbed up`) all use the 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,9 @@ from .production import ExistingInstall, Pm2
 from .project import make_project_repo
 from .sshd import ALIAS, SshServer
 from .toolchain import Toolchain, log
+
+PASSED_TO_HOST = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+                  "https_proxy", "http_proxy", "no_proxy", "npm_config_registry")
 
 
 class TestBed:
@@ -32,8 +36,14 @@ class TestBed:
         self.timings: dict[str, float] = {}
 
     def session_env(self) -> dict[str, str]:
-        """The login environment of the test host's SSH sessions (a real host's profile)."""
-        return {"PM2_HOME": str(self.root / "pm2"), "npm_config_nodedir": str(self.toolchain.node_home)}
+        """The login environment of the test host's SSH sessions (a real host's profile): pm2's
+        home, the Node headers, and this machine's own certificate and proxy settings, so npm
+        on the "host" reaches the registry the way it does here."""
+        env = {"PM2_HOME": str(self.root / "pm2"), "npm_config_nodedir": str(self.toolchain.node_home)}
+        for name in PASSED_TO_HOST:
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        return env
 
     # -- building ---------------------------------------------------------------------------
 

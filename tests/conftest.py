@@ -24,3 +24,21 @@ def bed(tmp_path_factory):
     testbed = TestBed(tmp_path_factory.mktemp("bed")).up()
     yield testbed
     testbed.destroy()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The reliability suite's table of outcomes, printed, and kept when RELIABILITY_REPORT names a file."""
+    from tests.reliability import RESULTS, table
+
+    if not RESULTS:
+        return
+    terminalreporter.write_sep("=", "reliability scenarios")
+    terminalreporter.write_line(table())
+    target = os.environ.get("RELIABILITY_REPORT")
+    if target:
+        Path(target).write_text(
+            "# Reliability and security suite\n\n"
+            "Every scenario of `tests/test_reliability.py`, on the real test bed, as printed by its latest run:\n\n"
+            "```sh\nRELIABILITY_REPORT=docs/reliability.md ./run-tests tests/test_reliability.py\n```\n\n"
+            + table() + "\n"
+        )

@@ -129,7 +129,7 @@ def test_a_release_that_fails_to_start_is_switched_back(deployed):
     fab_ok("deploy.code", "--tag=v3-crash", env_file=setup["env"])
     result = run_fab("deploy.switch", env_file=setup["env"])
     assert result.returncode == 3, result.stdout[-2000:] + result.stderr
-    assert "switching back" in result.stdout and "production is back on" in one_line(result)
+    assert "switched back to" in result.stdout and "production is back on" in one_line(result)
     assert hello(production) == "hello from v2"
     releases = fab_ok("deploy.releases", env_file=setup["env"]).stdout
     crashed = next(line for line in releases.splitlines() if "v3-crash" in line)

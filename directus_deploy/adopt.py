@@ -80,7 +80,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         with console.step(f"check and pack tag {tag.name}") as step:
             code = prepare_code(source, tag, Path(work), console.say)
             step.detail = f"{len(code.extensions)} extensions checked"
-        service = Service(session.config)
+        service = session.service
         moves = _moves(layout, production, links)
         with console.step("stop Directus and move its state into shared/") as step:
             script = [service.stop() or "true",
@@ -105,7 +105,8 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
                 step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
             with console.step("switch to it, restart Directus, health gate") as step:
                 expected = sorted(set(revision["extensions"]) | set(backup["extensions"].get("names", [])))
-                report = switch_to(session, release_id, expected)
+                # in place, as it ran: a blue/green switch needs nginx on the include first
+                report = switch_to(session, release_id, expected, method="restart")
                 step.detail = f"healthy after {report['seconds']:.1f}s; {len(report['loaded'])} extensions loaded"
         except BaseException:
             console.say("    adoption failed: putting the install back as it was")
@@ -166,7 +167,7 @@ def _undo(session, moves, moved: list[str], install: str, service: Service) -> N
     lines.append(service.start(install))
     try:
         remote.script("\n".join(lines), what="undo the adoption")
-        Service(session.config).health_gate(remote, [])
+        session.service.health_gate(remote, [])
         session.console.say(f"    the install at {install} runs again")
     except Exception as why:  # noqa: BLE001 - say exactly what state things are in
         session.console.say(f"    UNDO INCOMPLETE ({why}); everything is in the pre-adopt backup")

@@ -119,6 +119,19 @@ def _token(value: str) -> str:
     return value
 
 
+def _two_ports(value: str) -> tuple[int, int]:
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 2 or not all(part.isdigit() and 0 < int(part) < 65536 for part in parts) or parts[0] == parts[1]:
+        raise ValueError("must be two different ports, comma-separated")
+    return int(parts[0]), int(parts[1])
+
+
+def _absolute_file(value: str) -> str:
+    if not _SAFE_PATH_RE.match(value) or value.endswith("/"):
+        raise ValueError("must be the absolute path of a file, of letters, digits and ._/+@-")
+    return value
+
+
 def _text(value: str) -> str:
     if "\n" in value:
         raise ValueError("must be one line")
@@ -146,6 +159,13 @@ KEYS = (
     Key("DIRECTUS_RESTART_COMMAND", _text, optional=True, example="sudo systemctl restart directus"),
     Key("DIRECTUS_URL", _url, default="http://127.0.0.1:8055", example="http://127.0.0.1:8055"),
     Key("DIRECTUS_TOKEN", _token, example="<an admin user's static token>"),
+    Key("DEPLOY_STRATEGY", _choice("restart", "bluegreen"), default="restart", example="bluegreen"),
+    Key("DEPLOY_BLUEGREEN_PORTS", _two_ports, default="8056,8057", example="8056,8057"),
+    Key("DEPLOY_NGINX_UPSTREAM_FILE", _absolute_file, default="/etc/nginx/conf.d/directus-upstream.conf",
+        example="/etc/nginx/conf.d/directus-upstream.conf"),
+    Key("DEPLOY_NGINX_UPSTREAM", _name, default="directus", example="directus"),
+    Key("DEPLOY_NGINX_CONF", _absolute_file, optional=True, example="/etc/nginx/nginx.conf"),
+    Key("DEPLOY_DRAIN_SECONDS", _count, default="30", example="30"),
     Key("KEEP_RELEASES", _count, default="5", example="5"),
     Key("KEEP_BACKUPS", _count, default="10", example="10"),
 )
@@ -169,6 +189,12 @@ class Config:
     keep_releases: int
     keep_backups: int
     env_file: Path | None
+    strategy: str = "restart"
+    bluegreen_ports: tuple[int, int] = (8056, 8057)
+    nginx_upstream_file: str = "/etc/nginx/conf.d/directus-upstream.conf"
+    nginx_upstream: str = "directus"
+    nginx_conf: str | None = None
+    drain_seconds: int = 30
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -227,6 +253,15 @@ def load(environ: dict[str, str] | None = None) -> Config:
             "the command that restarts Directus on the host"
         )
 
+    if values["DEPLOY_STRATEGY"] == "bluegreen":
+        if values["DIRECTUS_SERVICE"] != "pm2":
+            raise ConfigError(f"{_where(path)}: DEPLOY_STRATEGY=bluegreen needs DIRECTUS_SERVICE=pm2 "
+                              "(it runs two pm2 apps side by side)")
+        url_port = re.match(r"^https?://[^/]*:([0-9]+)", values["DIRECTUS_URL"])
+        if url_port and int(url_port[1]) in values["DEPLOY_BLUEGREEN_PORTS"]:
+            raise ConfigError(f"{_where(path)}: with DEPLOY_STRATEGY=bluegreen, DIRECTUS_URL is Directus through nginx, "
+                              f"not one of DEPLOY_BLUEGREEN_PORTS ({values['DIRECTUS_URL']})")
+
     return Config(
         hosts=values["DEPLOY_HOSTS"],
         ssh_config=values["DEPLOY_SSH_CONFIG"],
@@ -242,6 +277,12 @@ def load(environ: dict[str, str] | None = None) -> Config:
         keep_releases=values["KEEP_RELEASES"],
         keep_backups=values["KEEP_BACKUPS"],
         env_file=path,
+        strategy=values["DEPLOY_STRATEGY"],
+        bluegreen_ports=values["DEPLOY_BLUEGREEN_PORTS"],
+        nginx_upstream_file=values["DEPLOY_NGINX_UPSTREAM_FILE"],
+        nginx_upstream=values["DEPLOY_NGINX_UPSTREAM"],
+        nginx_conf=values["DEPLOY_NGINX_CONF"],
+        drain_seconds=values["DEPLOY_DRAIN_SECONDS"],
     )
 
 

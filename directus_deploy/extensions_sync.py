@@ -18,7 +18,6 @@ from .errors import Refused
 from .extensions import PRINT_MANIFESTS, printed_manifests
 from .releases import compress, prepare_code, release_id_for
 from .remote import q
-from .service import Service
 from .source import Source, Tag
 from . import steps
 from .steps import check_host_extensions, record, switch
@@ -102,7 +101,7 @@ def loaded_extensions(session) -> list[list[str]]:
             on_disk[package.get("name", path)] = [str(package.get("version", "")),
                                                   str(package["directus:extension"].get("type", "")),
                                                   source, posixpath.dirname(path)]
-    loaded = set(Service(session.config).loaded_extensions(remote))
+    loaded = set(session.service.loaded_extensions(remote))
     rows = [[name, *facts, "yes" if name in loaded else "NO"] for name, facts in sorted(on_disk.items())]
     rows += [[name, "", "", "?", "", "yes (not on disk?)"] for name in sorted(loaded - set(on_disk))]
     return rows

@@ -77,5 +77,10 @@ class Layout:
         return self._path(".deploy", "lock")
 
     @property
+    def bluegreen_config(self) -> str:
+        """Directus's settings file for a blue/green instance (see instances.py)."""
+        return self._path(".deploy", "bluegreen.cjs")
+
+    @property
     def log_file(self) -> str:
         return self._path(".deploy", "log.jsonl")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import lock, steps
+from . import bluegreen, instances, lock, steps
 from .lock import serial_lock
 from .backup import take_backup
 from .backup_catalog import prune_lines, prune_plan
@@ -24,7 +24,6 @@ from .production import moved_to
 from .releases import cleanup_lines, cleanup_plan
 from .restore import restore_backup
 from .schema import SchemaPlan
-from .service import Service
 from .source import Source, Tag
 from .switch import current_release, switch_to
 
@@ -97,12 +96,18 @@ def check_host(session, run: ReleaseRun) -> None:
         run.previous_commit = facts.current_revision.get("commit")
         if run.previous:
             # after whatever an interrupted run left running on the host (a restart) is done
-            service = Service(session.config)
+            service = session.service
             gate = remote.script(serial_lock(layout, wait_only=True) + "\n" + service.health_check([], 30), changes=False,
                                  check=False, secret_env=service.secret_env, what="check production's health")
             service.health_report(remote, gate)
         step.detail = (f"node {facts.node_version}, {facts.free_kib >> 20} GiB free, "
                        + (f"production healthy on {run.previous}" if run.previous else "first release"))
+    if session.switch_method == "bluegreen":
+        with session.console.step("check nginx for the blue/green switch") as step:
+            upstream = bluegreen.check_ready(session)
+            serving = instances.serving(session.config, upstream.live_port)
+            step.detail = (f"{session.config.nginx_upstream} -> {serving}; nginx -t ok; "
+                           f"the release will start on {instances.idle(session.config, serving)}")
 
 
 def back_up(session, run: ReleaseRun) -> None:
@@ -131,6 +136,10 @@ def migrate(session, run: ReleaseRun, confirm) -> None:
         session.console.say("    would read the schema plan, run migrations and apply the snapshot")
         return
     run.plan = steps.schema_plan(session, run.release_id, run.allow_destructive)
+    if run.plan.deletions and session.switch_method == "bluegreen":
+        # blue/green runs the old release on the migrated database until the switch
+        raise Refused(f"the schema apply drops {', '.join(run.plan.deletions)}, and with blue/green the old release "
+                      "would keep serving without them until the switch; release this one with --restart")
     if run.plan.deletions and confirm:
         confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
     try:
@@ -171,9 +180,9 @@ def verify(session, run: ReleaseRun) -> None:
     if session.dry_run or not run.backup:
         return
     with session.console.step("check every row, upload and extension is still there") as step:
-        dropped = {d.split(" ", 1)[1] for d in (run.plan.deletions if run.plan else []) if d.startswith("collection ")}
         now_serving = moved_to(session.production, session.layout.release_dir(run.release_id), run.release_id)
-        run.checks = check_preservation(session, now_serving, run.backup, exact=False, dropped_tables=dropped,
+        run.checks = check_preservation(session, now_serving, run.backup, exact=False,
+                                        allowed_losses=run.plan.allowed_losses() if run.plan else None,
                                         migrations=run.migrations_after)
         step.detail = "; ".join(f"{c[0]} {c[1]}" for c in run.checks)
     failed = [c for c in run.checks if c[1] != "OK"]

@@ -34,6 +34,12 @@ def q(*words: object) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
+def as_admin(*words: object) -> str:
+    """Shell running a command as root: directly when the session is root, else through
+    passwordless sudo (never a prompt: there is no terminal)."""
+    return f'if [ "$(id -u)" = 0 ]; then {q(*words)}; else sudo -n {q(*words)}; fi'
+
+
 def section(name: str) -> str:
     """Shell printing a `@@section:<name>` line: one script's output, read as named parts."""
     return f"printf '\\n@@section:{name}\\n'"

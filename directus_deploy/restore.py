@@ -17,7 +17,6 @@ from .errors import DeployError, Refused
 from .preservation import check_preservation
 from .production import HEALTH_PROBE_FILE, locate
 from .remote import q
-from .service import Service
 from .lock import serial_lock
 
 RESTORABLE = ("db", "files", "extensions", "env")
@@ -39,7 +38,7 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
     `start_release`: switch `current` to that release while Directus is stopped, and start it
     (a database rollback goes with the code that matches it)."""
     remote, layout, console = session.remote(), session.layout, session.console
-    service = Service(session.config)
+    service = session.service
     with console.step(f"check backup {backup_id}") as step:
         manifest = read_manifest(remote, layout, backup_id)
         production = locate(remote, layout, install)

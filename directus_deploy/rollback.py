@@ -16,7 +16,6 @@ from .errors import Refused
 from .inventory import read_inventory
 from .restore import restore_backup
 from .source import Source
-from .switch import switch_to
 
 SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
 
@@ -141,9 +140,7 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
             restored = restore_backup(session, target.db_backup, parts=("db",), start_release=release_id)
             outcome.update(backup_restored=target.db_backup, safety_backup=restored["safety_backup"])
         else:
-            with console.step(f"switch to {release_id}, restart Directus, health gate") as step:
-                report = switch_to(session, release_id, names)
-                step.detail = f"healthy; Directus restart {report['restart_seconds']:.1f}s"
+            steps.switch(session, release_id, names)
     except Exception:
         steps.record(session, {**outcome, "outcome": "failed"})
         raise

@@ -32,6 +32,29 @@ class SchemaPlan:
     def empty(self) -> bool:
         return not self.changes
 
+    def allowed_losses(self) -> dict[str, int | None]:
+        """Rows each table may lose when these deletions are applied: the dropped collections'
+        own tables (all of them), and Directus's schema metadata for what is dropped (a field's
+        row in directus_fields...; any number of them for a dropped collection's fields)."""
+        losses: dict[str, int | None] = {}
+
+        def lose(table: str, rows: int | None) -> None:
+            known = losses.get(table, 0)
+            losses[table] = None if rows is None or known is None else known + rows
+
+        for deletion in self.deletions:
+            kind, _, name = deletion.partition(" ")
+            if kind == "collection":
+                lose(name, None)
+                lose("directus_collections", 1)
+                lose("directus_fields", None)
+                lose("directus_relations", None)
+            elif kind == "field":
+                lose("directus_fields", 1)
+            elif kind == "relation":
+                lose("directus_relations", 1)
+        return losses
+
 
 def cli(release_dir: str, *args: str) -> str:
     """A Directus CLI command run in a release (cwd: its .env link and package.json), without

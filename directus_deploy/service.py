@@ -9,10 +9,10 @@ passed on stdin.
 from __future__ import annotations
 
 import json
-import posixpath
 
+from . import instances
 from .errors import DeployError
-from .remote import Remote, q
+from .remote import Remote, as_admin, q
 
 HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
 
@@ -79,34 +79,37 @@ fetch(process.argv[1] + '/extensions', { headers: { Authorization: 'Bearer ' + p
 
 
 class Service:
-    def __init__(self, config):
+    def __init__(self, config, layout=None):
         self.config = config
-
-    def _as_admin(self, *command: str) -> str:
-        return f'if [ "$(id -u)" = 0 ]; then {q(*command)}; else sudo -n {q(*command)}; fi'
+        self.config_file = layout.bluegreen_config if layout else None
 
     def stop(self) -> str | None:
-        """Shell that stops Directus, or None when the configured service cannot stop it."""
+        """Shell that stops Directus (every instance of it), or None when the configured
+        service cannot stop it."""
         kind = self.config.service
         if kind == "pm2":
-            return f"pm2 stop {q(self.config.pm2_app)} >/dev/null"
+            if self.config.strategy != "bluegreen":
+                return f"pm2 stop {q(self.config.pm2_app)} >/dev/null"
+            # every instance pm2 knows of; stopping one that exists must work
+            apps = [instance.app for instance in instances.every_instance(self.config)]
+            return (f"for app in {q(*apps)}; do if pm2 describe \"$app\" >/dev/null 2>&1; then "
+                    "pm2 stop \"$app\" >/dev/null; fi; done")
         if kind == "systemd":
-            return self._as_admin("systemctl", "stop", self.config.systemd_unit)
+            return as_admin("systemctl", "stop", self.config.systemd_unit)
         return None
 
     def start(self, root: str) -> str:
-        """Shell that starts (or restarts) Directus from the folder `root` (a real path)."""
+        """Shell that starts (or restarts) Directus from the folder `root` (a real path): the
+        instance that serves, in place."""
         kind = self.config.service
         if kind == "pm2":
-            app = self.config.pm2_app
-            entry = posixpath.join(root, "node_modules/directus/cli.js")
-            return (
-                f"pm2 delete {q(app)} >/dev/null 2>&1; "
-                f"pm2 start {q(entry)} --name {q(app)} --cwd {q(root)} --time -- start >/dev/null && "
-                "pm2 save --force >/dev/null"
-            )
+            if self.config.strategy != "bluegreen":
+                return instances.pm2_start(instances.plain(self.config), root, "")
+            every = instances.every_instance(self.config)
+            return instances.for_serving_instance(
+                self.config, {i.name: instances.pm2_start(i, root, self.config_file) for i in every})
         if kind == "systemd":
-            return self._as_admin("systemctl", "restart", self.config.systemd_unit)
+            return as_admin("systemctl", "restart", self.config.systemd_unit)
         return self.config.restart_command
 
     def loaded_extensions(self, remote: Remote) -> list[str]:
@@ -117,12 +120,20 @@ class Service:
             raise DeployError(f"{remote.name}: cannot ask Directus for its extensions: {remote.error_line(result)}")
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    def health_check(self, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> str:
+    def health_check(self, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT,
+                     instance: instances.Instance | None = None) -> str:
         """Shell running the health gate (needs DIRECTUS_TOKEN from `secret_env`); it prints
-        one JSON line. Kept separate so a switch and its gate can share a round trip."""
-        watched = [self.config.pm2_app] if self.config.service == "pm2" else []
-        return q("node", "-e", _HEALTH_JS, self.config.directus_url, str(timeout), json.dumps(sorted(expected_extensions)),
-                 *watched)
+        one JSON line. Kept separate so a switch and its gate can share a round trip.
+
+        Against DIRECTUS_URL, or straight at one blue/green `instance` on its port. The pm2
+        app is watched for a crash loop when it is known which one answers."""
+        url = instance.url if instance else self.config.directus_url
+        watched = []
+        if instance:
+            watched = [instance.app]
+        elif self.config.service == "pm2" and self.config.strategy != "bluegreen":
+            watched = [self.config.pm2_app]
+        return q("node", "-e", _HEALTH_JS, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
 
     @property
     def secret_env(self) -> dict:

@@ -15,16 +15,20 @@ from .console import Console
 from .errors import Refused
 from .layout import Layout
 from .remote import Remote
+from .service import Service
 
 
 class Session:
-    def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None, several_hosts=False):
+    def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None, several_hosts=False,
+                 restart: bool = False):
         self.config = config or config_module.load()
         if len(self.config.hosts) > 1 and not several_hosts:
             # acting on the first host alone would leave the others behind, silently
             raise Refused(f"DEPLOY_HOSTS lists {len(self.config.hosts)} hosts; this version deploys to one host: "
                           "list one (the tasks host.check and host.trust take several)")
         self.dry_run = dry_run
+        # how releases go live in this run: DEPLOY_STRATEGY, or a restart in place when asked
+        self.switch_method = "restart" if restart else self.config.strategy
         self.layout = Layout(self.config.deploy_path)
         self._remotes: dict[str, Remote] = {}
         self.console = Console(scrub=self.scrub)
@@ -53,6 +57,11 @@ class Session:
             )
         return self._remotes[key]
 
+    @property
+    def service(self) -> Service:
+        """How Directus is stopped, started and checked on the host."""
+        return Service(self.config, self.layout)
+
     def remotes(self) -> list[Remote]:
         return [self.remote(host) for host in self.config.hosts]
 
@@ -67,8 +76,8 @@ class Session:
 
 
 @contextmanager
-def open_session(*, dry_run: bool = False, several_hosts: bool = False):
-    session = Session(dry_run=dry_run, several_hosts=several_hosts)
+def open_session(*, dry_run: bool = False, several_hosts: bool = False, restart: bool = False):
+    session = Session(dry_run=dry_run, several_hosts=several_hosts, restart=restart)
     try:
         if dry_run:
             session.console.say("DRY RUN: nothing on the host will change; commands that would are listed.")

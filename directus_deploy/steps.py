@@ -82,14 +82,24 @@ def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
 
 
 def switch(session, release_id: str, extensions: list[str], previous: str | None = None) -> dict:
+    how = SWITCH_HOW[session.switch_method]
     if session.dry_run:
-        session.console.say(f"    would switch current to {release_id}, restart Directus and pass the health gate")
+        session.console.say(f"    would switch current to {release_id} ({how}) and pass the health gate")
         return {"previous": previous}
-    with session.console.step(f"switch to {release_id}, restart Directus, health gate") as step:
+    with session.console.step(f"switch to {release_id} ({how})") as step:
         report = switch_to(session, release_id, extensions, previous)
-        step.detail = (f"healthy; Directus restart {report['restart_seconds']:.1f}s, "
-                       f"{len(report.get('loaded', []))} extensions loaded")
+        loaded = f"{len(report.get('loaded', []))} extensions loaded"
+        if report["strategy"] == "bluegreen":
+            step.detail = f"healthy on {report['instance']} after {report['seconds']:.1f}s, {loaded}; no restart seen by users"
+        else:
+            step.detail = f"healthy; Directus restart {report['restart_seconds']:.1f}s, {loaded}"
     return report
+
+
+SWITCH_HOW = {
+    "restart": "restart Directus, health gate",
+    "bluegreen": "blue/green: start on the idle port, health gate, move nginx, drain",
+}
 
 
 def pick_release(session, release_id: str | None) -> str:

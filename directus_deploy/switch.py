@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 
+from . import bluegreen
 from .errors import DeployError, RolledBack
 from .lock import serial_lock
 from .remote import q
@@ -39,11 +40,17 @@ def _go_live(layout, service: Service, release_id: str, expected: list[str], rep
     return " && ".join("{ " + part + "; }" for part in parts)
 
 
-def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None) -> dict:
+def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None,
+              method: str | None = None) -> dict:
     """Switch, restart, health gate; on failure the host switches back to `previous` (default:
-    the current release) and restarts it, then RolledBack is raised here."""
+    the current release) and restarts it, then RolledBack is raised here.
+
+    `method` (default: the session's): `restart` restarts the serving instance in place;
+    `bluegreen` starts the release beside it and moves nginx over (bluegreen.py)."""
+    if (method or session.switch_method) == "bluegreen":
+        return bluegreen.switch_to(session, release_id, expected_extensions, previous)
     remote, layout = session.remote(), session.layout
-    service = Service(session.config)
+    service = session.service
     previous = previous or current_release(remote, layout)
     report, back = f"{layout.tool_dir}/switch-report", f"{layout.tool_dir}/switch-back-report"
     going = _go_live(layout, service, release_id, expected_extensions, report)
@@ -72,6 +79,7 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
         raise DeployError(f"{remote.name}: health gate failed at {gate.get('failed')}: {gate.get('detail')} "
                           f"({session.config.directus_url})")
     gate["previous"] = previous
+    gate["strategy"] = "restart"
     return gate
 
 

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from directus_deploy import deploylog, lock, steps
+from directus_deploy import deploylog, instances, lock, steps
 from directus_deploy.adopt import adopt as adopt_install
 from directus_deploy.backup import take_backup
 from directus_deploy.backup_catalog import age
+from directus_deploy.bluegreen import install_upstream
 from directus_deploy.errors import Refused
 from directus_deploy.releases import cleanup as cleanup_releases
 from directus_deploy.releases import last_good, list_releases, release_outcomes
@@ -28,6 +29,8 @@ def setup(c, env_file="", dry_run=False):
         with session.console.step(f"set up {session.layout.root}") as step:
             made = setup_host(session, Path(env_file))
             step.detail = f"{len(made)} folders and files"
+        if session.config.strategy == "bluegreen":
+            _upstream(session, port=instances.colors(session.config)[0].port)
         session.console.say("next: fab release --tag=<tag> (the first release installs Directus's tables)")
 
 
@@ -41,9 +44,35 @@ def adopt(c, from_="", tag="", dry_run=False):
     with open_session(dry_run=dry_run) as session:
         with lock.held(session, f"adopt {from_}"):
             outcome = adopt_install(session, from_, tag or None)
+            if session.config.strategy == "bluegreen" and not dry_run:
+                _upstream(session)
         if not dry_run:
             session.console.summary("Adopted", [("release", outcome["release"]), ("backup before", outcome["backup"]),
                                                 ("round trips", str(session.round_trips))])
+
+
+@task(help={"dry-run": DRY_HELP})
+def upstream(c, dry_run=False):
+    """Show nginx's upstream for blue/green; write its include if it is missing."""
+    with open_session(dry_run=dry_run) as session:
+        if session.config.strategy != "bluegreen":
+            raise Refused("DEPLOY_STRATEGY is not bluegreen: there is no nginx upstream to manage")
+        with lock.held(session, "deploy.upstream"):
+            state = _upstream(session)
+        if not state.routed:
+            session.console.say(f"next: point your nginx site at it (proxy_pass http://{session.config.nginx_upstream};), "
+                                "reload nginx, then fab release")
+
+
+def _upstream(session, port=None):
+    config = session.config
+    with session.console.step(f"nginx upstream {config.nginx_upstream} in {config.nginx_upstream_file}") as step:
+        state, written = install_upstream(session, port)
+        serving = instances.serving(config, state.live_port) if state.live_port else None
+        step.detail = ("written: " if written else "") + (f"-> 127.0.0.1:{state.live_port} ({serving.name})"
+                                                           if serving else "missing")
+        step.detail += f"; nginx routes requests to it: {'yes' if state.routed else 'not yet'}"
+    return state
 
 
 @task(help={"tag": "git tag to deploy (default: the newest tag)", "dry-run": DRY_HELP})

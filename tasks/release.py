@@ -19,13 +19,15 @@ from .base import confirm, task
         "yes": "answer prompts with their default (for CI); never waits for input",
         "allow-destructive": "let the schema apply drop collections, fields or relations",
         "json": "print the summary as JSON on stdout (progress goes to stderr)",
+        "restart": "go live by restarting the serving Directus in place, even with DEPLOY_STRATEGY=bluegreen "
+                   "(for a release whose schema change the old release cannot run on)",
     }
 )
-def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False):
+def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False, restart=False):
     """Release a tag to production: backup, deploy, migrate, switch, verify, record."""
     # a CI job cancelled with SIGTERM unwinds like Ctrl-C: lock released, production put back
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with open_session(dry_run=dry_run) as session:
+    with open_session(dry_run=dry_run, restart=restart) as session:
         if json_:
             session.console.stream = sys.stderr
         ask = None if dry_run else (lambda question: confirm(question, yes))
@@ -56,6 +58,7 @@ def summarize(session, run) -> dict:
         "tag": run.tag.name,
         "release": run.release_id,
         "from": run.previous,
+        "switched_by": session.switch_method,
         "backup": run.backup["id"] if run.backup else None,
         "commits": commits,
         "extensions": run.revision.get("loadable") or run.revision.get("extensions", []),

@@ -18,12 +18,13 @@ from .base import confirm, task
         "with-db": "also restore the database backup taken before the later release (after a safety backup)",
         "dry-run": "print the plan; change nothing",
         "yes": "answer prompts with their default (for CI); never waits for input",
+        "restart": "restart the serving Directus in place, even with DEPLOY_STRATEGY=bluegreen",
     },
 )
-def rollback(c, to="", with_db=False, dry_run=False, yes=False):
+def rollback(c, to="", with_db=False, dry_run=False, yes=False, restart=False):
     """Roll back to an earlier release (code; --with-db for the database too)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with open_session(dry_run=dry_run) as session:
+    with open_session(dry_run=dry_run, restart=restart) as session:
         with lock.held(session, f"rollback to {to or 'previous'}"):
             outcome = run_rollback(session, to or None, with_db, lambda q: confirm(q, yes))
         if not dry_run:

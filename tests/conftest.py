@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from testbed.bed import TestBed
+from testbed.nginx import Nginx
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +25,14 @@ def bed(tmp_path_factory):
     testbed = TestBed(tmp_path_factory.mktemp("bed")).up()
     yield testbed
     testbed.destroy()
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory):
+    """nginx in front of the productions that need it (blue/green), one for the session."""
+    server = Nginx(tmp_path_factory.mktemp("nginx")).start()
+    yield server
+    server.stop()
 
 
 def pytest_terminal_summary(terminalreporter):

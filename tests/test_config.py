@@ -68,6 +68,11 @@ def test_keys_of_other_tools_are_left_alone(tmp_path):
         ("DIRECTUS_URL", "127.0.0.1:8055", "http:// or https://"),
         ("DEPLOY_SSH_CONFIG", "/nonexistent/ssh_config", "no such file"),
         ("DEPLOY_SOURCE", "/nonexistent/project", "no such folder"),
+        ("DEPLOY_STRATEGY", "rolling", "one of restart, bluegreen"),
+        ("DEPLOY_BLUEGREEN_PORTS", "8056", "two different ports"),
+        ("DEPLOY_BLUEGREEN_PORTS", "8056,8056", "two different ports"),
+        ("DEPLOY_NGINX_UPSTREAM_FILE", "conf.d/up.conf", "absolute path of a file"),
+        ("DEPLOY_NGINX_UPSTREAM", "my upstream", "letters, digits"),
     ],
 )
 def test_malformed_value_names_key_and_shape(tmp_path, key, value, says):
@@ -82,6 +87,15 @@ def test_a_malformed_token_is_not_echoed(tmp_path):
 
 def test_command_service_needs_its_command(tmp_path):
     assert "DIRECTUS_RESTART_COMMAND" in refused(tmp_path, {**VALID, "DIRECTUS_SERVICE": "command"})
+
+
+def test_bluegreen_needs_pm2_and_nginx_in_front(tmp_path):
+    bluegreen = {**VALID, "DEPLOY_STRATEGY": "bluegreen"}
+    assert "needs DIRECTUS_SERVICE=pm2" in refused(tmp_path, {**bluegreen, "DIRECTUS_SERVICE": "systemd"})
+    assert "through nginx" in refused(tmp_path, {**bluegreen, "DIRECTUS_URL": "http://127.0.0.1:8057"})
+    config = load(tmp_path, {**bluegreen, "DIRECTUS_URL": "http://127.0.0.1"})
+    assert config.strategy == "bluegreen" and config.bluegreen_ports == (8056, 8057)
+    assert config.nginx_upstream_file == "/etc/nginx/conf.d/directus-upstream.conf"
 
 
 def test_environment_overrides_the_file(tmp_path):

@@ -1,0 +1,149 @@
+"""Downtime benchmark: what users see during `fab release` and `fab rollback`, restart against
+blue/green, side by side in one run.
+
+    .venv/bin/python bench/downtime.py [--plot docs/downtime.png]
+
+For each strategy, a fresh SQLite production of the test bed behind nginx (Debian's package),
+adopted into the layout; then a probe requests /server/ping and a content endpoint
+(/items/articles, with the token) through nginx every 50 ms while `fab release --tag=v2` and
+then `fab rollback` run. Counted: requests, failed ones (no answer, or not 2xx), requests slower
+than 2 s, and the longest stretch without a successful answer. The probe's timeline of both
+strategies is drawn into a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from testbed.bed import TestBed  # noqa: E402
+from testbed.nginx import Nginx  # noqa: E402
+from testbed.probe import SLOW, Probe  # noqa: E402
+from testbed.project import clone_project  # noqa: E402
+from testbed.sshd import free_port  # noqa: E402
+
+PROBED = ["/server/ping", "/items/articles?limit=1"]
+
+
+def fab(env_file: Path, *args: str) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
+    env["DEPLOY_ENV_FILE"] = str(env_file)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
+    return time.monotonic() - started
+
+
+def longest_outage(probe: Probe) -> float:
+    """The longest time between two successful answers with only failures in between."""
+    worst, last_ok, failing = 0.0, None, False
+    for sample in probe.samples:
+        if sample.failed:
+            failing = True
+        else:
+            if failing and last_ok is not None:
+                worst = max(worst, sample.at + sample.seconds - last_ok)
+            last_ok, failing = sample.at + sample.seconds, False
+    return worst
+
+
+def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
+    production = bed.new_productions(("sqlite",))["sqlite"]
+    try:
+        project = clone_project(bed.project_dir("sqlite"), work / strategy / "project")
+        site = nginx.site(production.name, production.url)
+        settings = {"DEPLOY_SOURCE": str(project), "DIRECTUS_URL": f"http://127.0.0.1:{site}",
+                    "DEPLOY_STRATEGY": strategy}
+        upstream = f"{production.name}_directus"
+        if strategy == "bluegreen":
+            settings.update(DEPLOY_BLUEGREEN_PORTS=f"{free_port()},{free_port()}", DEPLOY_NGINX_UPSTREAM=upstream,
+                            DEPLOY_NGINX_UPSTREAM_FILE=str(nginx.conf_d / f"{production.name}-upstream.conf"),
+                            DEPLOY_NGINX_CONF=str(nginx.conf))
+        env_file = bed.tool_env(production, work / strategy, **settings)
+        fab(env_file, "deploy.adopt", f"--from={production.folder}")
+        if strategy == "bluegreen":
+            nginx.site(production.name, f"http://{upstream}", port=site)
+        runs = {}
+        for action, args in (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))):
+            with Probe(f"http://127.0.0.1:{site}", PROBED, token=production.token) as probe:
+                time.sleep(1)  # a second of normal service before, for the picture
+                seconds = fab(env_file, *args)
+                time.sleep(1)
+            runs[action] = {"seconds": seconds, "probe": probe}
+        return runs
+    finally:
+        for suffix in ("", "-blue", "-green"):
+            bed.pm2.run("delete", production.app + suffix, check=False)
+        production.destroy()
+
+
+def plot(results: dict, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 2, figsize=(11, 2.6 * len(results)), sharey=True, squeeze=False)
+    for row, (strategy, runs) in enumerate(results.items()):
+        for column, (action, run) in enumerate(runs.items()):
+            axis = axes[row][column]
+            probe = run["probe"]
+            ok = [s for s in probe.samples if not s.failed]
+            bad = [s for s in probe.samples if s.failed]
+            axis.scatter([s.at for s in ok], [s.seconds * 1000 for s in ok], s=4, color="tab:blue", label="answered")
+            axis.scatter([s.at for s in bad], [max(s.seconds, 0.001) * 1000 for s in bad], s=10, color="tab:red",
+                         marker="x", label="failed")
+            axis.set_yscale("log")
+            axis.set_title(f"{strategy}: fab {action} ({len(bad)} of {len(probe.samples)} requests failed)", fontsize=9)
+            axis.set_xlabel("seconds")
+            if column == 0:
+                axis.set_ylabel("response time, ms")
+            axis.grid(True, alpha=0.3)
+    axes[0][0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plot", default=str(REPO / "docs" / "downtime.png"), help="PNG to draw the timelines into")
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="downtime-bench-"))
+    reuse = os.environ.get("DIRECTUS_DEPLOY_TESTBED")
+    bed = TestBed.attach(Path(reuse)) if reuse else TestBed(work / "bed", ("sqlite",)).up()
+    nginx = Nginx(work / "nginx").start()
+    try:
+        results = {strategy: measure(bed, nginx, strategy, work) for strategy in ("restart", "bluegreen")}
+    finally:
+        nginx.stop()
+        if not reuse:
+            bed.destroy()
+    print()
+    print(f"probe: {', '.join(PROBED)} through nginx, one request every 50 ms")
+    print(f"{'strategy':<10} {'action':<9} {'fab s':>6} {'requests':>9} {'failed':>7} {'slow >' + str(int(SLOW)) + 's':>9} "
+          f"{'longest outage s':>17}")
+    print("-" * 72)
+    for strategy, runs in results.items():
+        for action, run in runs.items():
+            probe = run["probe"]
+            print(f"{strategy:<10} {action:<9} {run['seconds']:6.1f} {len(probe.samples):9d} {len(probe.failures):7d} "
+                  f"{len(probe.slow):9d} {longest_outage(probe):17.2f}")
+    for action in ("release", "rollback"):
+        restart, bluegreen = (len(results[s][action]["probe"].failures) for s in ("restart", "bluegreen"))
+        print(f"{action}: failed requests, restart / bluegreen: {restart} / {bluegreen}")
+    plot(results, Path(options.plot))
+    print(f"timeline: {options.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""nginx (Debian's package) in front of the test productions, the way a host runs it: a main
+configuration that includes `conf.d/*.conf` (where the tool's upstream include goes) and
+`sites/*.conf` (the user's own site files, which the tool never touches).
+
+Its access log records which upstream address answered each request, so a test can tell that
+a release never received one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .sshd import free_port
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "nginx.conf"
+
+    @property
+    def conf_d(self) -> Path:
+        return self.root / "conf.d"
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "access.log"
+
+    def start(self) -> "Nginx":
+        for folder in (self.conf_d, self.root / "sites", self.root / "temp"):
+            folder.mkdir(parents=True, exist_ok=True)
+        user = "user root;\n" if os.geteuid() == 0 else ""  # workers can then read the bed's folders
+        self.conf.write_text(
+            f"{user}worker_processes 2;\n"
+            f"pid {self.root}/nginx.pid;\n"
+            f"error_log {self.root}/error.log;\n"
+            "events { worker_connections 512; }\n"
+            "http {\n"
+            "    log_format upstream '$msec $status $request_time $upstream_addr \"$request\"';\n"
+            f"    access_log {self.access_log} upstream;\n"
+            + "".join(f"    {kind}_temp_path {self.root}/temp/{kind};\n"
+                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+            + f"    include {self.conf_d}/*.conf;\n"
+            f"    include {self.root}/sites/*.conf;\n"
+            "}\n"
+        )
+        self._nginx()
+        return self
+
+    def site(self, name: str, target: str, port: int | None = None) -> int:
+        """Write (or rewrite) the site `name` sending every request to `target` (an
+        http://host:port or http://<upstream name>), reload nginx; returns its port."""
+        port = port or free_port()
+        (self.root / "sites" / f"{name}.conf").write_text(
+            "server {\n"
+            f"    listen 127.0.0.1:{port};\n"
+            "    location / {\n"
+            f"        proxy_pass {target};\n"
+            "        proxy_set_header Host $host;\n"
+            "        proxy_read_timeout 60s;\n"
+            "    }\n"
+            "}\n"
+        )
+        self.reload()
+        return port
+
+    def reload(self) -> None:
+        self._nginx("-t")
+        self._nginx("-s", "reload")
+        time.sleep(0.3)  # the reload is asynchronous; let the new workers start
+
+    def upstreams_answering(self, since: float) -> set[str]:
+        """The upstream addresses that answered requests logged after `since` (epoch seconds)."""
+        found = set()
+        if not self.access_log.exists():
+            return found
+        for line in self.access_log.read_text().splitlines():
+            fields = line.split(" ", 4)
+            if len(fields) >= 4 and float(fields[0]) >= since:
+                found.add(fields[3])
+        return found
+
+    def stop(self) -> None:
+        if (self.root / "nginx.pid").exists():
+            self._nginx("-s", "quit", check=False)
+
+    def _nginx(self, *args: str, check: bool = True) -> None:
+        result = subprocess.run([NGINX, "-c", str(self.conf), *args], capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"nginx {' '.join(args)} failed: {result.stderr.strip()[-500:]}")

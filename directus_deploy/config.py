@@ -166,6 +166,7 @@ KEYS = (
     Key("DEPLOY_NGINX_UPSTREAM", _name, default="directus", example="directus"),
     Key("DEPLOY_NGINX_CONF", _absolute_file, optional=True, example="/etc/nginx/nginx.conf"),
     Key("DEPLOY_DRAIN_SECONDS", _count, default="30", example="30"),
+    Key("DEPLOY_REHEARSE", _choice("never", "changes", "always"), default="never", example="changes"),
     Key("KEEP_RELEASES", _count, default="5", example="5"),
     Key("KEEP_BACKUPS", _count, default="10", example="10"),
 )
@@ -195,6 +196,7 @@ class Config:
     nginx_upstream: str = "directus"
     nginx_conf: str | None = None
     drain_seconds: int = 30
+    rehearse: str = "never"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -283,6 +285,7 @@ def load(environ: dict[str, str] | None = None) -> Config:
         nginx_upstream=values["DEPLOY_NGINX_UPSTREAM"],
         nginx_conf=values["DEPLOY_NGINX_CONF"],
         drain_seconds=values["DEPLOY_DRAIN_SECONDS"],
+        rehearse=values["DEPLOY_REHEARSE"],
     )
 
 

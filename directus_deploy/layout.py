@@ -82,5 +82,10 @@ class Layout:
         return self._path(".deploy", "bluegreen.cjs")
 
     @property
+    def rehearsal_dir(self) -> str:
+        """The rehearsal's scratch state: its .env, database copy, storage, processes."""
+        return self._path(".deploy", "rehearsal")
+
+    @property
     def log_file(self) -> str:
         return self._path(".deploy", "log.jsonl")

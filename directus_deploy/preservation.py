@@ -17,13 +17,31 @@ from .remote import q, section, split_sections
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
 
 
+def table_problems(expected: dict[str, int], live: dict[str, int], *, exact: bool,
+                   allowed_losses: dict | None = None) -> list[str]:
+    """Tables gone or with fewer rows than `expected` (other counts with `exact`), beyond what
+    `allowed_losses` permits (None: any loss, the table may even be gone)."""
+    allowed_losses = allowed_losses or {}
+    problems = []
+    for table, count in sorted(expected.items()):
+        may_lose = allowed_losses.get(table, 0)
+        if may_lose is None:
+            continue
+        if table not in live:
+            problems.append(f"table {table} is gone")
+        elif table in mf.VOLATILE_TABLES:
+            continue
+        elif (live[table] != count) if exact else (live[table] < count - may_lose):
+            problems.append(f"{table}: {live[table]} rows, {count} before")
+    return problems
+
+
 def check_preservation(session, production, manifest: dict, *, exact: bool, parts=("db", "files", "extensions"),
                        allowed_losses: dict | None = None, migrations: list | None = None) -> list[tuple[str, str, str]]:
     """(what, OK|FAIL, detail) rows, one round trip. `allowed_losses`: rows a table may lose
     (None: any, the table may even be gone), for deletions the schema gate was allowed to make.
     `migrations`, if a list, receives the Directus migrations the database has applied (read in
     the same round trip)."""
-    allowed_losses = allowed_losses or {}
     remote = session.remote()
     engine = engine_for(production) if "db" in parts and manifest.get("database") else None
     lines = []
@@ -48,17 +66,7 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
     if engine:
         live = parse_counts(out, "@@live")
         expected = manifest["database"]["tables"]
-        problems = []
-        for table, count in sorted(expected.items()):
-            may_lose = allowed_losses.get(table, 0)
-            if may_lose is None:
-                continue
-            if table not in live:
-                problems.append(f"table {table} is gone")
-            elif table in mf.VOLATILE_TABLES:
-                continue
-            elif (live[table] != count) if exact else (live[table] < count - may_lose):
-                problems.append(f"{table}: {live[table]} rows, {count} before")
+        problems = table_problems(expected, live, exact=exact, allowed_losses=allowed_losses)
         checks.append(("database", "OK" if not problems else "FAIL",
                        f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
     if "uploads-hashes" in found:

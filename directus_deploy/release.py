@@ -1,6 +1,7 @@
 """`fab release`: the whole chain of DESIGN §3, one named step after another.
 
-    guards -> lock -> verified backup -> code -> extensions -> schema gate + migrations
+    guards -> lock -> verified backup -> code -> extensions -> schema gate
+           -> rehearsal on a copy (when asked for) -> migrations
            -> switch + health gate -> verify nothing was lost -> record -> clean up -> unlock
 
 Until the switch, production serves the old release untouched. A failure after changes began
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import bluegreen, instances, lock, steps
+from . import bluegreen, instances, lock, rehearsal, steps
 from .lock import serial_lock
 from .backup import take_backup
 from .backup_catalog import prune_lines, prune_plan
 from .inventory import read_inventory
-from .errors import Refused, RolledBack
+from .errors import DeployError, Refused, RolledBack
 from .preservation import check_preservation
 from .probe import read_host_facts, require_node
 from .production import moved_to
@@ -45,15 +46,18 @@ class ReleaseRun:
     switched: bool = False
     checks: list = field(default_factory=list)
     migrations_after: list = field(default_factory=list)  # what the database has applied, after the release
+    rehearse: str = "never"  # never | changes | always
+    rehearsal: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
 
 
-def release(session, tag_name: str | None, *, allow_destructive: bool = False, confirm=None) -> ReleaseRun:
+def release(session, tag_name: str | None, *, allow_destructive: bool = False, confirm=None,
+            rehearse_mode: str | None = None) -> ReleaseRun:
     console = session.console
     source = Source(session.config.source)
     with console.step("check the tag and the configuration") as step:
         tag = source.resolve(tag_name)
-        run = ReleaseRun(tag, allow_destructive)
+        run = ReleaseRun(tag, allow_destructive, rehearse=rehearse_mode or session.config.rehearse)
         mismatch = source.remote_tag_mismatch(tag)
         if mismatch:
             run.warnings.append(mismatch)
@@ -65,7 +69,9 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
         deploy_code(session, run)
         try:
             check_extensions(session, run)
-            migrate(session, run, confirm)
+            plan_schema(session, run, confirm)
+            rehearse(session, run)
+            migrate(session, run)
             switch(session, run)
         except BaseException:
             discard_unused_release(session, run)
@@ -131,7 +137,7 @@ def check_extensions(session, run: ReleaseRun) -> None:
         step.detail = f"{len(run.revision['loadable'])} valid"
 
 
-def migrate(session, run: ReleaseRun, confirm) -> None:
+def plan_schema(session, run: ReleaseRun, confirm) -> None:
     if session.dry_run:
         session.console.say("    would read the schema plan, run migrations and apply the snapshot")
         return
@@ -142,6 +148,27 @@ def migrate(session, run: ReleaseRun, confirm) -> None:
                       "would keep serving without them until the switch; release this one with --restart")
     if run.plan.deletions and confirm:
         confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
+
+
+def rehearse(session, run: ReleaseRun) -> None:
+    """On a copy of production first, when asked for (DEPLOY_REHEARSE, --rehearse)."""
+    if session.dry_run or not run.backup:
+        return
+    go, why = rehearsal.wanted(session, run.release_id, run.rehearse)
+    if not go:
+        run.rehearsal = {"outcome": "not run", "why": why}
+        return
+    session.console.say(f"    rehearsing on a copy of production first: {why}")
+    try:
+        run.rehearsal = rehearsal.rehearse(session, run.release_id, run.backup, run.revision["loadable"], run.plan)
+    except DeployError:
+        steps.record(session, _entry(session, run, "rehearsal-failed"))
+        raise
+
+
+def migrate(session, run: ReleaseRun) -> None:
+    if session.dry_run:
+        return
     try:
         run.migrated = steps.migrate(session, run.release_id, run.plan)
     except Exception as failure:
@@ -261,5 +288,6 @@ def _entry(session, run: ReleaseRun, outcome: str) -> dict:
         "migrations_applied": run.migrated.get("migrations") or run.migrated.get("bootstrap") or [],
         # what the database holds now: a later code-only rollback to this release checks it
         "migrations": (run.migrations_after or steps.migrations_now(session)[0]) if outcome == "ok" else None,
+        "rehearsal": run.rehearsal or None,
         "timings": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }

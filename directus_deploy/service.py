@@ -56,7 +56,10 @@ const crashed = () => {  // a reason when pm2's process for the app keeps exitin
   let health;
   try { const r = await get('/server/health', true); health = await r.json(); }
   catch (e) { return report(false, { failed: 'health', detail: String(e.message) }); }
-  if (!['ok', 'warn'].includes(health.status)) return report(false, { failed: 'health', detail: health.status || JSON.stringify(health).slice(0, 200) });
+  if (!['ok', 'warn'].includes(health.status)) {
+    const failing = Object.entries(health.checks || {}).filter(([, c]) => c.some((x) => x.status === 'error')).map(([name]) => name);
+    return report(false, { failed: 'health', detail: (health.status || JSON.stringify(health).slice(0, 200)) + (failing.length ? ' (' + failing.join(', ') + ')' : '') });
+  }
   let rows;
   try { const r = await get('/extensions', true); rows = (await r.json()).data || []; }
   catch (e) { return report(false, { failed: 'extensions', detail: String(e.message) }); }
@@ -130,7 +133,7 @@ class Service:
         url = instance.url if instance else self.config.directus_url
         watched = []
         if instance:
-            watched = [instance.app]
+            watched = [instance.app] if instance.app else []
         elif self.config.service == "pm2" and self.config.strategy != "bluegreen":
             watched = [self.config.pm2_app]
         return q("node", "-e", _HEALTH_JS, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)

@@ -102,6 +102,36 @@ SWITCH_HOW = {
 }
 
 
+def rehearse_alone(session, tag: Tag, backup_id: str | None = None) -> dict:
+    """`fab deploy.rehearse`: the tag made into a release, rehearsed on a copy of production
+    (a new verified backup, or `backup_id`), then removed again: production is untouched."""
+    from .backup import take_backup
+    from .backup_catalog import read_manifest
+    from .layout import check_id
+    from .rehearsal import rehearse
+
+    production_now(session)
+    if backup_id:
+        with session.console.step(f"read backup {check_id('backup', backup_id)}") as step:
+            backup = read_manifest(session.remote(), session.layout, backup_id)
+            step.detail = f"taken {backup.get('created_at')} ({backup.get('reason')})"
+    else:
+        backup = take_backup(session, reason=f"pre-rehearsal-{tag.name}", for_release=tag.name)
+    revision = deploy_code(session, tag)
+    release_id = revision["release"]
+    try:
+        names = check_host_extensions(session, release_id, revision.pop("manifests_on_host", None))
+        plan = schema_plan(session, release_id, allow_destructive=True)
+        if plan.deletions:
+            session.console.say(f"    note: the schema apply would DROP {', '.join(plan.deletions)} (a release needs "
+                                "--allow-destructive)")
+        outcome = rehearse(session, release_id, backup, names, plan)
+    finally:
+        session.remote().run(["rm", "-rf", "--", session.layout.release_dir(release_id)], what="remove the release",
+                             check=False)
+    return {**outcome, "release": release_id, "plan": plan.changes}
+
+
 def pick_release(session, release_id: str | None) -> str:
     """The release a standalone step works on: the one given, or the newest not yet current."""
     releases = list_releases(session.remote(), session.layout)

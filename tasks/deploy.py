@@ -101,6 +101,19 @@ def migrate(c, release="", allow_destructive=False, dry_run=False):
             steps.migrate(session, release_id, plan)
 
 
+@task(help={"tag": "git tag to rehearse (default: the newest tag)",
+            "backup": "backup to make the copy from (default: a new verified backup)"})
+def rehearse(c, tag="", backup=""):
+    """Rehearse a release on a copy of production on the host; production is untouched."""
+    with open_session() as session:
+        resolved = Source(session.config.source).resolve(tag or None)
+        with lock.held(session, f"deploy.rehearse {resolved.name}"):
+            outcome = steps.rehearse_alone(session, resolved, backup or None)
+        session.console.summary(f"Rehearsal of {resolved.name} passed; production untouched",
+                                [("copy of backup", outcome["backup"]), ("schema changes", "; ".join(outcome["plan"]) or "none"),
+                                 ("rehearsal", f"{outcome['seconds']:.1f}s")])
+
+
 @task(help={"release": RELEASE_HELP, "dry-run": DRY_HELP})
 def switch(c, release="", dry_run=False):
     """Switch current to the new release atomically, restart, and pass the health gate."""

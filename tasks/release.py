@@ -4,7 +4,7 @@ import json
 import signal
 import sys
 
-from directus_deploy.errors import DeployError
+from directus_deploy.errors import DeployError, Refused
 from directus_deploy.release import release as run_release
 from directus_deploy.session import open_session
 from directus_deploy.source import Source
@@ -19,11 +19,14 @@ from .base import confirm, task
         "yes": "answer prompts with their default (for CI); never waits for input",
         "allow-destructive": "let the schema apply drop collections, fields or relations",
         "json": "print the summary as JSON on stdout (progress goes to stderr)",
+        "rehearse": "first run the release against a copy of production (scratch database) on the host",
+        "no-rehearse": "do not rehearse, whatever DEPLOY_REHEARSE says",
         "restart": "go live by restarting the serving Directus in place, even with DEPLOY_STRATEGY=bluegreen "
                    "(for a release whose schema change the old release cannot run on)",
     }
 )
-def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False, restart=False):
+def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False, restart=False,
+            rehearse=False, no_rehearse=False):
     """Release a tag to production: backup, deploy, migrate, switch, verify, record."""
     # a CI job cancelled with SIGTERM unwinds like Ctrl-C: lock released, production put back
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -32,7 +35,10 @@ def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=
             session.console.stream = sys.stderr
         ask = None if dry_run else (lambda question: confirm(question, yes))
         try:
-            run = run_release(session, tag or None, allow_destructive=allow_destructive, confirm=ask)
+            if rehearse and no_rehearse:
+                raise Refused("--rehearse and --no-rehearse contradict each other; pass one")
+            mode = "always" if rehearse else "never" if no_rehearse else None
+            run = run_release(session, tag or None, allow_destructive=allow_destructive, confirm=ask, rehearse_mode=mode)
         except DeployError as failure:
             if json_:
                 print(json.dumps({"outcome": "refused" if failure.exit_code == 2 else
@@ -59,6 +65,7 @@ def summarize(session, run) -> dict:
         "release": run.release_id,
         "from": run.previous,
         "switched_by": session.switch_method,
+        "rehearsal": _rehearsal(run.rehearsal),
         "backup": run.backup["id"] if run.backup else None,
         "commits": commits,
         "extensions": run.revision.get("loadable") or run.revision.get("extensions", []),
@@ -68,6 +75,14 @@ def summarize(session, run) -> dict:
         "round_trips": session.round_trips,
         "steps": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }
+
+
+def _rehearsal(outcome: dict) -> str:
+    if not outcome:
+        return "not run"
+    if outcome.get("outcome") == "passed":
+        return f"passed on a copy of backup {outcome['backup']} in {outcome['seconds']:.1f}s"
+    return f"not run ({outcome.get('why')})"
 
 
 def _text(value) -> str:

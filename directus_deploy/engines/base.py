@@ -53,6 +53,26 @@ class Engine:
     def restore(self, dump: str, work_dir: str) -> str:
         raise NotImplementedError
 
+    # A scratch copy that stays until dropped (the rehearsal runs Directus against it).
+    # Its name is fixed, so a copy left by an interrupted run is found and dropped next time.
+    def rehearsal_copy(self, dump: str, work_dir: str) -> str:
+        """Shell restoring `dump` into the rehearsal's scratch database (replacing a leftover)."""
+        raise NotImplementedError
+
+    def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
+        """Directus settings (.env lines) pointing at that scratch database instead."""
+        raise NotImplementedError
+
+    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
+        raise NotImplementedError
+
+    def rehearsal_drop(self, work_dir: str) -> str:
+        """Shell dropping the scratch database; succeeds when there is none."""
+        raise NotImplementedError
+
+    def rehearsal_name(self) -> str:
+        return f"{self.database_name()}_scratch_rehearsal"
+
     def size(self) -> str:
         """Prints `@@dbsize<TAB>bytes`."""
         raise NotImplementedError

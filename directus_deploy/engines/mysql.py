@@ -106,6 +106,27 @@ class MysqlEngine(Engine):
             f"rm -f -- {q(raw)}",
         )
 
+    def rehearsal_copy(self, dump: str, work_dir: str) -> str:
+        scratch = self.rehearsal_name()
+        raw = f"{work_dir}/rehearsal.sql"
+        create = f"CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4"
+        return (
+            f"{self.rehearsal_drop(work_dir)} && "
+            f"{{ {self._mysql(create)} || {{ echo 'cannot create a scratch "
+            f"database for the rehearsal: the database user needs CREATE on {self.database}_scratch_%' >&2; exit 1; }}; }} && "
+            "{ " + self.always(f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
+                               f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)}', f"rm -f -- {q(raw)}") + "; }"
+        )
+
+    def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
+        return {"DB_DATABASE": self.rehearsal_name()}
+
+    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
+        return self.counts(mark, self.rehearsal_name())
+
+    def rehearsal_drop(self, work_dir: str) -> str:
+        return self._mysql(f"DROP DATABASE IF EXISTS `{self.rehearsal_name()}`")
+
     def size(self) -> str:
         sql = "SELECT IFNULL(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()"
         return f"echo \"@@dbsize\t$({self._mysql(sql)})\""

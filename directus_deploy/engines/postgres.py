@@ -47,6 +47,7 @@ class PostgresEngine(Engine):
             self.database = str(env.get("DB_DATABASE", ""))
         if not (self.database and self.user):
             raise Refused(f"DB_CLIENT=pg needs DB_DATABASE and DB_USER (or DB_CONNECTION_STRING) in {production.env_file}")
+        self.connection_string = bool(url)
 
     def database_name(self) -> str:
         return self.database
@@ -97,6 +98,26 @@ class PostgresEngine(Engine):
             f"-c {q(_DROP_ALL_SQL)} -f {q(sql_file)} >/dev/null",
             f"rm -f -- {q(sql_file)}",
         )
+
+    def rehearsal_copy(self, dump: str, work_dir: str) -> str:
+        scratch = self.rehearsal_name()
+        create = f'CREATE DATABASE "{scratch}"'
+        return (
+            f"{self.rehearsal_drop(work_dir)} && "
+            f"{{ {self._psql(create)} || {{ echo 'cannot create a scratch database for the "
+            f"rehearsal: the database user needs CREATEDB' >&2; exit 1; }}; }} && "
+            f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)}"
+        )
+
+    def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
+        return {"DB_DATABASE": self.rehearsal_name()}
+
+    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
+        return self.counts(mark, self.rehearsal_name())
+
+    def rehearsal_drop(self, work_dir: str) -> str:
+        # FORCE: a scratch Directus killed a moment ago may still hold a connection
+        return self._psql(f'DROP DATABASE IF EXISTS "{self.rehearsal_name()}" WITH (FORCE)')
 
     def size(self) -> str:
         return f"echo \"@@dbsize\t$({self._psql('SELECT pg_database_size(current_database())')})\""

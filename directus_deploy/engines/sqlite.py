@@ -79,6 +79,20 @@ class SqliteEngine(Engine):
             f"mv -f -- {q(incoming)} {q(self.file)}"
         )
 
+    def rehearsal_copy(self, dump: str, work_dir: str) -> str:
+        scratch = f"{work_dir}/database.sqlite"
+        return (f"rm -f -- {q(scratch)} && zstd -q -d -f -o {q(scratch)} -- {q(dump)} && "
+                f"test \"$(sqlite3 -batch {q(scratch)} 'PRAGMA integrity_check')\" = ok")
+
+    def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
+        return {"DB_FILENAME": f"{work_dir}/database.sqlite"}
+
+    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
+        return self._counts_of(f"{work_dir}/database.sqlite", mark)
+
+    def rehearsal_drop(self, work_dir: str) -> str:
+        return f"rm -f -- {q(work_dir)}/database.sqlite*"
+
     def size(self) -> str:
         return f"echo \"@@dbsize\t$(stat -c %s -- {q(self.file)})\""
 

@@ -5,10 +5,10 @@
 
 from invoke import Collection
 
-from tasks import backup, deploy, extensions, host, release, rollback
+from tasks import backup, config, deploy, extensions, host, release, rollback
 
 ns = Collection()
 ns.add_task(release.release)
 ns.add_collection(Collection.from_module(rollback))
-for module in (backup, deploy, extensions, host):
+for module in (backup, config, deploy, extensions, host):
     ns.add_collection(Collection.from_module(module))

@@ -21,6 +21,7 @@ from .errors import DeployError, Refused
 from .extensions import PRINT_MANIFESTS, check_printed
 from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
+from .system_config import EXPORT_DIR, export_lines
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
 DISK_FULL = 4 * 1024 * 1024  # a write failing with less than this free failed for lack of space
@@ -34,7 +35,7 @@ class BackupRun:
     """One backup being taken: the production, its engine, the previous backup, the new one."""
 
     def __init__(self, session, *, reason: str, parts=mf.PARTS, install: str | None = None,
-                 for_release: str | None = None):
+                 for_release: str | None = None, system_config: bool = False):
         unknown = set(parts) - set(mf.PARTS)
         if unknown:
             raise Refused(f"unknown backup part(s): {', '.join(sorted(unknown))}; parts are {', '.join(mf.PARTS)}")
@@ -46,6 +47,7 @@ class BackupRun:
         self.parts = tuple(p for p in mf.PARTS if p in parts)
         self.install = install
         self.for_release = for_release
+        self.system_config = system_config  # take the "config" part even if production has none yet
         self.production: Production | None = None
         self.engine = None
         self.previous: dict | None = None  # manifest of the latest backup holding uploads
@@ -87,6 +89,9 @@ class BackupRun:
             if "schema" in self.parts:
                 with self.console.step("take a schema snapshot") as step:
                     step.detail = self.snapshot_schema()
+            if "config" in self.parts:
+                with self.console.step("export the system configuration (roles, policies, flows, settings...)") as step:
+                    step.detail = self.export_config()
             with self.console.step("write the manifest and put the backup in place") as step:
                 self.finish()
                 step.detail = f"{self.final}"
@@ -124,6 +129,7 @@ class BackupRun:
         ]
         if "files" in self.parts:
             lines += [section("uploads"), f"cd {q(prod.uploads)} && find . -type f {SKIP_PROBE} -printf '%P\\0%s\\0%T@\\0'"]
+        lines += [section("sysconfig"), f"test -d {q(prod.root + '/' + EXPORT_DIR)} && echo yes || true"]
         if engine:
             lines += [section("dbsize"), engine.prelude(self.layout.backups) + engine.size()]
         out = self.remote.script(
@@ -134,6 +140,8 @@ class BackupRun:
         missing = [line.split()[1] for line in found.get("tools", "").splitlines() if line.startswith("missing ")]
         if missing:
             raise Refused(f"{self.remote.name}: {', '.join(missing)} not found on the host; install it to take backups")
+        if "config" in self.parts and not (self.system_config or found.get("sysconfig", "").strip() == "yes"):
+            self.parts = tuple(p for p in self.parts if p != "config")  # no system configuration deployed here
         if found.get("taken", "").strip():
             self.id = mf.new_backup_id(self.reason + "-2")
         previous_text = found.get("previous", "").strip()
@@ -347,6 +355,18 @@ class BackupRun:
         self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size)}
         return f"schema.yaml, {int(size) // 1024} KiB"
 
+    def export_config(self) -> str:
+        """Production's system configuration, through Directus's own CLI, into config/."""
+        into = posixpath.join(self.staging, "config")
+        lines = export_lines(self.session.config, posixpath.join(self.staging, ".config-work"), into)
+        lines.append(f"echo \"@@config\t$({mf.CONFIG_DIGEST.format(folder=q(into))})\t$(find {q(into)} -type f | wc -l)\"")
+        token = self.session.config.directus_token
+        out = self._write("\n".join(lines), what="export the system configuration",
+                          secret_env={"DIRECTUS_PRODUCTION_TOKEN": token, "DIRECTUS_TOKEN": token}).stdout
+        _, digest, count = next(l for l in out.splitlines() if l.startswith("@@config\t")).split("\t")
+        self.manifest["config"] = {"folder": "config", "sha256": digest, "files": int(count)}
+        return f"config/: {count} files"
+
     def finish(self) -> None:
         prod = self.production
         totals_files = sum(self.manifest.get(p, {}).get("count", 0) for p in ("uploads", "extensions"))
@@ -424,5 +444,6 @@ def _mib(size: int) -> str:
 
 
 def take_backup(session, *, reason: str, parts=mf.PARTS, install: str | None = None,
-                for_release: str | None = None) -> dict | None:
-    return BackupRun(session, reason=reason, parts=parts, install=install, for_release=for_release).run()
+                for_release: str | None = None, system_config: bool = False) -> dict | None:
+    return BackupRun(session, reason=reason, parts=parts, install=install, for_release=for_release,
+                     system_config=system_config).run()

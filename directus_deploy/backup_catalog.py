@@ -117,6 +117,8 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             lines.append(f"(cd {q(folder + '/' + part)} && find . -type f -print0 | xargs -0 -r sha256sum -z -- "
                          f"| sed -z 's|^\\([0-9a-f]*  \\)[.]/|\\1./{part}/|')")
     lines.append(f"cd {q(folder)} && sha256sum -z -- ./env ./schema.yaml 2>/dev/null || true")
+    if manifest.get("config"):
+        lines.append(f"echo; echo \"@@config\t$({mf.CONFIG_DIGEST.format(folder=q(folder + '/config'))})\"")
     out = remote.script("\n".join(lines), what="verify the backup",
                         secret_env=engine.secret_env() if engine else None).stdout
     if engine:
@@ -143,6 +145,11 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
         if part in manifest:
             ok = hashes.get(name) == manifest[part]["sha256"]
             results.append((part, *_verdict(ok, "matches its sha256", "missing or changed")))
+    if manifest.get("config"):
+        digest = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@config\t")), "")
+        results.append(("system configuration", *_verdict(digest == manifest["config"]["sha256"],
+                                                          f"{manifest['config']['files']} files match their sha256",
+                                                          "missing or changed")))
     record = {"at": mf.utc_now(), "ok": all(r[1] == "OK" for r in results), "parts": {r[0]: r[1] for r in results}}
     remote.run(f"umask 077 && cat >> {q(posixpath.join(folder, 'verifications.jsonl'))}",
                stdin=json.dumps(record) + "\n", what="record the verification")

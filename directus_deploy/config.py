@@ -167,11 +167,13 @@ KEYS = (
     Key("DEPLOY_NGINX_CONF", _absolute_file, optional=True, example="/etc/nginx/nginx.conf"),
     Key("DEPLOY_DRAIN_SECONDS", _count, default="30", example="30"),
     Key("DEPLOY_REHEARSE", _choice("never", "changes", "always"), default="never", example="changes"),
+    Key("DIRECTUS_DEV_URL", _url, optional=True, example="http://localhost:8055"),
+    Key("DIRECTUS_DEV_TOKEN", _token, optional=True, example="<the development admin's static token>"),
     Key("KEEP_RELEASES", _count, default="5", example="5"),
     Key("KEEP_BACKUPS", _count, default="10", example="10"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
-SECRET_KEYS = ("DIRECTUS_TOKEN",)
+SECRET_KEYS = ("DIRECTUS_TOKEN", "DIRECTUS_DEV_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -197,11 +199,13 @@ class Config:
     nginx_conf: str | None = None
     drain_seconds: int = 30
     rehearse: str = "never"
+    dev_url: str | None = None
+    dev_token: str | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be printed or logged."""
-        return (self.directus_token,)
+        return tuple(s for s in (self.directus_token, self.dev_token) if s)
 
 
 def env_file_path(environ: dict[str, str] | None = None) -> Path:
@@ -286,6 +290,8 @@ def load(environ: dict[str, str] | None = None) -> Config:
         nginx_conf=values["DEPLOY_NGINX_CONF"],
         drain_seconds=values["DEPLOY_DRAIN_SECONDS"],
         rehearse=values["DEPLOY_REHEARSE"],
+        dev_url=values["DIRECTUS_DEV_URL"],
+        dev_token=values["DIRECTUS_DEV_TOKEN"],
     )
 
 

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 FORMAT = 1
-PARTS = ("db", "files", "extensions", "env", "schema")
+# "config": Directus's system configuration (system_config.py), taken when production keeps
+# one in its release (config/system/) or the release about to go live brings one
+PARTS = ("db", "files", "extensions", "env", "schema", "config")
+# one sha256 over every file of an exported system configuration (paths and contents)
+CONFIG_DIGEST = "cd {folder} && find . -type f | LC_ALL=C sort | xargs -r sha256sum -- | sha256sum | cut -c1-64"
 # Directus writes these on its own (sessions, activity, health probes): their counts move
 # while a backup runs, so they are compared loosely when checking a dump against live counts.
 VOLATILE_TABLES = frozenset({

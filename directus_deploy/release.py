@@ -1,7 +1,7 @@
 """`fab release`: the whole chain of DESIGN §3, one named step after another.
 
     guards -> lock -> verified backup -> code -> extensions -> schema gate
-           -> rehearsal on a copy (when asked for) -> migrations
+           -> rehearsal on a copy (when asked for) -> migrations -> system configuration
            -> switch + health gate -> verify nothing was lost -> record -> clean up -> unlock
 
 Until the switch, production serves the old release untouched. A failure after changes began
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import bluegreen, instances, lock, rehearsal, steps
+from . import bluegreen, instances, lock, rehearsal, steps, system_config
 from .lock import serial_lock
 from .backup import take_backup
 from .backup_catalog import prune_lines, prune_plan
@@ -46,6 +46,8 @@ class ReleaseRun:
     switched: bool = False
     checks: list = field(default_factory=list)
     migrations_after: list = field(default_factory=list)  # what the database has applied, after the release
+    carries_config: bool = False  # the tag has a system configuration export (config/system)
+    system_config: dict = field(default_factory=dict)  # what applying it did
     rehearse: str = "never"  # never | changes | always
     rehearsal: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
@@ -62,7 +64,8 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
         if mismatch:
             run.warnings.append(mismatch)
             console.say(f"    warning: {mismatch}")
-        step.detail = f"{tag.name} = {tag.commit[:10]}"
+        run.carries_config = bool(source.files(tag, system_config.EXPORT_DIR + "/data"))
+        step.detail = f"{tag.name} = {tag.commit[:10]}" + (f"; brings {system_config.EXPORT_DIR}" if run.carries_config else "")
     check_host(session, run)
     with lock.held(session, f"release {tag.name}"):
         back_up(session, run)
@@ -72,6 +75,7 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
             plan_schema(session, run, confirm)
             rehearse(session, run)
             migrate(session, run)
+            apply_system_config(session, run, confirm)
             switch(session, run)
         except BaseException:
             discard_unused_release(session, run)
@@ -120,7 +124,8 @@ def back_up(session, run: ReleaseRun) -> None:
     if not run.previous:
         session.console.say("==> no production yet: nothing to back up")
         return
-    run.backup = take_backup(session, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name)
+    run.backup = take_backup(session, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name,
+                             system_config=run.carries_config)
 
 
 def deploy_code(session, run: ReleaseRun) -> None:
@@ -184,6 +189,40 @@ def migrate(session, run: ReleaseRun) -> None:
             session.console.say(f"    interrupted: the migrations run on to their end on the host; {run.previous} "
                                 f"still serves; to undo them: fab backup.restore --id={run.backup['id']} --only=db")
         raise
+
+
+def apply_system_config(session, run: ReleaseRun, confirm) -> None:
+    """Roles, policies, flows, settings... from the release's config/system, after the schema
+    they refer to: merge (adds and updates) unless deletions were allowed (mirror)."""
+    if session.dry_run or not run.carries_config:
+        return
+    export = session.layout.release_dir(run.release_id) + "/" + system_config.EXPORT_DIR
+    mode = "mirror" if run.allow_destructive else "merge"
+    try:
+        if mode == "mirror":
+            with session.console.step("plan the system configuration (mirror: deletions allowed)") as step:
+                plan = system_config.apply(session, export, mode, plan_only=True)["plan"]
+                step.detail = system_config.plan_text(plan)
+            doomed = [f"{n['deleted']} {c}" for c, n in plan.items() if n["deleted"]]
+            if doomed and confirm:
+                confirm(f"The system configuration push will DELETE {', '.join(doomed)} in production. Continue?")
+        with session.console.step(f"apply the system configuration ({SYSTEM_CONFIG_MODES[mode]})") as step:
+            run.system_config = system_config.apply(session, export, mode)
+            run.system_config["mode"] = mode
+            presets = run.system_config.get("presets") or {}
+            step.detail = (system_config.plan_text(run.system_config["plan"])
+                           + (f"; presets +{presets.get('created', 0)} ~{presets.get('updated', 0)}" if presets else ""))
+    except Exception as failure:
+        if not run.backup:
+            raise
+        # the configuration lives in the database: what was half pushed goes back with it
+        put_database_back(session, run, f"the system configuration failed ({failure})")
+        steps.record(session, _entry(session, run, "rolled-back"))
+        raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
+                         f"production still runs {run.previous}") from None
+
+
+SYSTEM_CONFIG_MODES = {"merge": "merge: adds and updates, never deletes", "mirror": "mirror: production made to match"}
 
 
 def switch(session, run: ReleaseRun) -> None:
@@ -264,7 +303,9 @@ def _went_live(session, run: ReleaseRun) -> bool:
 
 
 def _migrations_ran(run: ReleaseRun) -> bool:
-    return bool(run.migrated.get("migrations") or run.migrated.get("bootstrap") or "schema apply" in run.migrated)
+    """Whether the database changed: migrations, the schema apply, or the system configuration."""
+    return bool(run.migrated.get("migrations") or run.migrated.get("bootstrap") or "schema apply" in run.migrated
+                or run.system_config)
 
 
 def roll_back_code(session, run: ReleaseRun, why: str) -> None:
@@ -289,5 +330,7 @@ def _entry(session, run: ReleaseRun, outcome: str) -> dict:
         # what the database holds now: a later code-only rollback to this release checks it
         "migrations": (run.migrations_after or steps.migrations_now(session)[0]) if outcome == "ok" else None,
         "rehearsal": run.rehearsal or None,
+        "system_config": ({"mode": run.system_config.get("mode"), "plan": run.system_config.get("plan")}
+                          if run.system_config else None),
         "timings": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }

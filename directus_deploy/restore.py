@@ -2,7 +2,8 @@
 
 Order: check the backup, take a verified safety backup of the current state, stop Directus,
 put back the chosen parts (database, uploads, marketplace extensions, .env), start Directus,
-pass the health gate, and check that production now holds exactly what the backup holds.
+pass the health gate, and check that production now holds exactly what the backup holds. The
+system configuration goes back through Directus's API while it runs (mirror mode).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from .preservation import check_preservation
 from .production import HEALTH_PROBE_FILE, locate
 from .remote import q
 from .lock import serial_lock
+from . import system_config
 
-RESTORABLE = ("db", "files", "extensions", "env")
+RESTORABLE = ("db", "files", "extensions", "env", "config")
 
 
 def parse_parts(only: str) -> tuple[str, ...]:
@@ -38,11 +40,10 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
     `start_release`: switch `current` to that release while Directus is stopped, and start it
     (a database rollback goes with the code that matches it)."""
     remote, layout, console = session.remote(), session.layout, session.console
-    service = session.service
     with console.step(f"check backup {backup_id}") as step:
         manifest = read_manifest(remote, layout, backup_id)
         production = locate(remote, layout, install)
-        available = {"db": "database", "files": "uploads", "extensions": "extensions", "env": "env"}
+        available = {"db": "database", "files": "uploads", "extensions": "extensions", "env": "env", "config": "config"}
         parts = tuple(p for p in parts if manifest.get(available[p]))
         if not parts:
             raise Refused(f"backup {backup_id} holds none of the parts asked for")
@@ -66,7 +67,23 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
     console.say(f"    safety backup {safety['id']} holds the state being replaced")
 
     folder = layout.backup_dir(backup_id)
-    work = posixpath.join(layout.backups, f".tmp-restore-{backup_id}")
+    checks = []
+    state_parts = tuple(p for p in parts if p != "config")
+    if state_parts:
+        checks = _restore_state(session, manifest, folder, production, engine, state_parts, start_release, safety)
+    if "config" in parts and "db" not in parts:  # a restored database holds its configuration already
+        with console.step("put the system configuration back (mirror: what the backup holds, nothing else)") as step:
+            outcome = system_config.apply(session, folder + "/config", "mirror")
+            step.detail = system_config.plan_text(outcome["plan"])
+            checks.append(("system configuration", "OK", "pushed from the backup"))
+    return {"safety_backup": safety["id"], "checks": checks}
+
+
+def _restore_state(session, manifest, folder, production, engine, parts, start_release, safety) -> list:
+    """Database, uploads, marketplace extensions, .env: Directus stopped around them (one
+    script that runs to its end), started again, gated, and checked against the backup."""
+    remote, layout, console, service = session.remote(), session.layout, session.console, session.service
+    work = posixpath.join(layout.backups, f".tmp-restore-{manifest['id']}")
     stop = service.stop() if ({"db", "env"} & set(parts)) else None
     lines = [f"mkdir -p -m 0700 {q(work)}"]
     if engine:
@@ -124,7 +141,7 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         if failed:
             raise DeployError(f"restore check failed: {failed[0][0]}: {failed[0][2]}; "
                               f"the state before the restore is in backup {safety['id']}")
-    return {"safety_backup": safety["id"], "checks": checks}
+    return checks
 
 
 def expected_extensions(manifest: dict) -> list[str]:

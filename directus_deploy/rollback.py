@@ -31,6 +31,7 @@ class Target:
     db_backup: str | None = None  # the backup that holds the database as the target left it
     migrations_now: list = field(default_factory=list)  # what the database has applied now
     manifests: str | None = None  # the target's extension manifests, read with the migrations
+    config_changed: bool = False  # a later release pushed system configuration (roles, flows...)
 
 
 def candidates(session) -> tuple[str | None, list[Target]]:
@@ -50,6 +51,7 @@ def candidates(session) -> tuple[str | None, list[Target]]:
             release=entry["release"], tag=entry.get("tag") or entry["release"].split("-", 1)[1],
             commit=entry.get("commit"), entry=entry, present=entry["release"] in present,
             db_backup=follower.get("backup") if follower else None,
+            config_changed=any(e.get("system_config") and e.get("outcome") == "ok" for e in later),
         )
     ordered = sorted((t for t in targets.values() if t.release != current), key=lambda t: t.release, reverse=True)
     return current, ordered
@@ -100,6 +102,16 @@ def writes_since(session, manifest: dict) -> list[str]:
     return changes
 
 
+def restore_config(session, target: Target, outcome: dict) -> None:
+    """The roles, policies, flows... that later releases replaced, back as the target had them
+    (a database rollback brings them back with the database)."""
+    if not target.db_backup:
+        session.console.say("    warning: no backup holds the system configuration as the target had it; left as it is")
+        return
+    restored = restore_backup(session, target.db_backup, parts=("config",))
+    outcome.update(config_restored=target.db_backup, config_safety_backup=restored["safety_backup"])
+
+
 def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
     console = session.console
     with console.step("choose the release to go back to") as step:
@@ -125,7 +137,9 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
         if confirm and not session.dry_run:
             confirm(f"Restore the database from backup {target.db_backup} ({manifest['created_at']}) and go back to {target.tag}?")
     if session.dry_run:
-        console.say(f"    would {'restore the database and ' if with_db else ''}switch to {target.release}")
+        config = ", and put the system configuration back from backup " + str(target.db_backup) \
+            if target.config_changed and not with_db else ""
+        console.say(f"    would {'restore the database and ' if with_db else ''}switch to {target.release}{config}")
         return {"release": target.release}
 
     release_id = target.release
@@ -141,6 +155,8 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
             outcome.update(backup_restored=target.db_backup, safety_backup=restored["safety_backup"])
         else:
             steps.switch(session, release_id, names)
+            if target.config_changed:
+                restore_config(session, target, outcome)
     except Exception:
         steps.record(session, {**outcome, "outcome": "failed"})
         raise

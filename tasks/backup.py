@@ -32,7 +32,7 @@ def _backup(parts, reason, install, dry_run, title):
 @task(help={"install": INSTALL_HELP, "reason": "why (shown by backup.list)", "dry-run": DRY_HELP})
 def all(c, install="", reason="manual", dry_run=False):
     """Back up everything a release could lose, then verify it by a restore (what release runs)."""
-    _backup(("db", "files", "extensions", "env", "schema"), reason, install, dry_run, "Backup complete and verified")
+    _backup(("db", "files", "extensions", "env", "schema", "config"), reason, install, dry_run, "Backup complete and verified")
 
 
 @task(help={"install": INSTALL_HELP, "reason": "why (shown by backup.list)", "dry-run": DRY_HELP})
@@ -91,7 +91,7 @@ def verify(c, id="", install=""):
 
 @task(help={
     "id": "backup id to restore",
-    "only": "comma-separated parts: db,files,extensions,env (default: all)",
+    "only": "comma-separated parts: db,files,extensions,env,config (default: all)",
     "install": INSTALL_HELP,
     "dry-run": DRY_HELP,
     "yes": "do not ask for confirmation (for CI)",

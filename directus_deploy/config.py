@@ -149,6 +149,7 @@ class Key:
 
 KEYS = (
     Key("DEPLOY_HOSTS", _hosts, example="deploy@prod.example.com"),
+    Key("DEPLOY_PRIMARY", _text, optional=True, example="app1.example.com"),
     Key("DEPLOY_SSH_CONFIG", _local_file, optional=True, example="~/.ssh/config"),
     Key("DEPLOY_PATH", _layout_root, default="/srv/directus", example="/srv/directus"),
     Key("DEPLOY_SOURCE", _local_dir, default=".", example="."),
@@ -201,6 +202,12 @@ class Config:
     rehearse: str = "never"
     dev_url: str | None = None
     dev_token: str | None = None
+    primary: HostSpec | None = None
+
+    @property
+    def primary_host(self) -> HostSpec:
+        """The host that does what must happen once: the database's backup, migrations, schema."""
+        return self.primary or self.hosts[0]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -259,6 +266,13 @@ def load(environ: dict[str, str] | None = None) -> Config:
             "the command that restarts Directus on the host"
         )
 
+    primary = None
+    if values["DEPLOY_PRIMARY"] and len(values["DEPLOY_HOSTS"]) > 1:  # one host: it is the primary
+        primary = next((h for h in values["DEPLOY_HOSTS"] if str(h) == values["DEPLOY_PRIMARY"]), None)
+        if primary is None:
+            raise ConfigError(f"{_where(path)}: DEPLOY_PRIMARY={values['DEPLOY_PRIMARY']} is not one of DEPLOY_HOSTS "
+                              f"({', '.join(str(h) for h in values['DEPLOY_HOSTS'])})")
+
     if values["DEPLOY_STRATEGY"] == "bluegreen":
         if values["DIRECTUS_SERVICE"] != "pm2":
             raise ConfigError(f"{_where(path)}: DEPLOY_STRATEGY=bluegreen needs DIRECTUS_SERVICE=pm2 "
@@ -292,6 +306,7 @@ def load(environ: dict[str, str] | None = None) -> Config:
         rehearse=values["DEPLOY_REHEARSE"],
         dev_url=values["DIRECTUS_DEV_URL"],
         dev_token=values["DIRECTUS_DEV_TOKEN"],
+        primary=primary,
     )
 
 

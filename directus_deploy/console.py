@@ -24,14 +24,20 @@ class Console:
     scrub: Callable[[str], str] = lambda text: text
     stream: object = field(default_factory=lambda: sys.stdout)
     steps: list = field(default_factory=list)
+    prefix: str = ""  # "[host] " when several hosts are deployed to at once
 
     def say(self, text: str = "") -> None:
-        print(self.scrub(text), file=self.stream, flush=True)
+        lines = self.scrub(text).split("\n")
+        print("\n".join(self.prefix + line if line or self.prefix else line for line in lines), file=self.stream, flush=True)
+
+    def for_host(self, prefix: str) -> "Console":
+        """The same console (same stream, same step records) with every line prefixed."""
+        return Console(scrub=self.scrub, stream=self.stream, steps=self.steps, prefix=prefix)
 
     @contextmanager
     def step(self, name: str):
         """`with console.step("backup database") as step:`; set `step.detail` to say more."""
-        record = StepRecord(name)
+        record = StepRecord(self.prefix + name)
         self.steps.append(record)
         self.say(f"==> {name}")
         started = time.monotonic()

@@ -7,10 +7,18 @@
 Until the switch, production serves the old release untouched. A failure after changes began
 puts production back: the code by switching back, the database from the backup taken at the
 start (after a safety backup of the state being replaced) when migrations had run.
+
+With several hosts (DEPLOY_HOSTS), the primary does what must happen once (the database's
+backup, migrations, the schema, the system configuration); every host gets its own backup of
+what it alone holds, and the code, uploaded and unpacked on all of them in parallel before any
+switches; then the switch rolls, a host (or --batch of them) at a time, each passing its gate
+before the next; a failure switches the hosts already switched back.
 """
 
 from __future__ import annotations
 
+import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import bluegreen, instances, lock, rehearsal, steps, system_config
@@ -51,38 +59,51 @@ class ReleaseRun:
     rehearse: str = "never"  # never | changes | always
     rehearsal: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    fleet: list = field(default_factory=list)  # one view per host (session.fleet()), the primary first
+    batch: int = 1  # hosts switched at a time
+    previous_on: dict = field(default_factory=dict)  # host -> the release it served before
+    revisions: dict = field(default_factory=dict)  # host -> the REVISION made there
+    host_backups: dict = field(default_factory=dict)  # host -> its own backup (hosts other than the primary)
+    switched_hosts: list = field(default_factory=list)  # views that went live on the release
+    shared_uploads: bool | None = None  # every host sees the primary's uploads folder (one storage)
+
+    @property
+    def primary(self):
+        return self.fleet[0]
 
 
 def release(session, tag_name: str | None, *, allow_destructive: bool = False, confirm=None,
-            rehearse_mode: str | None = None) -> ReleaseRun:
+            rehearse_mode: str | None = None, batch: int = 1) -> ReleaseRun:
     console = session.console
     source = Source(session.config.source)
     with console.step("check the tag and the configuration") as step:
         tag = source.resolve(tag_name)
-        run = ReleaseRun(tag, allow_destructive, rehearse=rehearse_mode or session.config.rehearse)
+        run = ReleaseRun(tag, allow_destructive, rehearse=rehearse_mode or session.config.rehearse, batch=batch)
         mismatch = source.remote_tag_mismatch(tag)
         if mismatch:
             run.warnings.append(mismatch)
             console.say(f"    warning: {mismatch}")
         run.carries_config = bool(source.files(tag, system_config.EXPORT_DIR + "/data"))
         step.detail = f"{tag.name} = {tag.commit[:10]}" + (f"; brings {system_config.EXPORT_DIR}" if run.carries_config else "")
-    check_host(session, run)
-    with lock.held(session, f"release {tag.name}"):
+    run.fleet = session.fleet()
+    for view in run.fleet:
+        check_host(view, run)
+    with lock.held(run.primary, f"release {tag.name}"):
         back_up(session, run)
         deploy_code(session, run)
         try:
-            check_extensions(session, run)
-            plan_schema(session, run, confirm)
-            rehearse(session, run)
-            migrate(session, run)
-            apply_system_config(session, run, confirm)
+            check_extensions(run)
+            plan_schema(run.primary, run, confirm)
+            rehearse(run.primary, run)
+            migrate(run)
+            apply_system_config(run, confirm)
             switch(session, run)
         except BaseException:
-            discard_unused_release(session, run)
+            discard_unused_release(run)
             raise
-        verify(session, run)
-        record(session, run)
-        clean_up(session, run)
+        verify(run)
+        record(run)
+        clean_up(run)
     return run
 
 
@@ -102,16 +123,21 @@ def check_host(session, run: ReleaseRun) -> None:
         if facts.free_kib * 1024 < need:
             raise Refused(f"{remote.name}: only {facts.free_kib // 1024} MiB free at {facts.disk_of}; this release needs "
                           f"about {need >> 20} MiB{'' if reuses else ' (a new dependency store)'}; free some space")
-        run.previous = facts.current_release
-        run.previous_commit = facts.current_revision.get("commit")
-        if run.previous:
+        previous = facts.current_release
+        run.previous_on[session.name] = previous
+        if session is run.primary:
+            run.previous, run.previous_commit = previous, facts.current_revision.get("commit")
+        elif previous != run.previous:
+            run.warnings.append(f"{session.name} serves {previous}, the primary {run.previous}")
+            session.console.say(f"    warning: this host serves {previous}, the primary {run.previous}")
+        if previous:
             # after whatever an interrupted run left running on the host (a restart) is done
             service = session.service
             gate = remote.script(serial_lock(layout, wait_only=True) + "\n" + service.health_check([], 30), changes=False,
                                  check=False, secret_env=service.secret_env, what="check production's health")
             service.health_report(remote, gate)
         step.detail = (f"node {facts.node_version}, {facts.free_kib >> 20} GiB free, "
-                       + (f"production healthy on {run.previous}" if run.previous else "first release"))
+                       + (f"production healthy on {previous}" if previous else "first release"))
     if session.switch_method == "bluegreen":
         with session.console.step("check nginx for the blue/green switch") as step:
             upstream = bluegreen.check_ready(session)
@@ -124,22 +150,55 @@ def back_up(session, run: ReleaseRun) -> None:
     if not run.previous:
         session.console.say("==> no production yet: nothing to back up")
         return
-    run.backup = take_backup(session, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name,
+    run.backup = take_backup(run.primary, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name,
                              system_config=run.carries_config)
+    others = run.fleet[1:]
+    if not others:
+        return
+    run.shared_uploads = uploads_shared(run)
+    parts = ("extensions", "env") if run.shared_uploads else ("files", "extensions", "env")
+    for view in others:  # what each host holds alone; the database is the primary's backup
+        run.host_backups[view.name] = take_backup(view, reason=f"pre-release-{run.tag.name}", parts=parts,
+                                                  for_release=run.tag.name)
+
+
+def uploads_shared(run: ReleaseRun) -> bool:
+    """Whether every host's uploads folder is the primary's (one network storage, or no local
+    uploads at all): a marker file written there on the primary, looked for on the others."""
+    production = run.primary.production
+    if not production or not production.uploads:
+        return True
+    marker = f"{production.uploads}/.directus-deploy-shared-{secrets.token_hex(6)}"
+    primary = run.primary.remote()
+    primary.run(["touch", "--", marker], what="mark the uploads folder")
+    try:
+        seen = [view.remote().query(["test", "-f", marker], check=False).ok for view in run.fleet[1:]]
+    finally:
+        primary.run(["rm", "-f", "--", marker], what="remove the mark", check=False)
+    shared = all(seen)
+    run.primary.console.say("    uploads: one storage for every host (backed up once, here)" if shared else
+                            "    uploads: each host has its own (each backs up its own)")
+    return shared
 
 
 def deploy_code(session, run: ReleaseRun) -> None:
-    run.revision = steps.deploy_code(session, run.tag)
+    if len(run.fleet) == 1:
+        made = {run.primary: steps.deploy_code(run.primary, run.tag)}
+    else:
+        made = steps.deploy_code_everywhere(session, run.fleet, run.tag)
+    run.revisions = {view.name: revision for view, revision in made.items()}
+    run.revision = run.revisions[run.primary.name]
     run.release_id = run.revision["release"]
 
 
-def check_extensions(session, run: ReleaseRun) -> None:
-    if session.dry_run:
+def check_extensions(run: ReleaseRun) -> None:
+    if run.primary.dry_run:
         return
-    with session.console.step("check every extension manifest on the host") as step:
-        run.revision["loadable"] = steps.check_host_extensions(session, run.release_id,
-                                                               run.revision.pop("manifests_on_host", None))
-        step.detail = f"{len(run.revision['loadable'])} valid"
+    for view in run.fleet:
+        revision = run.revisions[view.name]
+        with view.console.step("check every extension manifest on the host") as step:
+            revision["loadable"] = steps.check_host_extensions(view, run.release_id, revision.pop("manifests_on_host", None))
+            step.detail = f"{len(revision['loadable'])} valid"
 
 
 def plan_schema(session, run: ReleaseRun, confirm) -> None:
@@ -167,11 +226,12 @@ def rehearse(session, run: ReleaseRun) -> None:
     try:
         run.rehearsal = rehearsal.rehearse(session, run.release_id, run.backup, run.revision["loadable"], run.plan)
     except DeployError:
-        steps.record(session, _entry(session, run, "rehearsal-failed"))
+        record_everywhere(run, "rehearsal-failed")
         raise
 
 
-def migrate(session, run: ReleaseRun) -> None:
+def migrate(run: ReleaseRun) -> None:
+    session = run.primary
     if session.dry_run:
         return
     try:
@@ -180,8 +240,8 @@ def migrate(session, run: ReleaseRun) -> None:
         # migrations are not transactional: a half-migrated database goes back to the backup
         if not run.backup:
             raise
-        put_database_back(session, run, f"migrations failed ({failure})")
-        steps.record(session, _entry(session, run, "rolled-back"))
+        put_database_back(run, f"migrations failed ({failure})")
+        record_everywhere(run, "rolled-back")
         raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
                          f"production still runs {run.previous}") from None
     except KeyboardInterrupt:
@@ -191,9 +251,10 @@ def migrate(session, run: ReleaseRun) -> None:
         raise
 
 
-def apply_system_config(session, run: ReleaseRun, confirm) -> None:
+def apply_system_config(run: ReleaseRun, confirm) -> None:
     """Roles, policies, flows, settings... from the release's config/system, after the schema
     they refer to: merge (adds and updates) unless deletions were allowed (mirror)."""
+    session = run.primary
     if session.dry_run or not run.carries_config:
         return
     export = session.layout.release_dir(run.release_id) + "/" + system_config.EXPORT_DIR
@@ -216,8 +277,8 @@ def apply_system_config(session, run: ReleaseRun, confirm) -> None:
         if not run.backup:
             raise
         # the configuration lives in the database: what was half pushed goes back with it
-        put_database_back(session, run, f"the system configuration failed ({failure})")
-        steps.record(session, _entry(session, run, "rolled-back"))
+        put_database_back(run, f"the system configuration failed ({failure})")
+        record_everywhere(run, "rolled-back")
         raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
                          f"production still runs {run.previous}") from None
 
@@ -227,79 +288,141 @@ SYSTEM_CONFIG_MODES = {"merge": "merge: adds and updates, never deletes", "mirro
 
 def switch(session, run: ReleaseRun) -> None:
     if session.dry_run:
-        session.console.say("    would switch to the new release and pass the health gate")
+        session.console.say("    would switch to the new release and pass the health gate"
+                            + (f", {run.batch} host(s) at a time" if len(run.fleet) > 1 else ""))
         return
     try:
-        steps.switch(session, run.release_id, run.revision["loadable"], run.previous)
+        for batch in batches(run.fleet, run.batch):
+            switch_batch(run, batch)
         run.switched = True
-    except RolledBack:
+    except DeployError as failure:
+        several = len(run.fleet) > 1
+        if not several and not isinstance(failure, RolledBack):
+            raise  # not even the previous release is healthy: nothing to put back automatically
+        roll_back_code(run, "another host failed" if several else str(failure))
         if run.backup and _migrations_ran(run):
-            put_database_back(session, run, "the new release failed its health gate after migrations ran")
-        steps.record(session, _entry(session, run, "rolled-back"))
+            put_database_back(run, "the new release failed its health gate after migrations ran")
+        record_everywhere(run, "rolled-back")
+        if several:
+            raise RolledBack(f"{failure}; every host is back on the release it served") from None
         raise
     except KeyboardInterrupt:
-        roll_back_code(session, run, "interrupted during the switch")
+        roll_back_code(run, "interrupted during the switch")
         raise
 
 
-def verify(session, run: ReleaseRun) -> None:
-    if session.dry_run or not run.backup:
+def batches(fleet: list, size: int) -> list[list]:
+    return [fleet[start:start + size] for start in range(0, len(fleet), max(1, size))]
+
+
+def switch_batch(run: ReleaseRun, batch: list) -> None:
+    """Switch the hosts of one batch (at the same time when more than one), each through its
+    own health gate. A host that failed its gate has switched itself back; the others of the
+    batch and of earlier ones count as switched, for the caller to switch back."""
+    def one(view):
+        run.switched_hosts.append(view)  # from here on it may be live: interrupted, it goes back
+        try:
+            steps.switch(view, run.release_id, run.revisions[view.name]["loadable"], run.previous_on.get(view.name))
+        except DeployError as failure:
+            if isinstance(failure, RolledBack):
+                run.switched_hosts.remove(view)  # it put itself back
+            if len(run.fleet) > 1:
+                raise type(failure)(f"{view.name}: {failure}") from None
+            raise
+
+    if len(batch) == 1:
+        one(batch[0])
         return
-    with session.console.step("check every row, upload and extension is still there") as step:
-        now_serving = moved_to(session.production, session.layout.release_dir(run.release_id), run.release_id)
-        run.checks = check_preservation(session, now_serving, run.backup, exact=False,
+    with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+        outcomes = list(pool.map(lambda view: _caught(one, view), batch))
+    failures = [f"{view.name}: {why}" for view, why in zip(batch, outcomes) if why]
+    if failures:
+        raise RolledBack("; ".join(failures))
+
+
+def _caught(call, view) -> str | None:
+    try:
+        call(view)
+    except DeployError as failure:
+        return str(failure)
+    return None
+
+
+def verify(run: ReleaseRun) -> None:
+    primary = run.primary
+    if primary.dry_run or not run.backup:
+        return
+    for view in run.fleet:
+        backup = run.backup if view is primary else run.host_backups.get(view.name)
+        if not backup:
+            continue
+        parts = ("db", "files", "extensions") if view is primary else ("files", "extensions")
+        with view.console.step("check every row, upload and extension is still there") as step:
+            production = view.production or steps.production_now(view)
+            now_serving = moved_to(production, view.layout.release_dir(run.release_id), run.release_id)
+            checks = check_preservation(view, now_serving, backup, exact=False, parts=parts,
                                         allowed_losses=run.plan.allowed_losses() if run.plan else None,
-                                        migrations=run.migrations_after)
-        step.detail = "; ".join(f"{c[0]} {c[1]}" for c in run.checks)
+                                        migrations=run.migrations_after if view is primary else None)
+            step.detail = "; ".join(f"{c[0]} {c[1]}" for c in checks)
+        run.checks += [(f"{view.name}: {c[0]}" if view is not primary else c[0], *c[1:]) for c in checks]
     failed = [c for c in run.checks if c[1] != "OK"]
     if failed:
-        roll_back_code(session, run, f"verification failed: {failed[0][0]}: {failed[0][2]}")
-        put_database_back(session, run, "verification failed")
-        steps.record(session, _entry(session, run, "rolled-back"))
+        roll_back_code(run, f"verification failed: {failed[0][0]}: {failed[0][2]}")
+        put_database_back(run, "verification failed")
+        record_everywhere(run, "rolled-back")
         raise RolledBack(f"{failed[0][0]}: {failed[0][2]}; production is back on {run.previous} with the database "
                          f"of backup {run.backup['id']}")
 
 
-def record(session, run: ReleaseRun) -> None:
-    if session.dry_run:
+def record(run: ReleaseRun) -> None:
+    if run.primary.dry_run:
         return
-    with session.console.step("record the release in the deploy log"):
-        steps.record(session, _entry(session, run, "ok"))
+    with run.primary.console.step("record the release in the deploy log" + (" of every host" if len(run.fleet) > 1 else "")):
+        record_everywhere(run, "ok")
 
 
-def clean_up(session, run: ReleaseRun) -> None:
-    if session.dry_run:
+def record_everywhere(run: ReleaseRun, outcome: str) -> None:
+    """The same line in every host's deploy log (the primary's is the one that counts)."""
+    entry = _entry(run, outcome)
+    for view in run.fleet:
+        steps.record(view, entry)
+
+
+def clean_up(run: ReleaseRun) -> None:
+    if run.primary.dry_run:
         return
-    with session.console.step("clean up old releases and backups") as step:
-        stock = read_inventory(session.remote(), session.layout)
-        config = session.config
-        releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
-        kept = {r["id"] for r in stock.releases} - set(releases)
-        backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, session.console.say)
-        lines = cleanup_lines(session.layout, releases) + prune_lines(session.layout, stock.backups, backups,
-                                                                      stock.incomplete_backups)
-        session.remote().script("\n".join(lines), what="delete old releases and backups")
-        step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
+    for view in run.fleet:
+        with view.console.step("clean up old releases and backups") as step:
+            stock = read_inventory(view.remote(), view.layout)
+            config = view.config
+            releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
+            kept = {r["id"] for r in stock.releases} - set(releases)
+            backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, view.console.say)
+            lines = cleanup_lines(view.layout, releases) + prune_lines(view.layout, stock.backups, backups,
+                                                                       stock.incomplete_backups)
+            view.remote().script("\n".join(lines), what="delete old releases and backups")
+            step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
 
 
 # -- putting things back --------------------------------------------------------------------
 
-def discard_unused_release(session, run: ReleaseRun) -> None:
+def discard_unused_release(run: ReleaseRun) -> None:
     """A release refused or failed before it ever went live leaves nothing behind."""
-    if session.dry_run or not run.release_id or run.switched:
+    if not run.fleet or run.primary.dry_run or not run.release_id or run.switched:
         return
-    remote, layout = session.remote(), session.layout
-    try:
-        if current_release(remote, layout) != run.release_id and not _went_live(session, run):
-            remote.run(["rm", "-rf", "--", layout.release_dir(run.release_id)], what="remove the unused release")
-            session.console.say(f"    removed release {run.release_id} (never went live)")
-    except Exception:  # noqa: BLE001 - the original failure matters more; cleanup removes it later
-        pass
+    for view in run.fleet:
+        remote, layout = view.remote(), view.layout
+        try:
+            if current_release(remote, layout) != run.release_id and not _went_live(view, run):
+                remote.run(["rm", "-rf", "--", layout.release_dir(run.release_id)], what="remove the unused release")
+                view.console.say(f"    removed release {run.release_id} (never went live)")
+        except Exception:  # noqa: BLE001 - the original failure matters more; cleanup removes it later
+            pass
 
 
-def _went_live(session, run: ReleaseRun) -> bool:
-    """True once the switch was attempted (a switched-back release is kept, marked failed)."""
-    return any(step.name.startswith("switch to") for step in session.console.steps)
+def _went_live(view, run: ReleaseRun) -> bool:
+    """True once the switch was attempted here (a switched-back release is kept, marked failed)."""
+    return any(step.name.startswith(view.console.prefix + "switch to") for step in view.console.steps)
 
 
 def _migrations_ran(run: ReleaseRun) -> bool:
@@ -308,29 +431,52 @@ def _migrations_ran(run: ReleaseRun) -> bool:
                 or run.system_config)
 
 
-def roll_back_code(session, run: ReleaseRun, why: str) -> None:
-    if not run.previous:
-        return
-    session.console.say(f"    {why}: switching back to {run.previous}")
-    switch_to(session, run.previous, [], previous=run.previous)  # if even that fails, stay and say so
+def roll_back_code(run: ReleaseRun, why: str) -> None:
+    """Every host that went live on the release goes back to what it served before."""
+    for view in reversed(run.switched_hosts):
+        previous = run.previous_on.get(view.name)
+        if not previous:
+            continue
+        view.console.say(f"    {why}: switching back to {previous}")
+        switch_to(view, previous, [], previous=previous)  # if even that fails, stay and say so
+    run.switched_hosts = []
 
 
-def put_database_back(session, run: ReleaseRun, why: str) -> None:
-    session.console.say(f"    {why}: restoring the database from backup {run.backup['id']}")
-    outcome = restore_backup(session, run.backup["id"], parts=("db",))
+def put_database_back(run: ReleaseRun, why: str) -> None:
+    """The database as the backup held it. With several hosts, the others' Directus stops
+    first (they would serve a database being replaced) and starts again after."""
+    primary, others = run.primary, run.fleet[1:]
+    primary.console.say(f"    {why}: restoring the database from backup {run.backup['id']}")
+    for view in others:
+        view.remote().script(view.service.stop() or "true", what="stop Directus for the database restore")
+    try:
+        outcome = restore_backup(primary, run.backup["id"], parts=("db",))
+    finally:
+        for view in others:
+            release_dir = view.layout.release_dir(current_release(view.remote(), view.layout))
+            view.remote().script(view.service.start(release_dir), what="start Directus again",
+                                 critical=True, check=False)
+            view.service.health_gate(view.remote(), [])
     run.warnings.append(f"database restored from {run.backup['id']}; the state before that is in {outcome['safety_backup']}")
 
 
-def _entry(session, run: ReleaseRun, outcome: str) -> dict:
-    return {
+def _entry(run: ReleaseRun, outcome: str) -> dict:
+    primary = run.primary
+    entry = {
         "action": "release", "release": run.release_id, "tag": run.tag.name, "commit": run.tag.commit,
         "from": run.previous, "backup": run.backup["id"] if run.backup else None, "outcome": outcome,
         "schema_changes": run.plan.changes if run.plan else [],
         "migrations_applied": run.migrated.get("migrations") or run.migrated.get("bootstrap") or [],
         # what the database holds now: a later code-only rollback to this release checks it
-        "migrations": (run.migrations_after or steps.migrations_now(session)[0]) if outcome == "ok" else None,
+        "migrations": (run.migrations_after or steps.migrations_now(primary)[0]) if outcome == "ok" else None,
         "rehearsal": run.rehearsal or None,
         "system_config": ({"mode": run.system_config.get("mode"), "plan": run.system_config.get("plan")}
                           if run.system_config else None),
-        "timings": {step.name: round(step.seconds, 2) for step in session.console.steps},
+        "timings": {step.name: round(step.seconds, 2) for step in primary.console.steps},
     }
+    if len(run.fleet) > 1:
+        entry["primary"] = primary.name
+        entry["hosts"] = {view.name: {"from": run.previous_on.get(view.name),
+                                      "backup": (run.host_backups.get(view.name) or {}).get("id"),
+                                      "live": view in run.switched_hosts or outcome == "ok"} for view in run.fleet}
+    return entry

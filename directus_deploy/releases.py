@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import deploylog
-from .errors import Refused
+from .errors import DeployError, Refused
 from .extensions import PRINT_MANIFESTS, build_missing, check_tree, describe_problems, missing_entries
 from .layout import Layout
-from .remote import Remote, q
+from .remote import Remote, RemoteGroup, q
 from .shared import link_lines, shared_links
 from .source import Source, Tag
 
@@ -70,15 +70,8 @@ def compress(archive: Path) -> Path:
     return target
 
 
-def create_release(session, code: PreparedCode, release_id: str, env: dict, *, progress=None,
-                   base_release: str | None = None) -> dict:
-    """Upload and unpack the code, link shared state and dependencies. Returns REVISION."""
-    remote: Remote = session.remote()
-    layout: Layout = session.layout
-    incoming = posixpath.join(layout.releases, f".incoming-{release_id}.tar.zst")
-    temp = posixpath.join(layout.releases, f".tmp-{release_id}")
-    final = layout.release_dir(release_id)
-    revision = {
+def new_revision(code: PreparedCode, release_id: str, base_release: str | None = None) -> dict:
+    return {
         "release": release_id,
         "tag": code.tag.name,
         "commit": code.tag.commit,
@@ -90,11 +83,21 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         "built_extensions": code.built,
         "base_release": base_release,
     }
-    compressed = compress(code.archive)
-    remote.upload(compressed, incoming, progress=progress)  # releases/ exists since setup or adopt
+
+
+def _incoming(layout: Layout, release_id: str) -> tuple[str, str]:
+    return (posixpath.join(layout.releases, f".incoming-{release_id}.tar.zst"),
+            posixpath.join(layout.releases, f".tmp-{release_id}"))
+
+
+def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict, revision: dict) -> str:
+    """Shell making the release from the uploaded archive: the same on every host (what differs,
+    whether the dependency store exists, is found out there)."""
+    incoming, temp = _incoming(layout, release_id)
+    final = layout.release_dir(release_id)
     deps_key_prefix = code.lockfile_sha256[:16]
     links = shared_links(layout, env)
-    script = "\n".join([
+    return "\n".join([
         f"rm -rf -- {q(temp)} && mkdir -- {q(temp)}",
         f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
         f"rm -f -- {q(incoming)}",
@@ -110,23 +113,56 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
         "  mv -T -- \"$work\" \"$store\" 2>/dev/null || rm -rf -- \"$work\"",  # another run won the race
         "fi",
         f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- \"../../shared/deps/$key/node_modules\" {q(temp + '/node_modules')}",
-        f"cat > {q(temp + '/REVISION')}",
+        f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         'printf "@@deps\\t%s\\t%s\\n" "$key" "$how"',
         # what Directus will load, read in the same round trip, checked before the switch
         f"cd {q(final)}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
     ])
+
+
+def _made(revision: dict, out: str) -> dict:
+    """The REVISION as made on one host, with how its dependencies came and its manifests."""
+    made = dict(revision)
+    line = next((l for l in out.splitlines() if l.startswith("@@deps\t")), "@@deps\t?\t?")
+    _, made["deps"], made["deps_how"] = line.split("\t")
+    made["manifests_on_host"] = out
+    return made
+
+
+def create_release(session, code: PreparedCode, release_id: str, env: dict, *, progress=None,
+                   base_release: str | None = None) -> dict:
+    """Upload and unpack the code, link shared state and dependencies. Returns REVISION."""
+    remote: Remote = session.remote()
+    layout: Layout = session.layout
+    incoming, temp = _incoming(layout, release_id)
+    revision = new_revision(code, release_id, base_release)
+    remote.upload(compress(code.archive), incoming, progress=progress)  # releases/ exists since setup or adopt
     try:
-        out = remote.script(script, stdin=json.dumps(revision, indent=1) + "\n", what="unpack the release").stdout
+        out = remote.script(unpack_script(layout, code, release_id, env, revision), what="unpack the release").stdout
     except BaseException:
         remote.run(["rm", "-rf", "--", temp, incoming], check=False)
         raise
-    if remote.dry_run:
-        return revision
-    line = next((l for l in out.splitlines() if l.startswith("@@deps\t")), "@@deps\t?\t?")
-    _, revision["deps"], revision["deps_how"] = line.split("\t")
-    revision["manifests_on_host"] = out
-    return revision
+    return revision if remote.dry_run else _made(revision, out)
+
+
+def create_release_everywhere(views, code: PreparedCode, release_id: str, env: dict) -> dict:
+    """The same release on every host at once (Fabric's ThreadingGroup): one upload each, one
+    unpack each, dependencies reused or installed on each. {view: REVISION}. If any host
+    fails, the release is removed from all of them and nothing else has changed anywhere."""
+    layout = views[0].layout
+    group = RemoteGroup([view.remote() for view in views])
+    incoming, temp = _incoming(layout, release_id)
+    revision = new_revision(code, release_id)
+    group.upload(compress(code.archive), incoming)
+    results = group.script(unpack_script(layout, code, release_id, env, revision), what="unpack the release")
+    failed = {remote.name: remote.error_line(result) for remote, result in results.items() if not result.ok}
+    if failed:
+        group.script(f"rm -rf -- {q(temp)} {q(incoming)} {q(layout.release_dir(release_id))}", what="remove the release")
+        raise DeployError("; ".join(f"{name}: unpack the release failed: {why}" for name, why in failed.items()))
+    by_remote = {view.remote(): view for view in views}
+    return {by_remote[remote]: (revision if group.dry_run else _made(revision, result.stdout))
+            for remote, result in results.items()}
 
 
 def list_releases(remote, layout) -> list[dict]:

@@ -332,3 +332,65 @@ class Remote:
         finally:
             sftp.close()
         self.log.add(f"upload {remote}", time.monotonic() - started, 0)
+
+
+class RemoteGroup:
+    """Several hosts at once, through Fabric's own ThreadingGroup: the same upload and the
+    same script on every host in parallel. Each host's command is still quoted, counted,
+    logged and skipped under --dry-run here, by its Remote."""
+
+    def __init__(self, remotes: Sequence[Remote]):
+        from fabric import ThreadingGroup
+
+        self.remotes = list(remotes)
+        self.group = ThreadingGroup.from_connections([remote.connection for remote in self.remotes])
+        self._by_connection = {id(remote.connection): remote for remote in self.remotes}
+
+    @property
+    def dry_run(self) -> bool:
+        return self.remotes[0].dry_run
+
+    def _outcomes(self, call) -> dict:
+        """{Remote: result or exception} of a group call; hosts that failed keep their exception."""
+        from fabric.exceptions import GroupException
+
+        try:
+            results = call()
+        except GroupException as failure:
+            results = failure.result
+        return {self._by_connection[id(connection)]: value for connection, value in results.items()}
+
+    def upload(self, local: Path, remote_path: str) -> None:
+        """The same file to the same path on every host (a temporary name the caller renames)."""
+        if self.dry_run:
+            for remote in self.remotes:
+                remote.say(f"    would upload {local} ({Path(local).stat().st_size} bytes) to {remote.name}:{remote_path}")
+            return
+        started = time.monotonic()
+        outcomes = self._outcomes(lambda: self.group.put(str(local), remote=remote_path))
+        failed = [f"{remote.name}: {value}" for remote, value in outcomes.items() if isinstance(value, BaseException)]
+        for remote in self.remotes:
+            remote.log.add(f"upload {remote_path}", time.monotonic() - started, 0)
+        if failed:
+            raise DeployError(f"upload of {local} failed on {len(failed)} host(s): {'; '.join(failed)}")
+
+    def script(self, body: str, *, what: str) -> dict[Remote, Result]:
+        """One bash script (`set -eo pipefail`) on every host in parallel. No secrets: Fabric's
+        run cannot close standard input, so nothing is read from it."""
+        inner = q("bash", "-c", "set -eo pipefail\n" + body)
+        if self.dry_run:
+            for remote in self.remotes:
+                remote.say(f"    would {what} on {remote.name}")
+                remote.log.add(inner, 0.0, None)
+            return {remote: Result(inner, 0, "", "", skipped=True) for remote in self.remotes}
+        started = time.monotonic()
+        outcomes = self._outcomes(lambda: self.group.run(self.remotes[0]._wrap(inner, None), hide=True, warn=True,
+                                                         in_stream=False))
+        results = {}
+        for remote, value in outcomes.items():
+            if isinstance(value, BaseException):
+                results[remote] = Result(inner, 255, "", f"cannot reach the host ({value})")
+            else:
+                results[remote] = Result(inner, value.exited, value.stdout, value.stderr)
+            remote.log.add(inner, time.monotonic() - started, results[remote].exit_code)
+        return results

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from . import steps
 from .backup_catalog import read_manifest
 from .engines import engine_for, parse_counts
-from .errors import Refused
+from .errors import DeployError, Refused, RolledBack
 from .inventory import read_inventory
 from .restore import restore_backup
+from .switch import switch_to
 from .source import Source
 
 SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
@@ -142,25 +143,65 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
         console.say(f"    would {'restore the database and ' if with_db else ''}switch to {target.release}{config}")
         return {"release": target.release}
 
+    fleet = session.fleet()
+    primary = fleet[0]
     release_id = target.release
-    if not target.present:
-        tag = Source(session.config.source).resolve(target.tag)
-        release_id = steps.deploy_code(session, tag)["release"]
-    names = steps.check_host_extensions(session, release_id, target.manifests if release_id == target.release else None)
+    present = target.present and all(view.remote().is_dir(view.layout.release_dir(release_id)) for view in fleet[1:])
+    if not present:
+        tag = Source(session.config.source).resolve(target.tag)  # pruned somewhere: the tag again, everywhere
+        made = ({primary: steps.deploy_code(primary, tag)} if len(fleet) == 1
+                else steps.deploy_code_everywhere(session, fleet, tag))
+        release_id = next(iter(made.values()))["release"]
+    names = {view.name: steps.check_host_extensions(view, release_id, target.manifests if view is primary and
+                                                    release_id == target.release else None) for view in fleet}
     outcome = {"action": "rollback", "release": release_id, "tag": target.tag, "commit": target.commit,
                "from": current, "with_db": with_db}
+    if len(fleet) > 1:
+        outcome["hosts"] = [view.name for view in fleet]
     try:
         if with_db:
-            restored = restore_backup(session, target.db_backup, parts=("db",), start_release=release_id)
-            outcome.update(backup_restored=target.db_backup, safety_backup=restored["safety_backup"])
+            restore_everywhere(fleet, target, release_id, names, outcome)
         else:
-            steps.switch(session, release_id, names)
+            switch_everywhere(fleet, release_id, names, current)
             if target.config_changed:
-                restore_config(session, target, outcome)
+                restore_config(primary, target, outcome)
     except Exception:
-        steps.record(session, {**outcome, "outcome": "failed"})
+        for view in fleet:
+            steps.record(view, {**outcome, "outcome": "failed"})
         raise
     # a code-only rollback leaves the database as it was
-    outcome["migrations"] = steps.migrations_now(session)[0] if with_db else target.migrations_now
-    steps.record(session, {**outcome, "outcome": "ok"})
+    outcome["migrations"] = steps.migrations_now(primary)[0] if with_db else target.migrations_now
+    for view in fleet:
+        steps.record(view, {**outcome, "outcome": "ok"})
     return outcome
+
+
+def switch_everywhere(fleet, release_id: str, names: dict, current: str) -> None:
+    """One host after the other, each through its gate; if one fails, those already back on
+    the target go forward again to what they served."""
+    done = []
+    for view in fleet:
+        try:
+            steps.switch(view, release_id, names[view.name])
+        except DeployError as failure:
+            for switched in reversed(done):
+                switched.console.say(f"    {view.name} failed: switching back to {current}")
+                switch_to(switched, current, [], previous=current)
+            if done:
+                raise RolledBack(f"{failure}; the hosts already switched are back on {current}") from None
+            raise
+        done.append(view)
+
+
+def restore_everywhere(fleet, target: Target, release_id: str, names: dict, outcome: dict) -> None:
+    """The database as the target left it, on the primary with the target's code; the other
+    hosts stopped meanwhile (they would serve a database being replaced), then started on it."""
+    primary, others = fleet[0], fleet[1:]
+    for view in others:
+        view.remote().script(view.service.stop() or "true", what="stop Directus for the database restore")
+    try:
+        restored = restore_backup(primary, target.db_backup, parts=("db",), start_release=release_id)
+        outcome.update(backup_restored=target.db_backup, safety_backup=restored["safety_backup"])
+    finally:
+        for view in others:
+            steps.switch(view, release_id, names[view.name], previous=release_id)

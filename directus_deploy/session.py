@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from . import config as config_module
 from . import ssh
 from .console import Console
-from .errors import Refused
 from .layout import Layout
 from .remote import Remote
 from .service import Service
@@ -22,10 +21,7 @@ class Session:
     def __init__(self, *, dry_run: bool = False, config: config_module.Config | None = None, several_hosts=False,
                  restart: bool = False):
         self.config = config or config_module.load()
-        if len(self.config.hosts) > 1 and not several_hosts:
-            # acting on the first host alone would leave the others behind, silently
-            raise Refused(f"DEPLOY_HOSTS lists {len(self.config.hosts)} hosts; this version deploys to one host: "
-                          "list one (the tasks host.check and host.trust take several)")
+        self.several_hosts = several_hosts  # the task works on every host (else: on the primary)
         self.dry_run = dry_run
         # how releases go live in this run: DEPLOY_STRATEGY, or a restart in place when asked
         self.switch_method = "restart" if restart else self.config.strategy
@@ -43,8 +39,8 @@ class Session:
         return text
 
     def remote(self, host=None) -> Remote:
-        """The Remote for `host` (default: the first configured host), connected on first use."""
-        host = host or self.config.hosts[0]
+        """The Remote for `host` (default: the primary host), connected on first use."""
+        host = host or self.config.primary_host
         key = str(host)
         if key not in self._remotes:
             connection = ssh.open_connection(self.config, host)
@@ -65,6 +61,17 @@ class Session:
     def remotes(self) -> list[Remote]:
         return [self.remote(host) for host in self.config.hosts]
 
+    def fleet(self) -> list["HostView"]:
+        """One view per host, the primary first; with several hosts each prefixes its output
+        with its name. Connections are opened here, before any work runs on several at once."""
+        primary = self.config.primary_host
+        hosts = [primary] + [h for h in self.config.hosts if h != primary]
+        several = len(hosts) > 1
+        views = [HostView(self, host, f"[{host}] " if several else "") for host in hosts]
+        for view in views:
+            view.remote()
+        return views
+
     def close(self) -> None:
         for remote in self._remotes.values():
             remote.connection.close()
@@ -75,10 +82,48 @@ class Session:
         return sum(remote.log.round_trips for remote in self._remotes.values())
 
 
+class HostView:
+    """The session as seen from one host: that host's Remote, its production, its output
+    prefixed with its name. Everything a step needs from a session, so the same steps run on
+    any host of several."""
+
+    def __init__(self, session: Session, host, prefix: str):
+        self.session = session
+        self.host = host
+        self.config = session.config
+        self.layout = session.layout
+        self.dry_run = session.dry_run
+        self.switch_method = session.switch_method
+        self.console = session.console.for_host(prefix)
+        self.production = None
+
+    @property
+    def name(self) -> str:
+        return str(self.host)
+
+    def remote(self, host=None) -> Remote:
+        return self.session.remote(host or self.host)
+
+    @property
+    def service(self) -> Service:
+        return self.session.service
+
+    @property
+    def round_trips(self) -> int:
+        return self.session.round_trips
+
+    def scrub(self, text: str) -> str:
+        return self.session.scrub(text)
+
+
 @contextmanager
 def open_session(*, dry_run: bool = False, several_hosts: bool = False, restart: bool = False):
     session = Session(dry_run=dry_run, several_hosts=several_hosts, restart=restart)
     try:
+        if len(session.config.hosts) > 1 and not several_hosts:
+            # said, not silent: the others are not touched
+            session.console.say(f"note: {len(session.config.hosts)} hosts configured; this task works on the primary, "
+                                f"{session.config.primary_host} (for another: DEPLOY_HOSTS=<that host> fab ...)")
         if dry_run:
             session.console.say("DRY RUN: nothing on the host will change; commands that would are listed.")
         yield session

@@ -10,7 +10,7 @@ from . import deploylog
 from .errors import Refused
 from .extensions import PRINT_MANIFESTS, check_printed, describe_problems
 from .production import locate, parse_env
-from .releases import create_release, list_releases, prepare_code, release_id_for
+from .releases import create_release, create_release_everywhere, list_releases, prepare_code, release_id_for
 from .remote import q
 from .schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
 from .source import Source, Tag
@@ -43,6 +43,23 @@ def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
             if not session.dry_run:
                 step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
     return revision
+
+
+def deploy_code_everywhere(session, views, tag: Tag) -> dict:
+    """`deploy_code` on several hosts at once: the code checked and packed once here, then
+    uploaded and unpacked on every host in parallel. {view: REVISION}."""
+    console = session.console
+    env = read_shared_env(views[0])
+    with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
+        with console.step(f"check extensions and pack tag {tag.name}") as step:
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            step.detail = f"{len(code.extensions)} extension manifests valid"
+        release_id = release_id_for(tag)
+        with console.step(f"upload and unpack release {release_id} on {len(views)} hosts in parallel") as step:
+            made = create_release_everywhere(views, code, release_id, env)
+            if not session.dry_run:
+                step.detail = "; ".join(f"{view.name}: dependencies {r['deps_how']}" for view, r in made.items())
+    return made
 
 
 def check_host_extensions(session, release_id: str, manifests: str | None = None) -> list[str]:

@@ -21,16 +21,17 @@ from .base import confirm, task
         "json": "print the summary as JSON on stdout (progress goes to stderr)",
         "rehearse": "first run the release against a copy of production (scratch database) on the host",
         "no-rehearse": "do not rehearse, whatever DEPLOY_REHEARSE says",
+        "batch": "with several hosts: how many switch at a time (default 1)",
         "restart": "go live by restarting the serving Directus in place, even with DEPLOY_STRATEGY=bluegreen "
                    "(for a release whose schema change the old release cannot run on)",
     }
 )
 def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=False, restart=False,
-            rehearse=False, no_rehearse=False):
+            rehearse=False, no_rehearse=False, batch=1):
     """Release a tag to production: backup, deploy, migrate, switch, verify, record."""
     # a CI job cancelled with SIGTERM unwinds like Ctrl-C: lock released, production put back
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with open_session(dry_run=dry_run, restart=restart) as session:
+    with open_session(dry_run=dry_run, restart=restart, several_hosts=True) as session:
         if json_:
             session.console.stream = sys.stderr
         ask = None if dry_run else (lambda question: confirm(question, yes))
@@ -38,7 +39,8 @@ def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=
             if rehearse and no_rehearse:
                 raise Refused("--rehearse and --no-rehearse contradict each other; pass one")
             mode = "always" if rehearse else "never" if no_rehearse else None
-            run = run_release(session, tag or None, allow_destructive=allow_destructive, confirm=ask, rehearse_mode=mode)
+            run = run_release(session, tag or None, allow_destructive=allow_destructive, confirm=ask, rehearse_mode=mode,
+                              batch=_batch(batch, len(session.config.hosts)))
         except DeployError as failure:
             if json_:
                 print(json.dumps({"outcome": "refused" if failure.exit_code == 2 else
@@ -72,9 +74,16 @@ def summarize(session, run) -> dict:
         "schema_changes": run.plan.changes if run.plan else [],
         "checks": [f"{c[0]}: {c[1]}" for c in run.checks],
         "warnings": run.warnings,
+        "hosts": [str(h) for h in session.config.hosts],
         "round_trips": session.round_trips,
         "steps": {step.name: round(step.seconds, 2) for step in session.console.steps},
     }
+
+
+def _batch(value, hosts: int) -> int:
+    if not str(value).isdigit() or int(value) < 1:
+        raise Refused(f"--batch={value} must be a whole number of hosts, at least 1")
+    return min(int(value), hosts)
 
 
 def _rehearsal(outcome: dict) -> str:

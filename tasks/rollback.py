@@ -24,7 +24,7 @@ from .base import confirm, task
 def rollback(c, to="", with_db=False, dry_run=False, yes=False, restart=False):
     """Roll back to an earlier release (code; --with-db for the database too)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    with open_session(dry_run=dry_run, restart=restart) as session:
+    with open_session(dry_run=dry_run, restart=restart, several_hosts=True) as session:
         with lock.held(session, f"rollback to {to or 'previous'}"):
             outcome = run_rollback(session, to or None, with_db, lambda q: confirm(q, yes))
         if not dry_run:

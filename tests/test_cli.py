@@ -28,11 +28,13 @@ def test_every_task_has_a_description_and_help():
         assert helped.returncode == 0 and "Docstring:" in helped.stdout
 
 
-def test_several_hosts_are_refused_until_supported(tmp_path):
-    settings = {"DEPLOY_HOSTS": "deploy@a.example.com,deploy@b.example.com", "DIRECTUS_TOKEN": "abcdefghijk"}
+def test_a_primary_that_is_not_one_of_the_hosts_is_refused(tmp_path):
+    settings = {"DEPLOY_HOSTS": "deploy@a.example.com,deploy@b.example.com", "DEPLOY_PRIMARY": "deploy@c.example.com",
+                "DIRECTUS_TOKEN": "abcdefghijk"}
     result = run_fab("release", env_file=write_env(tmp_path / "deploy.env", settings))
     assert result.returncode == 2
-    assert result.stderr.startswith("error: DEPLOY_HOSTS lists 2 hosts") and result.stderr.count("\n") == 1
+    assert "DEPLOY_PRIMARY=deploy@c.example.com is not one of DEPLOY_HOSTS" in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize(

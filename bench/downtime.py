@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,18 +28,9 @@ from testbed.nginx import Nginx  # noqa: E402
 from testbed.probe import SLOW, Probe  # noqa: E402
 from testbed.project import clone_project  # noqa: E402
 from testbed.sshd import free_port  # noqa: E402
+from testbed.tool import fab  # noqa: E402
 
 PROBED = ["/server/ping", "/items/articles?limit=1"]
-
-
-def fab(env_file: Path, *args: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
-    env["DEPLOY_ENV_FILE"] = str(env_file)
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-    return time.monotonic() - started
 
 
 def longest_outage(probe: Probe) -> float:
@@ -76,7 +66,7 @@ def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
         for action, args in (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))):
             with Probe(f"http://127.0.0.1:{site}", PROBED, token=production.token) as probe:
                 time.sleep(1)  # a second of normal service before, for the picture
-                seconds = fab(env_file, *args)
+                seconds, _ = fab(env_file, *args)
                 time.sleep(1)
             runs[action] = {"seconds": seconds, "probe": probe}
         return runs

@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,17 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from testbed.bed import TestBed  # noqa: E402
 from testbed.project import add_tag, clone_project  # noqa: E402
-
-
-def fab(env_file: Path, *args: str) -> tuple[float, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
-    env["DEPLOY_ENV_FILE"] = str(env_file)
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-    return seconds, result.stdout
+from testbed.tool import fab  # noqa: E402
 
 
 def main() -> int:

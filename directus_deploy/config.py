@@ -141,6 +141,7 @@ def _text(value: str) -> str:
 @dataclass(frozen=True)
 class Key:
     name: str
+    field: str  # its attribute on Config
     parse: Callable[[str], object]
     default: str | None = None  # None: required (unless `optional`)
     optional: bool = False
@@ -148,30 +149,30 @@ class Key:
 
 
 KEYS = (
-    Key("DEPLOY_HOSTS", _hosts, example="deploy@prod.example.com"),
-    Key("DEPLOY_PRIMARY", _text, optional=True, example="app1.example.com"),
-    Key("DEPLOY_SSH_CONFIG", _local_file, optional=True, example="~/.ssh/config"),
-    Key("DEPLOY_PATH", _layout_root, default="/srv/directus", example="/srv/directus"),
-    Key("DEPLOY_SOURCE", _local_dir, default=".", example="."),
-    Key("DEPLOY_NODE_PATH", _absolute_dir, optional=True, example="/opt/node-22/bin"),
-    Key("DIRECTUS_SERVICE", _choice("pm2", "systemd", "command"), default="pm2", example="pm2"),
-    Key("DIRECTUS_PM2_APP", _name, default="directus", example="directus"),
-    Key("DIRECTUS_SYSTEMD_UNIT", _name, default="directus", example="directus"),
-    Key("DIRECTUS_RESTART_COMMAND", _text, optional=True, example="sudo systemctl restart directus"),
-    Key("DIRECTUS_URL", _url, default="http://127.0.0.1:8055", example="http://127.0.0.1:8055"),
-    Key("DIRECTUS_TOKEN", _token, example="<an admin user's static token>"),
-    Key("DEPLOY_STRATEGY", _choice("restart", "bluegreen"), default="restart", example="bluegreen"),
-    Key("DEPLOY_BLUEGREEN_PORTS", _two_ports, default="8056,8057", example="8056,8057"),
-    Key("DEPLOY_NGINX_UPSTREAM_FILE", _absolute_file, default="/etc/nginx/conf.d/directus-upstream.conf",
+    Key("DEPLOY_HOSTS", "hosts", _hosts, example="deploy@prod.example.com"),
+    Key("DEPLOY_PRIMARY", "primary", _text, optional=True, example="app1.example.com"),
+    Key("DEPLOY_SSH_CONFIG", "ssh_config", _local_file, optional=True, example="~/.ssh/config"),
+    Key("DEPLOY_PATH", "deploy_path", _layout_root, default="/srv/directus", example="/srv/directus"),
+    Key("DEPLOY_SOURCE", "source", _local_dir, default=".", example="."),
+    Key("DEPLOY_NODE_PATH", "node_path", _absolute_dir, optional=True, example="/opt/node-22/bin"),
+    Key("DIRECTUS_SERVICE", "service", _choice("pm2", "systemd", "command"), default="pm2", example="pm2"),
+    Key("DIRECTUS_PM2_APP", "pm2_app", _name, default="directus", example="directus"),
+    Key("DIRECTUS_SYSTEMD_UNIT", "systemd_unit", _name, default="directus", example="directus"),
+    Key("DIRECTUS_RESTART_COMMAND", "restart_command", _text, optional=True, example="sudo systemctl restart directus"),
+    Key("DIRECTUS_URL", "directus_url", _url, default="http://127.0.0.1:8055", example="http://127.0.0.1:8055"),
+    Key("DIRECTUS_TOKEN", "directus_token", _token, example="<an admin user's static token>"),
+    Key("DEPLOY_STRATEGY", "strategy", _choice("restart", "bluegreen"), default="restart", example="bluegreen"),
+    Key("DEPLOY_BLUEGREEN_PORTS", "bluegreen_ports", _two_ports, default="8056,8057", example="8056,8057"),
+    Key("DEPLOY_NGINX_UPSTREAM_FILE", "nginx_upstream_file", _absolute_file, default="/etc/nginx/conf.d/directus-upstream.conf",
         example="/etc/nginx/conf.d/directus-upstream.conf"),
-    Key("DEPLOY_NGINX_UPSTREAM", _name, default="directus", example="directus"),
-    Key("DEPLOY_NGINX_CONF", _absolute_file, optional=True, example="/etc/nginx/nginx.conf"),
-    Key("DEPLOY_DRAIN_SECONDS", _count, default="30", example="30"),
-    Key("DEPLOY_REHEARSE", _choice("never", "changes", "always"), default="never", example="changes"),
-    Key("DIRECTUS_DEV_URL", _url, optional=True, example="http://localhost:8055"),
-    Key("DIRECTUS_DEV_TOKEN", _token, optional=True, example="<the development admin's static token>"),
-    Key("KEEP_RELEASES", _count, default="5", example="5"),
-    Key("KEEP_BACKUPS", _count, default="10", example="10"),
+    Key("DEPLOY_NGINX_UPSTREAM", "nginx_upstream", _name, default="directus", example="directus"),
+    Key("DEPLOY_NGINX_CONF", "nginx_conf", _absolute_file, optional=True, example="/etc/nginx/nginx.conf"),
+    Key("DEPLOY_DRAIN_SECONDS", "drain_seconds", _count, default="30", example="30"),
+    Key("DEPLOY_REHEARSE", "rehearse", _choice("never", "changes", "always"), default="never", example="changes"),
+    Key("DIRECTUS_DEV_URL", "dev_url", _url, optional=True, example="http://localhost:8055"),
+    Key("DIRECTUS_DEV_TOKEN", "dev_token", _token, optional=True, example="<the development admin's static token>"),
+    Key("KEEP_RELEASES", "keep_releases", _count, default="5", example="5"),
+    Key("KEEP_BACKUPS", "keep_backups", _count, default="10", example="10"),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 SECRET_KEYS = ("DIRECTUS_TOKEN", "DIRECTUS_DEV_TOKEN")
@@ -179,7 +180,10 @@ SECRET_KEYS = ("DIRECTUS_TOKEN", "DIRECTUS_DEV_TOKEN")
 
 @dataclass(frozen=True)
 class Config:
+    """Every key of KEYS, parsed, under its `field` name; and the file they came from."""
+
     hosts: tuple[HostSpec, ...]
+    primary: HostSpec | None  # DEPLOY_PRIMARY among the hosts (None: the first)
     ssh_config: Path | None
     deploy_path: str
     source: Path
@@ -190,19 +194,18 @@ class Config:
     restart_command: str | None
     directus_url: str
     directus_token: str
+    strategy: str
+    bluegreen_ports: tuple[int, int]
+    nginx_upstream_file: str
+    nginx_upstream: str
+    nginx_conf: str | None
+    drain_seconds: int
+    rehearse: str
+    dev_url: str | None
+    dev_token: str | None
     keep_releases: int
     keep_backups: int
     env_file: Path | None
-    strategy: str = "restart"
-    bluegreen_ports: tuple[int, int] = (8056, 8057)
-    nginx_upstream_file: str = "/etc/nginx/conf.d/directus-upstream.conf"
-    nginx_upstream: str = "directus"
-    nginx_conf: str | None = None
-    drain_seconds: int = 30
-    rehearse: str = "never"
-    dev_url: str | None = None
-    dev_token: str | None = None
-    primary: HostSpec | None = None
 
     @property
     def primary_host(self) -> HostSpec:
@@ -282,32 +285,9 @@ def load(environ: dict[str, str] | None = None) -> Config:
             raise ConfigError(f"{_where(path)}: with DEPLOY_STRATEGY=bluegreen, DIRECTUS_URL is Directus through nginx, "
                               f"not one of DEPLOY_BLUEGREEN_PORTS ({values['DIRECTUS_URL']})")
 
-    return Config(
-        hosts=values["DEPLOY_HOSTS"],
-        ssh_config=values["DEPLOY_SSH_CONFIG"],
-        deploy_path=values["DEPLOY_PATH"],
-        source=values["DEPLOY_SOURCE"],
-        node_path=values["DEPLOY_NODE_PATH"],
-        service=values["DIRECTUS_SERVICE"],
-        pm2_app=values["DIRECTUS_PM2_APP"],
-        systemd_unit=values["DIRECTUS_SYSTEMD_UNIT"],
-        restart_command=values["DIRECTUS_RESTART_COMMAND"],
-        directus_url=values["DIRECTUS_URL"],
-        directus_token=values["DIRECTUS_TOKEN"],
-        keep_releases=values["KEEP_RELEASES"],
-        keep_backups=values["KEEP_BACKUPS"],
-        env_file=path,
-        strategy=values["DEPLOY_STRATEGY"],
-        bluegreen_ports=values["DEPLOY_BLUEGREEN_PORTS"],
-        nginx_upstream_file=values["DEPLOY_NGINX_UPSTREAM_FILE"],
-        nginx_upstream=values["DEPLOY_NGINX_UPSTREAM"],
-        nginx_conf=values["DEPLOY_NGINX_CONF"],
-        drain_seconds=values["DEPLOY_DRAIN_SECONDS"],
-        rehearse=values["DEPLOY_REHEARSE"],
-        dev_url=values["DIRECTUS_DEV_URL"],
-        dev_token=values["DIRECTUS_DEV_TOKEN"],
-        primary=primary,
-    )
+    settings = {key.field: values[key.name] for key in KEYS}
+    settings["primary"] = primary
+    return Config(**settings, env_file=path)
 
 
 def _read_env_file(path: Path) -> dict[str, str]:

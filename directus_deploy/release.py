@@ -153,7 +153,7 @@ def back_up(session, run: ReleaseRun) -> None:
     run.backup = take_backup(run.primary, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name,
                              system_config=run.carries_config)
     others = run.fleet[1:]
-    if not others:
+    if not others or run.backup is None:  # one host, or a dry run
         return
     run.shared_uploads = uploads_shared(run)
     parts = ("extensions", "env") if run.shared_uploads else ("files", "extensions", "env")
@@ -240,10 +240,7 @@ def migrate(run: ReleaseRun) -> None:
         # migrations are not transactional: a half-migrated database goes back to the backup
         if not run.backup:
             raise
-        put_database_back(run, f"migrations failed ({failure})")
-        record_everywhere(run, "rolled-back")
-        raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
-                         f"production still runs {run.previous}") from None
+        raise database_put_back(run, f"migrations failed ({failure})", failure) from None
     except KeyboardInterrupt:
         if run.backup:
             session.console.say(f"    interrupted: the migrations run on to their end on the host; {run.previous} "
@@ -277,10 +274,7 @@ def apply_system_config(run: ReleaseRun, confirm) -> None:
         if not run.backup:
             raise
         # the configuration lives in the database: what was half pushed goes back with it
-        put_database_back(run, f"the system configuration failed ({failure})")
-        record_everywhere(run, "rolled-back")
-        raise RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
-                         f"production still runs {run.previous}") from None
+        raise database_put_back(run, f"the system configuration failed ({failure})", failure) from None
 
 
 SYSTEM_CONFIG_MODES = {"merge": "merge: adds and updates, never deletes", "mirror": "mirror: production made to match"}
@@ -458,6 +452,15 @@ def put_database_back(run: ReleaseRun, why: str) -> None:
                                  critical=True, check=False)
             view.service.health_gate(view.remote(), [])
     run.warnings.append(f"database restored from {run.backup['id']}; the state before that is in {outcome['safety_backup']}")
+
+
+def database_put_back(run: ReleaseRun, why: str, failure: Exception) -> RolledBack:
+    """After a change to the database failed halfway: the backup's database back, the
+    release recorded as rolled back; the error to raise."""
+    put_database_back(run, why)
+    record_everywhere(run, "rolled-back")
+    return RolledBack(f"{failure}; the database is back as backup {run.backup['id']} held it, "
+                      f"production still runs {run.previous}")
 
 
 def _entry(run: ReleaseRun, outcome: str) -> dict:

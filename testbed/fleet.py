@@ -21,7 +21,6 @@ import signal
 import socket
 import socketserver
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,20 +28,10 @@ from pathlib import Path
 from .nginx import Nginx
 from .production import ExistingInstall
 from .sshd import SSHD
+from .tool import fab
 from .toolchain import NODE_VERSION, log
 
 DIRECTUS_PORT = 8055
-
-
-def run_tool(env_file: Path, *args: str) -> str:
-    """`fab <task>` as a user runs it, from the project folder; its output, or an error."""
-    repo = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEPLOY_", "DIRECTUS_", "KEEP_"))}
-    env["DEPLOY_ENV_FILE"] = str(env_file)
-    result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=repo, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-    return result.stdout
 
 
 class _Forward(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -230,11 +219,11 @@ class Fleet:
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         self.tool_env_file = self.tool_env(project)
         for host in self.hosts:  # each host prepared with the tool, then its marketplace extension
-            run_tool(self.tool_env(project, hosts=host.name), "deploy.setup", f"--env-file={env_file}")
+            fab(self.tool_env(project, hosts=host.name), "deploy.setup", f"--env-file={env_file}")
             registry = host.folder / "shared" / "extensions-registry"
             shutil.copytree(self.install.folder / "extensions" / ".registry", registry, dirs_exist_ok=True)
             self._seed_dependencies(host, project)
-        run_tool(self.tool_env_file, "release", "--tag=v1", "--yes")
+        fab(self.tool_env_file, "release", "--tag=v1", "--yes")
         self.nginx = Nginx(self.root / "nginx").start()
         upstream = "".join(f"    server {h.address}:{DIRECTUS_PORT} max_fails=1 fail_timeout=2s;\n" for h in self.hosts)
         (self.nginx.conf_d / "fleet.conf").write_text(f"upstream fleet {{\n{upstream}}}\n")

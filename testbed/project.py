@@ -9,6 +9,7 @@ collection to the snapshot.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -77,6 +78,14 @@ def clone_project(repo: Path, dest: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(repo), str(dest)], check=True)
     git(dest, "fetch", "-q", "--tags")
     return dest
+
+
+def hook_extension(name: str, body: str) -> dict:
+    """The files of a hook extension `name` (changes for add_tag): its manifest, and `body`
+    as its built entry file."""
+    manifest = {"name": name, "version": "1.0.0", "type": "module",
+                "directus:extension": {"type": "hook", "path": "dist/index.js", "source": "src/index.js", "host": "^12.0.0"}}
+    return {f"extensions/{name}/package.json": json.dumps(manifest), f"extensions/{name}/dist/index.js": body}
 
 
 def add_tag(repo: Path, tag: str, changes: dict, base: str = "v2") -> str:

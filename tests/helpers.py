@@ -9,9 +9,16 @@ from pathlib import Path
 
 from directus_deploy import config as config_module
 from directus_deploy.session import Session
+from testbed.project import hook_extension
 
 REPO = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
+
+# what releases made by the tests carry
+HELLO_V3 = "export default { id: 'hello', handler: (router) => { router.get('/', (_q, res) => res.json({ message: 'hello from v3' })); } };\n"
+# the server dies as it starts; CLI commands (schema plan, migrations) are unaffected
+CRASHING_HOOK = hook_extension("directus-extension-crash",
+                               "export default ({ init }) => { init('app.before', () => { process.exit(1); }); };\n")
 
 
 def run_fab(*args: str, env_file: Path | None = None, env: dict | None = None, timeout: float = 900):
@@ -73,3 +80,22 @@ def one_line(result) -> str:
 def hello(production) -> str:
     """What the project's custom endpoint answers: which release serves."""
     return production.api.get("/hello", auth=False)["message"]
+
+
+def private_setups(bed, made: dict, folder: Path, *, adopt: bool = False, release: str | None = None) -> dict:
+    """For each fresh production of `made` ({engine: install}): a private copy of the project
+    and a configuration pointing the tool at it, under folder/<engine>; adopted, and released
+    to `release`, when asked. {engine: {"production", "env", "project", "srv", "folder"}}."""
+    from testbed.project import clone_project
+
+    setups = {}
+    for engine, production in made.items():
+        project = clone_project(bed.project_dir(engine), folder / engine / "project")
+        env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
+        if adopt:
+            fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
+        if release:
+            fab_ok("release", f"--tag={release}", "--yes", env_file=env_file)
+        setups[engine] = {"production": production, "env": env_file, "project": project,
+                          "srv": folder / engine / "srv", "folder": folder / engine}
+    return setups

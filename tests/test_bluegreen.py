@@ -4,28 +4,22 @@ its health gate never receives a request."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
 
 from testbed.nginx import Nginx
 from testbed.probe import Probe
-from testbed.project import add_tag, clone_project, snapshot_without_field
+from testbed.project import add_tag, clone_project, hook_extension, snapshot_without_field
 from testbed.sshd import free_port
 
-from .helpers import fab_ok, hello, one_line, run_fab
-from .test_deploy import HELLO_V3
+from .helpers import HELLO_V3, fab_ok, hello, one_line, run_fab
 
 PROBED = ["/server/ping", "/items/articles?limit=1", "/hello"]
 # answers /hello as v3 but reports itself unhealthy: a release that runs and still must not go live
 UNHEALTHY_HOOK = {
-    "extensions/directus-extension-unhealthy/package.json": json.dumps({
-        "name": "directus-extension-unhealthy", "version": "1.0.0", "type": "module",
-        "directus:extension": {"type": "hook", "path": "dist/index.js", "source": "src/index.js", "host": "^12.0.0"}}),
-    "extensions/directus-extension-unhealthy/dist/index.js":
-        "export default ({ init }) => { init('routes.before', ({ app }) => { app.get('/server/health', "
-        "(_req, res) => res.status(503).json({ status: 'error' })); }); };\n",
+    **hook_extension("directus-extension-unhealthy", "export default ({ init }) => { init('routes.before', ({ app }) => { "
+                     "app.get('/server/health', (_req, res) => res.status(503).json({ status: 'error' })); }); };\n"),
     "extensions/directus-extension-hello/dist/index.js": HELLO_V3,
 }
 

@@ -9,31 +9,15 @@ import stat
 
 import pytest
 
-from testbed.project import add_tag, clone_project, snapshot_without_field
+from testbed.project import add_tag, snapshot_without_field
 
-from .helpers import fab_ok, hello, one_line, run_fab, tree_fingerprint
-
-HELLO_V3 = "export default { id: 'hello', handler: (router) => { router.get('/', (_q, res) => res.json({ message: 'hello from v3' })); } };\n"
-CRASHING_HOOK = {
-    "extensions/directus-extension-crash/package.json": json.dumps({
-        "name": "directus-extension-crash", "version": "1.0.0", "type": "module",
-        "directus:extension": {"type": "hook", "path": "dist/index.js", "source": "src/index.js", "host": "^12.0.0"}}),
-    # the server dies as it starts; CLI commands (schema plan, migrations) are unaffected
-    "extensions/directus-extension-crash/dist/index.js":
-        "export default ({ init }) => { init('app.before', () => { process.exit(1); }); };\n",
-}
-
+from .helpers import CRASHING_HOOK, HELLO_V3, fab_ok, hello, one_line, private_setups, run_fab, tree_fingerprint
 
 @pytest.fixture(scope="module")
 def deployed(bed, tmp_path_factory):
     """Fresh SQLite and PostgreSQL productions, each with its own copy of the project."""
     made = bed.new_productions(("sqlite", "postgres"))
-    folder = tmp_path_factory.mktemp("deploy")
-    setups = {}
-    for engine, production in made.items():
-        project = clone_project(bed.project_dir(engine), folder / engine / "project")
-        env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
-        setups[engine] = {"production": production, "env": env_file, "project": project, "srv": folder / engine / "srv"}
+    setups = private_setups(bed, made, tmp_path_factory.mktemp("deploy"))
     yield setups
     for production in made.values():
         production.destroy()

@@ -15,19 +15,15 @@ import pytest
 from testbed.content import Api, read_content
 from testbed.fleet import Fleet
 from testbed.probe import Probe
-from testbed.project import add_tag, clone_project
+from testbed.project import add_tag, clone_project, hook_extension
 
 from .helpers import one_line, run_fab
 
 PROBED = ["/server/ping", "/items/articles?limit=1", "/hello"]
-FAILS_ON_ONE_HOST = {
-    "extensions/directus-extension-picky/package.json": json.dumps({
-        "name": "directus-extension-picky", "version": "1.0.0", "type": "module",
-        "directus:extension": {"type": "hook", "path": "dist/index.js", "source": "src/index.js", "host": "^12.0.0"}}),
-    # a setting only one host has makes this release die as it starts there
-    "extensions/directus-extension-picky/dist/index.js":
-        "export default ({ init }, { env }) => { init('app.before', () => { if (env.DXD_FAIL_ON_THIS_HOST) process.exit(1); }); };\n",
-}
+# a setting only one host has makes this release die as it starts there
+FAILS_ON_ONE_HOST = hook_extension(
+    "directus-extension-picky",
+    "export default ({ init }, { env }) => { init('app.before', () => { if (env.DXD_FAIL_ON_THIS_HOST) process.exit(1); }); };\n")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the fleet needs root: network and mount namespaces")
 

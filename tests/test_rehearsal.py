@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed.project import add_tag, clone_project
+from testbed.project import add_tag
 
-from .helpers import fab_ok, hello, one_line, run_fab, tree_fingerprint
+from .helpers import hello, one_line, private_setups, run_fab, tree_fingerprint
 from .reliability import fab_process, run_until
 
 # fails only where there is data to convert: on the developer's empty database it passes
@@ -28,13 +28,7 @@ VOLATILE = ("directus_activity", "directus_sessions", "directus_revisions")
 @pytest.fixture(scope="module")
 def rehearsed(bed, tmp_path_factory):
     made = bed.new_productions(("sqlite", "postgres"))
-    folder = tmp_path_factory.mktemp("rehearsal")
-    setups = {}
-    for engine, production in made.items():
-        project = clone_project(bed.project_dir(engine), folder / engine / "project")
-        env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
-        fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
-        setups[engine] = {"production": production, "env": env_file, "project": project, "srv": folder / engine / "srv"}
+    setups = private_setups(bed, made, tmp_path_factory.mktemp("rehearsal"), adopt=True)
     yield setups
     for production in made.values():
         production.destroy()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed.project import add_tag, clone_project
+from testbed.project import add_tag
 
-from .helpers import fab_ok, hello, one_line, run_fab, tree_fingerprint, write_env
+from .helpers import CRASHING_HOOK, fab_ok, hello, one_line, private_setups, run_fab, tree_fingerprint, write_env
 from .reliability import CommandLineSampler, cut_ssh, fab_process, record, run_until
 
 STEPS = [  # step lines of `fab release`, in order: each is a point to interrupt at
@@ -44,15 +44,7 @@ STEPS = [  # step lines of `fab release`, in order: each is a point to interrupt
 def prod(bed, tmp_path_factory):
     """Adopted SQLite and PostgreSQL productions with private project copies."""
     made = bed.new_productions(("sqlite", "postgres"))
-    folder = tmp_path_factory.mktemp("reliability")
-    setups = {}
-    for engine, production in made.items():
-        project = clone_project(bed.project_dir(engine), folder / engine / "project")
-        env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
-        fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
-        fab_ok("release", "--tag=v2", "--yes", env_file=env_file)
-        setups[engine] = {"production": production, "env": env_file, "project": project,
-                          "srv": folder / engine / "srv", "folder": folder / engine}
+    setups = private_setups(bed, made, tmp_path_factory.mktemp("reliability"), adopt=True, release="v2")
     yield setups
     for production in made.values():
         production.destroy()
@@ -95,16 +87,20 @@ def check_after(setup, before: dict, scenario: str, outcome: str) -> None:
 
 # -- 1. interruptions ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("step", STEPS)
-def test_release_killed_at_a_step(prod, step):
-    setup = prod["sqlite"]
+KILLED = [("sqlite", step) for step in STEPS] + [("postgres", step) for step in ("back up the", "run migrations", "switch to")]
+
+
+@pytest.mark.parametrize("engine, step", KILLED)
+def test_release_killed_at_a_step(prod, engine, step):
+    setup = prod[engine]
     before = setup["production"].content()
     release = fab_process(setup["env"], "release", "--tag=v2", "--yes")
     run_until(release, "==> " + step)
     release.send_signal(signal.SIGKILL)
     release.wait()
     lock = recover_and_release(setup)
-    check_after(setup, before, f"release killed (SIGKILL) at: {step}", f"production serves; lock {lock}; next release ok")
+    where = "" if engine == "sqlite" else "PostgreSQL: "
+    check_after(setup, before, f"{where}release killed (SIGKILL) at: {step}", f"production serves; lock {lock}; next release ok")
 
 
 @pytest.mark.parametrize("step", STEPS[:10])
@@ -126,28 +122,9 @@ def test_release_with_its_ssh_connection_cut_at_a_step(bed, prod, step):
                 f"exit {code}; production serves; lock {lock}; next release ok")
 
 
-@pytest.mark.parametrize("step", ["back up the", "run migrations", "switch to"])
-def test_postgres_release_killed_at_a_step(prod, step):
-    setup = prod["postgres"]
-    before = setup["production"].content()
-    release = fab_process(setup["env"], "release", "--tag=v2", "--yes")
-    run_until(release, "==> " + step)
-    release.send_signal(signal.SIGKILL)
-    release.wait()
-    lock = recover_and_release(setup)
-    check_after(setup, before, f"PostgreSQL: release killed at: {step}", f"production serves; lock {lock}; next release ok")
-
-
 # -- 2. injected failures -----------------------------------------------------------------------
 
 THROWING_MIGRATION = "module.exports = { async up(knex) { await knex.schema.createTable('half_done', (t) => { t.increments('id'); }); throw new Error('injected: this migration fails halfway'); }, async down() {} };\n"
-CRASHING_HOOK = {
-    "extensions/directus-extension-crash/package.json": json.dumps({
-        "name": "directus-extension-crash", "version": "1.0.0", "type": "module",
-        "directus:extension": {"type": "hook", "path": "dist/index.js", "source": "src/index.js", "host": "^12.0.0"}}),
-    "extensions/directus-extension-crash/dist/index.js":
-        "export default ({ init }) => { init('app.before', () => { process.exit(1); }); };\n",
-}
 
 
 def release_expecting(setup, tag: str, code: int, scenario: str, says: str, env_file=None) -> None:

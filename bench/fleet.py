@@ -6,7 +6,8 @@ A fleet of three app servers (test bed: one network and one DEPLOY_PATH each, re
 one PostgreSQL database, one uploads storage), all on v1. Then, each from the same state:
   1. `fab release` of a code-only tag to the first host alone (DEPLOY_HOSTS=fleet-1), then
      `fab rollback` of that host to v1
-  2. `fab release` of the same tag to all three (rolling, one host at a time)
+  2. `fab release` of the same tag to all three (rolling, one host at a time), then `fab rollback`
+  3. the same with `--batch=3` (every host switched at once: for reference, what the rolling costs)
 Each `fab` runs as a user runs it. Needs root (namespaces).
 """
 
@@ -64,6 +65,8 @@ def main() -> int:
         single, single_summary = fab_json(one_host, "release", "--tag=v1-code", "--yes")
         fab(one_host, "rollback", "--yes")
         three, three_summary = fab_json(fleet.tool_env_file, "release", "--tag=v1-code", "--yes")
+        fab(fleet.tool_env_file, "rollback", "--yes")
+        at_once, at_once_summary = fab_json(fleet.tool_env_file, "release", "--tag=v1-code", "--batch=3", "--yes")
     finally:
         fleet.destroy()
         if not reuse:
@@ -73,11 +76,13 @@ def main() -> int:
     print("-" * 57)
     print(f"{'1 host':<34} {single:8.1f} {single_summary['round_trips']:13d}")
     print(f"{'3 hosts (rolling, one at a time)':<34} {three:8.1f} {three_summary['round_trips']:13d}")
-    print(f"3 hosts / 1 host: {three / single:.2f}x")
+    print(f"{'3 hosts, --batch=3 (all at once)':<34} {at_once:8.1f} {at_once_summary['round_trips']:13d}")
+    print(f"3 hosts rolling / 1 host: {three / single:.2f}x; 3 hosts at once / 1 host: {at_once / single:.2f}x")
     print()
-    print(f"{'where the time goes (s)':<38} {'1 host':>7} {'3 hosts':>8}")
+    print(f"{'where the time goes (s, summed over hosts)':<44} {'1 host':>7} {'rolling':>8} {'at once':>8}")
+    rolling, together = grouped(three_summary["steps"]), grouped(at_once_summary["steps"])
     for kind, seconds in grouped(single_summary["steps"]).items():
-        print(f"  {kind:<36} {seconds:7.1f} {grouped(three_summary['steps'])[kind]:8.1f}")
+        print(f"  {kind:<42} {seconds:7.1f} {rolling[kind]:8.1f} {together[kind]:8.1f}")
     return 0
 
 

@@ -86,8 +86,8 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
         run.carries_config = bool(source.files(tag, system_config.EXPORT_DIR + "/data"))
         step.detail = f"{tag.name} = {tag.commit[:10]}" + (f"; brings {system_config.EXPORT_DIR}" if run.carries_config else "")
     run.fleet = session.fleet()
-    for view in run.fleet:
-        check_host(view, run)
+    check_host(run.primary, run)
+    on_each_host(run.fleet[1:], lambda view: check_host(view, run))
     with lock.held(run.primary, f"release {tag.name}"):
         back_up(session, run)
         deploy_code(session, run)
@@ -150,16 +150,22 @@ def back_up(session, run: ReleaseRun) -> None:
     if not run.previous:
         session.console.say("==> no production yet: nothing to back up")
         return
-    run.backup = take_backup(run.primary, reason=f"pre-release-{run.tag.name}", for_release=run.tag.name,
-                             system_config=run.carries_config)
+    reason = f"pre-release-{run.tag.name}"
     others = run.fleet[1:]
-    if not others or run.backup is None:  # one host, or a dry run
+    if not others or session.dry_run:  # one host, or a dry run (which writes no mark to look for)
+        run.backup = take_backup(run.primary, reason=reason, for_release=run.tag.name, system_config=run.carries_config)
         return
+    steps.production_now(run.primary)
     run.shared_uploads = uploads_shared(run)
     parts = ("extensions", "env") if run.shared_uploads else ("files", "extensions", "env")
-    for view in others:  # what each host holds alone; the database is the primary's backup
-        run.host_backups[view.name] = take_backup(view, reason=f"pre-release-{run.tag.name}", parts=parts,
-                                                  for_release=run.tag.name)
+
+    def back_up_on(view) -> dict | None:  # the database and all on the primary; what each other host holds alone
+        if view is run.primary:
+            return take_backup(view, reason=reason, for_release=run.tag.name, system_config=run.carries_config)
+        return take_backup(view, reason=reason, parts=parts, for_release=run.tag.name)
+
+    run.backup, *taken = on_each_host(run.fleet, back_up_on)
+    run.host_backups = {view.name: backup for view, backup in zip(others, taken)}
 
 
 def uploads_shared(run: ReleaseRun) -> bool:
@@ -346,10 +352,11 @@ def verify(run: ReleaseRun) -> None:
     primary = run.primary
     if primary.dry_run or not run.backup:
         return
-    for view in run.fleet:
+
+    def check(view) -> list:
         backup = run.backup if view is primary else run.host_backups.get(view.name)
         if not backup:
-            continue
+            return []
         parts = ("db", "files", "extensions") if view is primary else ("files", "extensions")
         with view.console.step("check every row, upload and extension is still there") as step:
             production = view.production or steps.production_now(view)
@@ -358,7 +365,10 @@ def verify(run: ReleaseRun) -> None:
                                         allowed_losses=run.plan.allowed_losses() if run.plan else None,
                                         migrations=run.migrations_after if view is primary else None)
             step.detail = "; ".join(f"{c[0]} {c[1]}" for c in checks)
-        run.checks += [(f"{view.name}: {c[0]}" if view is not primary else c[0], *c[1:]) for c in checks]
+        return [(f"{view.name}: {c[0]}" if view is not primary else c[0], *c[1:]) for c in checks]
+
+    for checks in on_each_host(run.fleet, check):
+        run.checks += checks
     failed = [c for c in run.checks if c[1] != "OK"]
     if failed:
         roll_back_code(run, f"verification failed: {failed[0][0]}: {failed[0][2]}")
@@ -378,14 +388,14 @@ def record(run: ReleaseRun) -> None:
 def record_everywhere(run: ReleaseRun, outcome: str) -> None:
     """The same line in every host's deploy log (the primary's is the one that counts)."""
     entry = _entry(run, outcome)
-    for view in run.fleet:
-        steps.record(view, entry)
+    on_each_host(run.fleet, lambda view: steps.record(view, entry))
 
 
 def clean_up(run: ReleaseRun) -> None:
     if run.primary.dry_run:
         return
-    for view in run.fleet:
+
+    def clean_up_on(view) -> None:
         with view.console.step("clean up old releases and backups") as step:
             stock = read_inventory(view.remote(), view.layout)
             config = view.config
@@ -396,6 +406,19 @@ def clean_up(run: ReleaseRun) -> None:
                                                                        stock.incomplete_backups)
             view.remote().script("\n".join(lines), what="delete old releases and backups")
             step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
+
+    on_each_host(run.fleet, clean_up_on)
+
+
+def on_each_host(views: list, call) -> list:
+    """`call(view)` for every host of `views`, all at once when there are several (each host's
+    work is its own); the results in host order. A failure is raised once every host is done,
+    the first host's first."""
+    if len(views) <= 1:
+        return [call(view) for view in views]
+    with ThreadPoolExecutor(max_workers=len(views)) as pool:
+        futures = [pool.submit(call, view) for view in views]
+    return [future.result() for future in futures]
 
 
 # -- putting things back --------------------------------------------------------------------

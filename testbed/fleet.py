@@ -124,7 +124,12 @@ class FleetHost:
             "SetEnv " + " ".join(f'"{k}={v}"' for k, v in env.items()), "",
         ]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        inner = f"mount --bind {self.folder} {self.fleet.deploy_path} && exec {SSHD} -D -e -f {config}"
+        # a host's own resolver that answers at once: the machine's nameserver is out of this
+        # network's reach, and every name lookup (Directus makes some at boot) would wait it out
+        resolver = ssh / "resolv.conf"
+        resolver.write_text("nameserver 127.0.0.1\n")
+        inner = (f"mount --bind {self.folder} {self.fleet.deploy_path} && mount --bind {resolver} /etc/resolv.conf"
+                 f" && exec {SSHD} -D -e -f {config}")
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--propagation", "private", "sh", "-c", inner],
             stdout=subprocess.DEVNULL, stderr=open(ssh / f"{self.name}_sshd.log", "ab"), start_new_session=True)

@@ -333,9 +333,8 @@ def switch_batch(run: ReleaseRun, batch: list) -> None:
     if len(batch) == 1:
         one(batch[0])
         return
-    with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-        outcomes = list(pool.map(lambda view: _caught(one, view), batch))
-    failures = [f"{view.name}: {why}" for view, why in zip(batch, outcomes) if why]
+    outcomes = on_each_host(batch, lambda view: _caught(one, view))
+    failures = [why for why in outcomes if why]  # each already names its host
     if failures:
         raise RolledBack("; ".join(failures))
 

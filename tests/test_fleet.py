@@ -115,3 +115,24 @@ def test_an_unreachable_host_stops_the_release_before_anything_changes(fleet):
     assert [current_of(host) for host in fleet.hosts] == serving
     assert [sorted(p.name for p in (host.folder / "releases").iterdir()) for host in fleet.hosts] == releases
     assert not (fleet.hosts[0].folder / ".deploy" / "lock").exists()
+
+
+def test_a_batch_switched_at_once_goes_back_together_when_one_host_fails(fleet):
+    add_tag(fleet.project, "v3-picky-batch", FAILS_ON_ONE_HOST)
+    env_file = fleet.hosts[1].folder / "shared" / ".env"
+    original = env_file.read_text()
+    env_file.write_text(original + "DXD_FAIL_ON_THIS_HOST=true\n")
+    serving = [current_of(host) for host in fleet.hosts]
+    try:
+        result = run_fab("release", "--tag=v3-picky-batch", "--batch=3", "--yes", env_file=fleet.tool_env_file)
+    finally:
+        env_file.write_text(original)
+    assert result.returncode == 3, result.stdout[-4000:] + result.stderr
+    line = one_line(result)
+    assert line.count("fleet-2") == 1 and "every host is back on the release it served" in line, line
+    for host in fleet.hosts:  # all three switched together, each with its own backup taken first
+        assert f"[{host.name}] ==> switch to" in result.stdout
+        taken = [p.name for p in (host.folder / "backups").iterdir() if p.name.endswith("pre-release-v3-picky-batch")]
+        assert len(taken) == 1, (host.name, taken)
+    assert [current_of(host) for host in fleet.hosts] == serving
+    assert [hello_on(host) for host in fleet.hosts] == ["hello from v1"] * 3

@@ -6,6 +6,7 @@ host on what it served."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.request
@@ -47,6 +48,19 @@ def current_of(host) -> str:
     return os.readlink(host.folder / "current")
 
 
+@contextlib.contextmanager
+def failing_on_the_second_host(fleet, tag: str):
+    """A tag that dies as it starts on fleet-2 (a setting only that host has), for the block."""
+    add_tag(fleet.project, tag, FAILS_ON_ONE_HOST)
+    env_file = fleet.hosts[1].folder / "shared" / ".env"
+    original = env_file.read_text()
+    env_file.write_text(original + "DXD_FAIL_ON_THIS_HOST=true\n")
+    try:
+        yield
+    finally:
+        env_file.write_text(original)
+
+
 def probed(fleet, *args):
     with Probe(fleet.url, PROBED, token=fleet.install.token) as probe:
         result = run_fab(*args, env_file=fleet.tool_env_file)
@@ -82,15 +96,9 @@ def test_a_rolling_release_and_rollback_fail_no_request(fleet):
 
 
 def test_a_host_failing_its_gate_mid_roll_puts_every_host_back(fleet):
-    add_tag(fleet.project, "v3-picky", FAILS_ON_ONE_HOST)
-    env_file = fleet.hosts[1].folder / "shared" / ".env"
-    original = env_file.read_text()
-    env_file.write_text(original + "DXD_FAIL_ON_THIS_HOST=true\n")
     serving = [current_of(host) for host in fleet.hosts]
-    try:
+    with failing_on_the_second_host(fleet, "v3-picky"):
         result, probe = probed(fleet, "release", "--tag=v3-picky", "--yes")
-    finally:
-        env_file.write_text(original)
     assert result.returncode == 3, result.stdout[-4000:] + result.stderr
     line = one_line(result)
     assert "fleet-2" in line and "every host is back on the release it served" in line, line
@@ -118,15 +126,9 @@ def test_an_unreachable_host_stops_the_release_before_anything_changes(fleet):
 
 
 def test_a_batch_switched_at_once_goes_back_together_when_one_host_fails(fleet):
-    add_tag(fleet.project, "v3-picky-batch", FAILS_ON_ONE_HOST)
-    env_file = fleet.hosts[1].folder / "shared" / ".env"
-    original = env_file.read_text()
-    env_file.write_text(original + "DXD_FAIL_ON_THIS_HOST=true\n")
     serving = [current_of(host) for host in fleet.hosts]
-    try:
+    with failing_on_the_second_host(fleet, "v3-picky-batch"):
         result = run_fab("release", "--tag=v3-picky-batch", "--batch=3", "--yes", env_file=fleet.tool_env_file)
-    finally:
-        env_file.write_text(original)
     assert result.returncode == 3, result.stdout[-4000:] + result.stderr
     line = one_line(result)
     assert line.count("fleet-2") == 1 and "every host is back on the release it served" in line, line

@@ -19,6 +19,7 @@ from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
 from .extensions import PRINT_MANIFESTS, check_printed
+from .layout import is_id
 from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
 from .system_config import EXPORT_DIR, export_lines
@@ -35,7 +36,7 @@ class BackupRun:
     """One backup being taken: the production, its engine, the previous backup, the new one."""
 
     def __init__(self, session, *, reason: str, parts=mf.PARTS, install: str | None = None,
-                 for_release: str | None = None, system_config: bool = False):
+                 for_release: str | None = None, system_config: bool = False, keep: str | None = None):
         unknown = set(parts) - set(mf.PARTS)
         if unknown:
             raise Refused(f"unknown backup part(s): {', '.join(sorted(unknown))}; parts are {', '.join(mf.PARTS)}")
@@ -47,6 +48,7 @@ class BackupRun:
         self.parts = tuple(p for p in mf.PARTS if p in parts)
         self.install = install
         self.for_release = for_release
+        self.keep = keep  # why it is never pruned automatically (a safety backup), or None
         self.system_config = system_config  # take the "config" part even if production has none yet
         self.production: Production | None = None
         self.engine = None
@@ -146,6 +148,8 @@ class BackupRun:
             self.id = mf.new_backup_id(self.reason + "-2")
         previous_text = found.get("previous", "").strip()
         self.previous = json.loads(previous_text) if previous_text else None
+        if self.previous and not is_id(self.previous.get("id")):
+            self.previous = None  # a manifest naming no plain backup id is not built on: copy everything
         previous_files = mf.listing_from_json(((self.previous or {}).get("uploads") or {}).get("files", {}))
         self.live_uploads = mf.parse_listing(found.get("uploads", ""))
         self.reuse_uploads = bool(self.previous) and mf.same_listing(self.live_uploads, previous_files)
@@ -227,7 +231,7 @@ class BackupRun:
 
     def file_lines(self) -> list[str]:
         prod = self.production
-        prev_dir = posixpath.join(self.layout.backups, self.previous["id"]) if self.previous else None
+        prev_dir = self.layout.backup_dir(self.previous["id"]) if self.previous else None
         lines = []
         if "files" in self.parts:
             copy = self._incremental_copy_lines("uploads", [(prod.uploads, "", (HEALTH_PROBE_FILE,))], prev_dir)
@@ -315,15 +319,14 @@ class BackupRun:
         lines = [f"mkdir -p -m 0700 {q(target)}"]
         for source, subfolder, excludes in copies:
             into = posixpath.join(target, subfolder) if subfolder else target
-            link = ""
+            exclude = " ".join(f"--exclude={q('/' + e)}" for e in excludes)
+            rsync = f"{q(*RSYNC_PRIVATE)} {exclude}"
+            copy = f"{rsync} -- {q(source + '/')} {q(into + '/')}"
             if prev_dir:
                 previous = posixpath.join(prev_dir, part, subfolder) if subfolder else posixpath.join(prev_dir, part)
-                link = f"$( [ -d {q(previous)} ] && echo --link-dest={q(previous)} )"
-            exclude = " ".join(f"--exclude={q('/' + e)}" for e in excludes)
-            lines += [
-                f"if [ -d {q(source)} ]; then mkdir -p -m 0700 {q(into)} && "
-                f"{q(*RSYNC_PRIVATE)} {exclude} {link} -- {q(source + '/')} {q(into + '/')}; fi",
-            ]
+                copy = (f"if [ -d {q(previous)} ]; then {rsync} --link-dest={q(previous)} -- {q(source + '/')} "
+                        f"{q(into + '/')}; else {copy}; fi")
+            lines += [f"if [ -d {q(source)} ]; then mkdir -p -m 0700 {q(into)} && {{ {copy}; }}; fi"]
         lines += [
             section(part),
             f"cd {q(target)} && find . -type f -printf '%P\\0%s\\0%T@\\0'",
@@ -382,6 +385,7 @@ class BackupRun:
             "host": self.remote.name,
             "release": prod.release_id,
             "for_release": self.for_release,
+            "keep": self.keep,
             "production_root": prod.root,
             "engine": self.engine.name if self.engine else None,
             "directus_version": prod.directus_version,
@@ -426,7 +430,8 @@ class BackupRun:
 
 
 def _clock(name: str) -> str:
-    return f"echo \"@@clock\t{name}\t$(date +%s.%N)\""
+    # on a line of its own: the output before it (sha256sum -z) may not end with a newline
+    return f"echo; echo \"@@clock\t{name}\t$(date +%s.%N)\""
 
 
 def _dbsize(text: str) -> int:
@@ -444,6 +449,8 @@ def _mib(size: int) -> str:
 
 
 def take_backup(session, *, reason: str, parts=mf.PARTS, install: str | None = None,
-                for_release: str | None = None, system_config: bool = False) -> dict | None:
+                for_release: str | None = None, system_config: bool = False, keep: str | None = None) -> dict | None:
+    """Take, verify and record one backup. `keep`: why it must never be pruned automatically
+    (the safety backup of a restore holds writes nothing else has)."""
     return BackupRun(session, reason=reason, parts=parts, install=install, for_release=for_release,
-                     system_config=system_config).run()
+                     system_config=system_config, keep=keep).run()

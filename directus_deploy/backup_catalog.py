@@ -68,9 +68,14 @@ def read_manifest(remote, layout, backup_id: str) -> dict:
     if text is None:
         raise Refused(f"{remote.name}: no backup {backup_id} in {layout.backups} (fab backup.list shows them)")
     try:
-        return json.loads(text)
+        manifest = json.loads(text)
     except ValueError:
         raise DeployError(f"{remote.name}: {path} is damaged (not JSON)") from None
+    if not isinstance(manifest, dict) or manifest.get("id") != backup_id:
+        # the id names folders on the host and here: only the folder's own, checked, is used
+        raise Refused(f"{remote.name}: {path} names another backup ({str(manifest.get('id') if isinstance(manifest, dict) else '?')[:80]!r}): "
+                      "damaged or edited; nothing was done")
+    return manifest
 
 
 def age(created_at: str | None) -> str:
@@ -166,6 +171,9 @@ def protected_backups(backups: list[dict], entries: list[dict], kept_releases: s
     keep = {}
     if backups:
         keep[backups[0]["id"]] = "newest"
+    for summary in backups:
+        if summary.get("keep"):  # a safety backup: only an explicit backup.delete removes it
+            keep[summary["id"]] = f"safety backup of {summary['keep']} (fab backup.delete --id={summary['id']} removes it)"
     for entry in entries:
         backup_id, release = entry.get("backup"), entry.get("release")
         if backup_id and release in kept_releases:
@@ -211,6 +219,22 @@ def prune_backups(session, keep_count: int) -> list[str]:
     if lines:
         session.remote().script("\n".join(lines), what="delete old backups")
     return doomed + stock.incomplete_backups
+
+
+def delete_backup(session, backup_id: str) -> None:
+    """Delete one backup on request (safety backups included), handing over an uploads folder
+    other backups share, exactly as pruning does."""
+    from .inventory import read_inventory
+
+    check_id("backup", backup_id)
+    stock = read_inventory(session.remote(), session.layout)
+    if backup_id not in {b["id"] for b in stock.backups}:
+        raise Refused(f"{session.remote().name}: no backup {backup_id} in {session.layout.backups} (fab backup.list shows them)")
+    needed_by = protected_backups([], stock.entries, {r["id"] for r in stock.releases}).get(backup_id)
+    if needed_by:
+        raise Refused(f"backup {backup_id} is the {needed_by}; roll back or clean up that release first")
+    session.remote().script("\n".join(prune_lines(session.layout, stock.backups, [backup_id], [])),
+                            what=f"delete backup {backup_id}")
 
 
 def hand_over_shared_uploads(layout, backups: list[dict], doomed: set[str]) -> list[str]:

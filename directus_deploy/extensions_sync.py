@@ -18,7 +18,7 @@ from .errors import Refused
 from .extensions import PRINT_MANIFESTS, printed_manifests
 from .releases import compress, prepare_code, release_id_for
 from .remote import q
-from .source import Source, Tag
+from .source import Source, Tag, is_commit
 from . import steps
 from .steps import check_host_extensions, record, switch
 from .switch import current_release
@@ -32,6 +32,9 @@ def sync_extensions(session, tag: Tag) -> dict:
         if not current:
             raise Refused("no current release: make one with fab release")
         revision = json.loads(remote.read_file(posixpath.join(layout.release_dir(current), "REVISION")))
+        if not is_commit(revision.get("commit")):
+            raise Refused(f"the REVISION of release {current} names commit {revision.get('commit')!r}, not a commit id "
+                          "(40 hex digits); ship the tag with fab release")
         changed = source.changed_files(revision["commit"], tag.commit)
         outside = [f for f in changed if not f.startswith("extensions/")]
         if outside:

@@ -13,8 +13,12 @@ from .errors import Refused
 _ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]{1,80}$")
 
 
+def is_id(value) -> bool:
+    return isinstance(value, str) and bool(_ID_RE.match(value)) and ".." not in value
+
+
 def check_id(kind: str, value: str) -> str:
-    if not _ID_RE.match(value) or ".." in value:
+    if not is_id(value):
         raise Refused(f"{kind} id {value!r} is not of the form 20260101T120000Z-name; list them to copy one")
     return value
 

@@ -73,8 +73,7 @@ def read_owner(remote, layout) -> tuple[bool, dict | None]:
         return True, None
 
 
-def acquire(remote, layout, purpose: str) -> dict:
-    owner = owner_record(purpose)
+def acquire(remote, layout, owner: dict) -> dict:
     script = (
         f"mkdir -p {q(layout.tool_dir)} && "
         f"if mkdir -- {q(layout.lock_dir)} 2>/dev/null; then cat > {q(layout.lock_dir + '/owner.json')} && echo TAKEN; "
@@ -109,24 +108,34 @@ def break_lock(remote, layout) -> None:
 
 @contextmanager
 def held(session, purpose: str):
-    """Hold the deploy lock for the block, unless this run already holds it (nested steps)."""
-    if getattr(session, "lock_owner", None) is not None:
-        yield session.lock_owner
+    """Hold the deploy lock for the block on every host the task works on (taken in order,
+    the ones taken given back if another host's is held), unless this run already holds it
+    (nested steps). A clean-up run against one host of several must not delete a release's
+    work in progress there."""
+    hosts = session.lock_hosts()
+    locks = session.locks  # {host: owner} held by this run
+    if all(name in locks for name, _ in hosts):
+        yield locks[hosts[0][0]]
         return
-    remote = session.remote()
-    owner = acquire(remote, session.layout, purpose)
-    session.lock_owner = owner
+    owner = owner_record(purpose)
+    taken = []
     started = time.monotonic()
     try:
+        for name, remote in hosts:
+            if name not in locks:
+                acquire(remote, session.layout, owner)
+                locks[name] = owner
+                taken.append((name, remote))
         yield owner
     finally:
-        session.lock_owner = None
         # also on Ctrl-C and errors: the lock must not outlive the run that took it
-        try:
-            release(remote, session.layout, owner)
-        except Exception as why:  # noqa: BLE001 - report, do not hide the original error
-            session.console.say(f"warning: could not release the deploy lock ({why}); "
-                                f"held {time.monotonic() - started:.0f}s; fab deploy.unlock --force")
+        for name, remote in reversed(taken):
+            locks.pop(name, None)
+            try:
+                release(remote, session.layout, owner)
+            except Exception as why:  # noqa: BLE001 - report, do not hide the original error
+                session.console.say(f"warning: could not release the deploy lock on {name} ({why}); "
+                                    f"held {time.monotonic() - started:.0f}s; fab deploy.unlock --force")
 
 
 def serial_lock(layout, wait_only: bool = False) -> str:

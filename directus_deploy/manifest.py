@@ -132,7 +132,7 @@ def compare_counts(backup: dict[str, int], before: dict[str, int], after: dict[s
 def summary_of(manifest: dict) -> dict:
     """The small record `backup.list` reads (a manifest can be megabytes)."""
     keys = ("id", "reason", "created_at", "created_by", "release", "for_release", "engine",
-            "directus_version", "parts", "totals", "verified")
+            "directus_version", "parts", "totals", "verified", "keep")
     summary = {key: manifest.get(key) for key in keys}
     summary["migration_head"] = (manifest.get("database") or {}).get("migration_head")
     return summary

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .backup_catalog import read_manifest
 from .console import Progress
-from .errors import DeployError
+from .errors import DeployError, Refused
 
 CHUNK = 1 << 20
 
@@ -35,6 +35,15 @@ def files_of(manifest: dict) -> list[tuple[str, int, str | None]]:
     return files
 
 
+def inside(folder: Path, relative: str) -> Path:
+    """`folder/relative`, refusing a manifest path that is absolute or walks out of the folder
+    (a damaged or hostile manifest must not write or delete anything else on this machine)."""
+    parts = relative.split("/")
+    if not relative or relative.startswith("/") or "\\" in relative or any(p in ("", ".", "..") for p in parts):
+        raise Refused(f"the backup's manifest lists {relative!r}: not a plain path inside the backup; nothing was pulled")
+    return folder / relative
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -48,10 +57,12 @@ def pull_backup(session, backup_id: str, destination: Path) -> dict:
     manifest = read_manifest(remote, layout, backup_id)
     source = layout.backup_dir(backup_id)
     target = destination / backup_id
+    files = files_of(manifest)
+    for relative, _, _ in files:  # all checked before anything is written
+        inside(target, relative)
     os.umask(0o077)  # a backup holds secrets (.env, database): private folders and files
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)
-    files = files_of(manifest)
     sftp = remote.sftp()
     sizes = {}
     for relative, size, _ in files:
@@ -59,7 +70,7 @@ def pull_backup(session, backup_id: str, destination: Path) -> dict:
     progress = Progress(sum(sizes.values()), console.say)
     fetched = skipped = resumed = 0
     for relative, _, digest in files:
-        local = target / relative
+        local = inside(target, relative)
         local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         size = sizes[relative]
         have = local.stat().st_size if local.exists() else 0

@@ -33,7 +33,7 @@ from .production import moved_to
 from .releases import cleanup_lines, cleanup_plan
 from .restore import restore_backup
 from .schema import SchemaPlan
-from .source import Source, Tag
+from .source import Source, Tag, is_commit
 from .switch import current_release, switch_to
 
 DEPS_DISK = 1536 << 20  # a new dependency store (npm ci of Directus) takes about this much
@@ -88,7 +88,7 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
     run.fleet = session.fleet()
     check_host(run.primary, run)
     on_each_host(run.fleet[1:], lambda view: check_host(view, run))
-    with lock.held(run.primary, f"release {tag.name}"):
+    with lock.held(session, f"release {tag.name}"):
         back_up(session, run)
         deploy_code(session, run)
         try:
@@ -126,7 +126,8 @@ def check_host(session, run: ReleaseRun) -> None:
         previous = facts.current_release
         run.previous_on[session.name] = previous
         if session is run.primary:
-            run.previous, run.previous_commit = previous, facts.current_revision.get("commit")
+            commit = facts.current_revision.get("commit")
+            run.previous, run.previous_commit = previous, commit if is_commit(commit) else None
         elif previous != run.previous:
             run.warnings.append(f"{session.name} serves {previous}, the primary {run.previous}")
             session.console.say(f"    warning: this host serves {previous}, the primary {run.previous}")

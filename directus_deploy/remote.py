@@ -250,6 +250,10 @@ class Remote:
                 if not name.isidentifier():
                     raise ValueError(name)
                 prefix += f"IFS= read -r {name} && export {name} && "
+            # pm2 keeps the environment it starts an app (or its daemon) with, in the app's
+            # env and in dump.pm2: every pm2 of this script runs without the secrets
+            unset_them = " ".join(f"-u {name}" for name in secret_env)
+            prefix += f'pm2() {{ env {unset_them} pm2 "$@"; }} && '
             # braces: the whole script runs only after the reads, whatever operators it holds
             return prefix + "{ " + script + "\n}"
         return prefix + script

@@ -18,6 +18,7 @@ from .errors import DeployError, Refused
 from .preservation import check_preservation
 from .production import HEALTH_PROBE_FILE, locate
 from .remote import q
+from .layout import check_id
 from .lock import serial_lock
 from . import system_config
 
@@ -63,7 +64,8 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         # a database file that is gone holds nothing to lose; everything else is still saved
         console.say(f"    {engine.file} is missing: the safety backup covers everything but the database")
         safety_parts = tuple(p for p in mf.PARTS if p != "db")
-    safety = take_backup(session, reason=f"pre-restore-{backup_id[:16]}", parts=safety_parts, install=install)
+    safety = take_backup(session, reason=f"pre-restore-{backup_id[:16]}", parts=safety_parts, install=install,
+                         keep=f"the state before restoring {backup_id}")
     console.say(f"    safety backup {safety['id']} holds the state being replaced")
 
     folder = layout.backup_dir(backup_id)
@@ -83,7 +85,7 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
     """Database, uploads, marketplace extensions, .env: Directus stopped around them (one
     script that runs to its end), started again, gated, and checked against the backup."""
     remote, layout, console, service = session.remote(), session.layout, session.console, session.service
-    work = posixpath.join(layout.backups, f".tmp-restore-{manifest['id']}")
+    work = posixpath.join(layout.backups, f".tmp-restore-{check_id('backup', manifest['id'])}")  # the folder's own id (read_manifest)
     stop = service.stop() if ({"db", "env"} & set(parts)) else None
     lines = [f"mkdir -p -m 0700 {q(work)}"]
     if engine:

@@ -29,7 +29,7 @@ class Session:
         self._remotes: dict[str, Remote] = {}
         self.console = Console(scrub=self.scrub)
         self.production = None  # the production located last (its .env parsed), to save round trips
-        self.lock_owner = None
+        self.locks: dict[str, dict] = {}  # host -> owner record of the deploy lock this run holds there
 
     def scrub(self, text: str) -> str:
         for secret in self.config.secrets:
@@ -57,6 +57,12 @@ class Session:
     def service(self) -> Service:
         """How Directus is stopped, started and checked on the host."""
         return Service(self.config, self.layout)
+
+    def lock_hosts(self) -> list[tuple[str, Remote]]:
+        """(name, Remote) of every host this task works on, the primary first: where it locks."""
+        primary = self.config.primary_host
+        hosts = [primary] + ([h for h in self.config.hosts if h != primary] if self.several_hosts else [])
+        return [(str(host), self.remote(host)) for host in hosts]
 
     def remotes(self) -> list[Remote]:
         return [self.remote(host) for host in self.config.hosts]
@@ -107,6 +113,13 @@ class HostView:
     @property
     def service(self) -> Service:
         return self.session.service
+
+    @property
+    def locks(self) -> dict[str, dict]:
+        return self.session.locks
+
+    def lock_hosts(self) -> list[tuple[str, Remote]]:
+        return [(self.name, self.remote())]
 
     @property
     def round_trips(self) -> int:

@@ -15,6 +15,13 @@ from .errors import Refused
 
 # A tag becomes part of a folder name on the host: letters, digits and ._- only.
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def is_commit(value) -> bool:
+    """A full commit id (40 hex digits): what a REVISION read from a host must hold before it
+    reaches git, where anything else could be an option (`--output=...`)."""
+    return isinstance(value, str) and bool(_COMMIT_RE.match(value))
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,17 @@ class Source:
         return self.git(*args).stdout.splitlines()
 
     def changed_files(self, old_commit: str, new_commit: str) -> list[str]:
-        return self.git("diff", "--name-only", old_commit, new_commit).stdout.splitlines()
+        for commit in (old_commit, new_commit):
+            if not is_commit(commit):
+                raise Refused(f"{commit!r} is not a commit id (40 hex digits); nothing was compared")
+        return self.git("diff", "--name-only", old_commit, new_commit, "--").stdout.splitlines()
+
+    def log_between(self, old_commit: str, new_commit: str) -> list[str]:
+        """One line per commit after `old_commit` up to `new_commit`; none if either is unknown."""
+        if not (is_commit(old_commit) and is_commit(new_commit)):
+            return []
+        log = self.git("log", "--oneline", f"{old_commit}..{new_commit}", "--", check=False)
+        return log.stdout.splitlines() if log.returncode == 0 else []
 
     def lockfile_hash(self, tag: Tag) -> str:
         lock = self.read(tag, "package-lock.json")

@@ -40,6 +40,14 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
         )
 
 
+class _RefuseUnknownJumpHost(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyError(
+            f"jump host {hostname} (ProxyJump): host key is not in known_hosts ({key.get_name()} {fingerprint(key)}); "
+            f"if that is your jump host's key, accept it once with plain ssh to that host, then run again"
+        )
+
+
 def fabric_config(config: Config) -> FabricConfig:
     overrides = {"load_ssh_configs": True, "timeouts": {"connect": CONNECT_TIMEOUT}}
     if config.ssh_config:
@@ -52,12 +60,22 @@ def new_connection(config: Config, host: HostSpec) -> Connection:
     connection = Connection(
         host.host, user=host.user, port=host.port, config=fabric_config(config)
     )
+    _check_host_keys(connection, _RefuseUnknownHost())
+    # ProxyJump hops are Connections Fabric makes itself, accepting any key: each one is
+    # checked against known_hosts exactly like the target
+    hop = connection.gateway
+    while isinstance(hop, Connection):
+        _check_host_keys(hop, _RefuseUnknownJumpHost())
+        hop = hop.gateway
+    return connection
+
+
+def _check_host_keys(connection: Connection, policy: paramiko.MissingHostKeyPolicy) -> None:
     client = connection.client
     for path in known_hosts_files(connection):
         if path.is_file():
             client.load_system_host_keys(str(path))  # read-only: never rewritten by paramiko
-    client.set_missing_host_key_policy(_RefuseUnknownHost())
-    return connection
+    client.set_missing_host_key_policy(policy)
 
 
 def open_connection(config: Config, host: HostSpec) -> Connection:

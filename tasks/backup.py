@@ -4,7 +4,7 @@ from pathlib import Path
 
 from directus_deploy import lock
 from directus_deploy.backup import take_backup
-from directus_deploy.backup_catalog import age, list_backups, prune_backups, verify_backup
+from directus_deploy.backup_catalog import age, delete_backup, list_backups, prune_backups, verify_backup
 from directus_deploy.errors import DeployError, Refused
 from directus_deploy.layout import check_id
 from directus_deploy.pull import pull_backup
@@ -131,6 +131,20 @@ def prune(c, dry_run=False):
             with session.console.step(f"prune backups (keep {session.config.keep_backups})") as step:
                 removed = prune_backups(session, session.config.keep_backups)
                 step.detail = f"{'would delete' if dry_run else 'deleted'} {len(removed)}: {', '.join(removed) or 'none'}"
+
+
+@task(help={"id": "backup id to delete, as backup.list shows it", "dry-run": "show what would be deleted",
+            "yes": "do not ask for confirmation (for CI)"})
+def delete(c, id="", dry_run=False, yes=False):
+    """Delete one backup, a safety backup too (never one a kept release's rollback needs)."""
+    backup_id = _required_id(id)
+    with open_session(dry_run=dry_run) as session:
+        with lock.held(session, f"delete backup {backup_id}"):
+            if not dry_run:
+                confirm(f"Delete backup {backup_id} for good?", yes)
+            with session.console.step(f"delete backup {backup_id}") as step:
+                delete_backup(session, backup_id)
+                step.detail = "would delete it" if dry_run else "deleted"
 
 
 def _required_id(value: str) -> str:

@@ -168,18 +168,23 @@ def cleanup(c, dry_run=False):
 
 @task(help={"force": "break the lock after showing who holds it"})
 def unlock(c, force=False):
-    """Show the deploy lock's owner; --force breaks a stale lock."""
-    with open_session() as session:
-        remote = session.remote()
-        held, owner = lock.read_owner(remote, session.layout)
-        if not held:
-            session.console.say("the deploy lock is free")
-            return
-        session.console.say(f"the deploy lock is held by {lock.describe_owner(owner)}")
-        if not force:
+    """Show the deploy lock's owner on every host; --force breaks a stale lock."""
+    with open_session(several_hosts=True) as session:
+        hosts = session.lock_hosts()
+        held_on = []
+        for name, remote in hosts:
+            where = f" on {name}" if len(hosts) > 1 else ""
+            held, owner = lock.read_owner(remote, session.layout)
+            if held:
+                session.console.say(f"the deploy lock{where} is held by {lock.describe_owner(owner)}")
+                held_on.append((name, remote, where))
+            else:
+                session.console.say(f"the deploy lock{where} is free")
+        if held_on and not force:
             raise Refused("not broken; if that run is dead, run fab deploy.unlock --force")
-        lock.break_lock(remote, session.layout)
-        session.console.say("lock broken")
+        for _name, remote, where in held_on:
+            lock.break_lock(remote, session.layout)
+            session.console.say(f"lock{where} broken")
 
 
 @task(help={"limit": "how many entries to show (newest last)"})

@@ -57,10 +57,7 @@ def release(c, tag="", dry_run=False, yes=False, allow_destructive=False, json_=
 
 def summarize(session, run) -> dict:
     source = Source(session.config.source)
-    commits = []
-    if run.previous_commit:
-        log = source.git("log", "--oneline", f"{run.previous_commit}..{run.tag.commit}", check=False)
-        commits = log.stdout.splitlines() if log.returncode == 0 else []
+    commits = source.log_between(run.previous_commit, run.tag.commit) if run.previous_commit else []
     return {
         "outcome": "dry-run" if session.dry_run else "ok",
         "tag": run.tag.name,

@@ -134,10 +134,11 @@ def test_an_unchanged_backup_shares_the_previous_snapshot_and_pruning_keeps_it(b
 
     # pruning the owner hands its uploads folder to the oldest sharer; the other follows it
     keep_two = bed.tool_env(production, env_file.parent, KEEP_BACKUPS="2")
+    safety = [m["id"] for m in manifests(env_file) if m.get("keep")]  # restores' safety backups stay
     older = [m["id"] for m in manifests(env_file)][:-2]
     fab_ok("backup.prune", env_file=keep_two)
-    assert [m["id"] for m in manifests(env_file)] == [first_sharer["id"], second_sharer["id"]]
-    assert not any((backups_dir(env_file) / b).exists() for b in older)
+    assert [m["id"] for m in manifests(env_file)] == safety + [first_sharer["id"], second_sharer["id"]]
+    assert not any((backups_dir(env_file) / b).exists() for b in older if b not in safety)
     first_uploads = backups_dir(env_file) / first_sharer["id"] / "uploads"
     assert first_uploads.is_dir() and not first_uploads.is_symlink()
     assert os.readlink(backups_dir(env_file) / second_sharer["id"] / "uploads") == f"../{first_sharer['id']}/uploads"
@@ -256,9 +257,34 @@ def test_prune_keeps_the_newest_and_removes_leftovers(bed, productions, tmp_path
         fab_ok("backup.db", f"--install={production.folder}", env_file=keep_two)
     leftover = backups_dir(env_file) / ".tmp-20000101T000000Z-interrupted"
     leftover.mkdir()
-    ids = [m["id"] for m in manifests(env_file)]
+    safety = [m["id"] for m in manifests(env_file) if m.get("keep")]
+    ids = [m["id"] for m in manifests(env_file) if not m.get("keep")]
     assert len(ids) > 2
     result = fab_ok("backup.prune", env_file=keep_two)
-    assert [m["id"] for m in manifests(env_file)] == ids[-2:]
+    assert [m["id"] for m in manifests(env_file)] == sorted(safety + ids[-2:])
     assert not leftover.exists()
     assert "deleted" in result.stdout
+
+
+def test_a_safety_backup_is_never_pruned_and_goes_only_when_deleted(bed, productions):
+    production, env_file = productions["mysql"]
+    install = f"--install={production.folder}"
+    fab_ok("backup.files", install, env_file=env_file)
+    source = manifests(env_file)[-1]["id"]
+    fab_ok("backup.restore", f"--id={source}", "--only=files", install, "--yes", env_file=env_file)
+    safety = [m["id"] for m in manifests(env_file) if source in (m.get("keep") or "")]
+    assert len(safety) == 1, [m.get("keep") for m in manifests(env_file)]
+    keep_one = bed.tool_env(production, env_file.parent, KEEP_BACKUPS="1")
+    fab_ok("backup.db", install, env_file=keep_one)
+    newest = manifests(env_file)[-1]["id"]
+    result = fab_ok("backup.prune", env_file=keep_one)
+    kept = [m["id"] for m in manifests(env_file)]
+    assert kept == sorted({*safety, newest, *[m["id"] for m in manifests(env_file) if m.get("keep")]})
+    assert f"keeping {safety[0]}: safety backup" in result.stdout
+
+    unconfirmed = run_fab("backup.delete", f"--id={safety[0]}", env_file=keep_one)  # no terminal, no --yes
+    assert unconfirmed.returncode == 2 and "--yes" in one_line(unconfirmed)
+    assert (backups_dir(env_file) / safety[0]).is_dir()
+    fab_ok("backup.delete", f"--id={safety[0]}", "--yes", env_file=keep_one)
+    assert safety[0] not in [m["id"] for m in manifests(env_file)]
+    assert not (backups_dir(env_file) / safety[0]).exists()

@@ -19,6 +19,7 @@ from testbed.probe import Probe
 from testbed.project import add_tag, clone_project, hook_extension
 
 from .helpers import one_line, run_fab
+from .reliability import fab_process, run_until
 
 PROBED = ["/server/ping", "/items/articles?limit=1", "/hello"]
 # a setting only one host has makes this release die as it starts there
@@ -138,3 +139,26 @@ def test_a_batch_switched_at_once_goes_back_together_when_one_host_fails(fleet):
         assert len(taken) == 1, (host.name, taken)
     assert [current_of(host) for host in fleet.hosts] == serving
     assert [hello_on(host) for host in fleet.hosts] == ["hello from v1"] * 3
+
+
+def test_the_deploy_lock_covers_every_host_a_release_works_on(fleet):
+    """While a release works on every host, a clean-up pointed at another of them is refused:
+    it must not delete the release's work in progress there."""
+    other = fleet.hosts[2]
+    only_the_other = fleet.tool_env(fleet.project, hosts=other.name)
+    process = fab_process(fleet.tool_env_file, "release", "--tag=v2", "--yes")
+    try:
+        run_until(process, "upload and unpack")
+        refused = run_fab("deploy.cleanup", env_file=only_the_other)
+        unlocked = run_fab("deploy.unlock", env_file=only_the_other)
+    finally:
+        output = process.communicate(timeout=900)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr
+    line = one_line(refused)
+    assert other.name in line and "another deploy holds the lock" in line and "release v2" in line, line
+    assert unlocked.returncode == 2 and "held by" in unlocked.stdout and "release v2" in unlocked.stdout
+    assert [hello_on(host) for host in fleet.hosts] == ["hello from v2"] * 3
+    assert not any((host.folder / ".deploy" / "lock").exists() for host in fleet.hosts)
+    back = run_fab("rollback", "--yes", env_file=fleet.tool_env_file)  # back to v1 for the tests after
+    assert back.returncode == 0, back.stdout[-3000:]

@@ -329,6 +329,13 @@ def test_no_secret_in_command_lines_output_or_log(bed, prod):
     leaks = sampler.hits + [o for o in outputs if password in o.stdout + o.stderr or token in o.stdout + o.stderr]
     log = (setup["srv"] / ".deploy" / "log.jsonl").read_text()
     leaks += [log] if password in log or token in log else []
+    # pm2 keeps the environment an app was started with: in the app's env and in dump.pm2
+    dump = bed.pm2.home / "dump.pm2"
+    kept = {"pm2 jlist": bed.pm2.processes(), "dump.pm2": json.loads(dump.read_text()) if dump.exists() else []}
+    assert any(app.get("name") == production.app for app in kept["pm2 jlist"])
+    for where, apps in kept.items():
+        text = json.dumps([app for app in apps if app.get("name") == production.app])
+        leaks += [f"{where} of {production.app}"] if password in text or token in text else []
     for folder in (setup["srv"] / "backups").iterdir():
         if folder.is_symlink():
             continue
@@ -336,7 +343,7 @@ def test_no_secret_in_command_lines_output_or_log(bed, prod):
         for path in folder.rglob("*"):
             if not path.is_symlink():
                 assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
-    result = record("secrets: command lines sampled during backup, release and restore; output; deploy log",
+    result = record("secrets: command lines sampled during backup, release and restore; output; deploy log; pm2's env and dump",
                     f"{sampler.samples} samples of every process; backups 0600 in 0700", before, production.content(),
                     leaked=len(leaks))
     assert result.leaked == 0, leaks[:3]

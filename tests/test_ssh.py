@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from directus_deploy import ssh
-from testbed.sshd import SshServer
+from testbed.sshd import ALIAS, SshServer
 
-from .helpers import one_line, run_fab, session_for, write_env
+from .helpers import fab_ok, one_line, run_fab, session_for, write_env
 
 
 
@@ -182,3 +182,25 @@ def test_dry_run_runs_queries_but_not_changes(bed, tmp_path):
 def test_plain_ssh_sees_the_same_host(bed):
     result = subprocess.run(bed.sshd.ssh_command("echo", "$PM2_HOME"), capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == str(bed.root / "pm2")
+
+
+def test_a_jump_host_is_verified_like_the_target(bed, private_sshd, tmp_path):
+    """ProxyJump: the hop's host key is checked against known_hosts, as the target's is."""
+    known = tmp_path / "known_hosts"
+    known.write_text(bed.sshd.known_hosts.read_text())  # the target's key, not the jump host's
+    login = (f"    User {bed.sshd.user}\n    IdentityFile {bed.sshd.client_key}\n    IdentitiesOnly yes\n"
+             f"    UserKnownHostsFile {known}\n")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host jump\n    HostName 127.0.0.1\n    Port {private_sshd.port}\n{login}"
+                      f"Host {ALIAS}\n    HostName 127.0.0.1\n    Port {bed.sshd.port}\n{login}    ProxyJump jump\n")
+    env_file = write_env(tmp_path / "deploy.env", {**bed.deploy_settings("sqlite"), "DEPLOY_SSH_CONFIG": str(config)})
+
+    refused = run_fab("host.check", env_file=env_file)
+    assert refused.returncode == 2
+    line = one_line(refused)
+    assert f"jump host [127.0.0.1]:{private_sshd.port}" in line and "not in known_hosts" in line
+    assert "Accepted publickey" not in private_sshd.log_file.read_text()  # no login on an unverified hop
+
+    known.write_text(known.read_text() + private_sshd.known_hosts.read_text())
+    fab_ok("host.check", env_file=env_file)
+    assert "Accepted publickey" in private_sshd.log_file.read_text()  # the check went through the jump host

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+from ..remote import q
+
 
 COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output
 
@@ -85,6 +87,11 @@ class Engine:
         return self.name
 
     @staticmethod
+    def fail(message: str) -> str:
+        """Shell printing `message` (which may hold values from the host's .env) and failing."""
+        return f"{{ printf '%s\\n' {q(message)} >&2; exit 1; }}"
+
+    @staticmethod
     def always(body: str, cleanup: str) -> str:
         """Shell running `body`, then `cleanup` whether body failed or not, keeping body's
         status (a `set -e` script would otherwise stop before the cleanup)."""
@@ -94,3 +101,8 @@ class Engine:
     def mark_lines(mark: str, separator: str) -> str:
         """A filter turning `table<sep>count` lines into `mark<TAB>table<TAB>count`."""
         return f"awk -F'{separator}' '{{print \"{mark}\\t\" $1 \"\\t\" $2}}'"
+
+
+def quote_identifier(name: str, quote: str = '"') -> str:
+    """An SQL identifier quoted for PostgreSQL (`"`) or MySQL (`` ` ``): the quote doubled inside."""
+    return quote + name.replace(quote, quote * 2) + quote

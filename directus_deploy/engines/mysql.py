@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import Refused
 from ..remote import q
-from .base import COUNT_MARK, Engine
+from .base import COUNT_MARK, Engine, quote_identifier
 
 # Exact counts: build one UNION query from the table list, then run it.
 _COUNT_SQL = (
@@ -41,6 +41,8 @@ class MysqlEngine(Engine):
         self.user = str(env.get("DB_USER", ""))
         self.password = str(env.get("DB_PASSWORD", ""))
         self.database = str(env.get("DB_DATABASE", ""))
+        if any("\n" in value or "\r" in value for value in (self.host, self.port, self.socket, self.user, self.password)):
+            raise Refused(f"DB_HOST, DB_PORT, DB_SOCKET_PATH, DB_USER or DB_PASSWORD in {production.env_file} holds a line break")
         if not (self.database and self.user):
             raise Refused(f"DB_CLIENT=mysql needs DB_DATABASE and DB_USER in {production.env_file}")
 
@@ -57,12 +59,17 @@ class MysqlEngine(Engine):
 
     def prelude(self, work_dir: str, must_exist: bool = True) -> str:
         """Shell lines creating $MYCNF (0600) and removing it when the script ends."""
-        where = f"socket={self.socket}" if self.socket else f"host={self.host}\\nport={self.port}"
+        # every value an argument of printf, never part of its format or of the shell text
+        where = ("socket=%s\\n", q(self.socket)) if self.socket else ("host=%s\\nport=%s\\n", f"{q(self.host)} {q(self.port)}")
         return (
             "MYCNF=$(umask 077 && mktemp) && "
             "trap 'rm -f -- \"$MYCNF\"' EXIT && "
-            f"printf '[client]\\n{where}\\nuser=%s\\npassword=\"%s\"\\n' {q(self.user)} \"$MYSQL_OPTION_PASSWORD\" > \"$MYCNF\" && "
+            f"printf '[client]\\n{where[0]}user=%s\\npassword=\"%s\"\\n' {where[1]} {q(self.user)} "
+            "\"$MYSQL_OPTION_PASSWORD\" > \"$MYCNF\" && "
         )
+
+    def _no_create(self, purpose: str) -> str:
+        return f"cannot create a scratch database {purpose}: the database user needs CREATE on {self.database}_scratch_%"
 
     def _mysql(self, sql: str, database: str | None = None) -> str:
         return (
@@ -84,11 +91,10 @@ class MysqlEngine(Engine):
     def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
         scratch = self.scratch_name()
         raw = f"{work_dir}/scratch-verify.sql"
-        create = f"CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4"
-        drop = f"DROP DATABASE IF EXISTS `{scratch}`"
+        create = f"CREATE DATABASE {quote_identifier(scratch, '`')} CHARACTER SET utf8mb4"
+        drop = f"DROP DATABASE IF EXISTS {quote_identifier(scratch, '`')}"
         return (
-            f"{{ {self._mysql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
-            f"the database user needs CREATE on {self.database}_scratch_%' >&2; exit 1; }}; }} && "
+            f"{{ {self._mysql(create)} || {self.fail(self._no_create('to verify the dump'))}; }} && "
             "{ " + self.always(
                 f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
                 f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
@@ -109,11 +115,10 @@ class MysqlEngine(Engine):
     def rehearsal_copy(self, dump: str, work_dir: str) -> str:
         scratch = self.rehearsal_name()
         raw = f"{work_dir}/rehearsal.sql"
-        create = f"CREATE DATABASE `{scratch}` CHARACTER SET utf8mb4"
+        create = f"CREATE DATABASE {quote_identifier(scratch, '`')} CHARACTER SET utf8mb4"
         return (
             f"{self.rehearsal_drop(work_dir)} && "
-            f"{{ {self._mysql(create)} || {{ echo 'cannot create a scratch "
-            f"database for the rehearsal: the database user needs CREATE on {self.database}_scratch_%' >&2; exit 1; }}; }} && "
+            f"{{ {self._mysql(create)} || {self.fail(self._no_create('for the rehearsal'))}; }} && "
             "{ " + self.always(f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
                                f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)}', f"rm -f -- {q(raw)}") + "; }"
         )
@@ -125,7 +130,7 @@ class MysqlEngine(Engine):
         return self.counts(mark, self.rehearsal_name())
 
     def rehearsal_drop(self, work_dir: str) -> str:
-        return self._mysql(f"DROP DATABASE IF EXISTS `{self.rehearsal_name()}`")
+        return self._mysql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name(), '`')}")
 
     def size(self) -> str:
         sql = "SELECT IFNULL(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()"

@@ -6,7 +6,7 @@ from urllib.parse import unquote, urlparse
 
 from ..errors import Refused
 from ..remote import q
-from .base import COUNT_MARK, Engine
+from .base import COUNT_MARK, Engine, quote_identifier
 
 # Exact row counts of every table in the current schema, in one statement (no \gexec needed).
 _COUNT_SQL = (
@@ -76,11 +76,11 @@ class PostgresEngine(Engine):
 
     def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
         scratch = self.scratch_name()
-        create = f'CREATE DATABASE "{scratch}"'
-        drop = f'DROP DATABASE IF EXISTS "{scratch}"'
+        create = f"CREATE DATABASE {quote_identifier(scratch)}"
+        drop = f"DROP DATABASE IF EXISTS {quote_identifier(scratch)}"
         return (
-            f"{{ {self._psql(create)} || {{ echo 'cannot create a scratch database to verify the dump: "
-            f"the database user needs CREATEDB' >&2; exit 1; }}; }} && "
+            f"{{ {self._psql(create)} || "
+            f"{self.fail('cannot create a scratch database to verify the dump: the database user needs CREATEDB')}; }} && "
             "{ " + self.always(
                 f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
                 f"{self.counts(mark, scratch)}",
@@ -101,11 +101,11 @@ class PostgresEngine(Engine):
 
     def rehearsal_copy(self, dump: str, work_dir: str) -> str:
         scratch = self.rehearsal_name()
-        create = f'CREATE DATABASE "{scratch}"'
+        create = f"CREATE DATABASE {quote_identifier(scratch)}"
         return (
             f"{self.rehearsal_drop(work_dir)} && "
-            f"{{ {self._psql(create)} || {{ echo 'cannot create a scratch database for the "
-            f"rehearsal: the database user needs CREATEDB' >&2; exit 1; }}; }} && "
+            f"{{ {self._psql(create)} || "
+            f"{self.fail('cannot create a scratch database for the rehearsal: the database user needs CREATEDB')}; }} && "
             f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)}"
         )
 
@@ -117,7 +117,7 @@ class PostgresEngine(Engine):
 
     def rehearsal_drop(self, work_dir: str) -> str:
         # FORCE: a scratch Directus killed a moment ago may still hold a connection
-        return self._psql(f'DROP DATABASE IF EXISTS "{self.rehearsal_name()}" WITH (FORCE)')
+        return self._psql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name())} WITH (FORCE)")
 
     def size(self) -> str:
         return f"echo \"@@dbsize\t$({self._psql('SELECT pg_database_size(current_database())')})\""

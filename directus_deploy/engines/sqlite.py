@@ -35,7 +35,7 @@ class SqliteEngine(Engine):
         if not must_exist:
             return ""
         # sqlite3 would create a missing file: an empty database passed off as production
-        return f"test -f {q(self.file)} || {{ echo 'database file {self.file} not found' >&2; exit 1; }}\n"
+        return f"test -f {q(self.file)} || {self.fail(f'database file {self.file} not found')}\n"
 
     def _counts_of(self, path: str, mark: str) -> str:
         return (

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from . import deploylog
+from .adoption_plan import plan_adoption, rewrite_env_text
 from .backup import take_backup
 from .errors import DeployError, Refused
 from .preservation import check_preservation
@@ -65,9 +66,12 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
             raise Refused(f"{layout.root} already holds a production; adopt is for an install outside the layout")
         if "NO_PACKAGE" in state:
             raise Refused(f"{production.root} has no package.json: not a Directus project folder")
-        links = shared_links(layout, production.env)
+        plan = plan_adoption(production.root, production.env)
+        links = shared_links(layout, plan.env(production.env))
         tag = source.resolve(tag_name) if tag_name else matching_tag(session, source, production.root)
         step.detail = f"Directus {production.directus_version} on {production.db_client}, runs tag {tag.name}"
+    for rewrite in plan.rewrites:
+        console.say(f"    .env: {rewrite.key}={rewrite.old} becomes {rewrite.key}={rewrite.new} ({rewrite.why})")
 
     if session.dry_run:
         console.say(f"    would back up {production.root}, move its state into {layout.shared}, release {tag.name} and switch")
@@ -81,18 +85,31 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
             code = prepare_code(source, tag, Path(work), console.say)
             step.detail = f"{len(code.extensions)} extensions checked"
         service = session.service
-        moves = _moves(layout, production, links)
+        moves = _moves(layout, production, links, plan)
+        new_env = rewrite_env_text(remote.read_file(production.env_file), plan.rewrites) if plan.rewrites else None
+        adopted_env = posixpath.join(layout.tool_dir, "adopted.env")
         with console.step("stop Directus and move its state into shared/") as step:
-            script = [service.stop() or "true",
-                      f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
+            # the rewritten .env comes on stdin (it holds secrets): read first, before anything else can
+            script = [f"(umask 077 && cat > {q(adopted_env)})"] if new_env is not None else []
+            script += [service.stop() or "true",
+                       f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
             for source_path, target, kind in moves:
-                script.append(f"if [ -e {q(source_path)} ]; then mv -T -- {q(source_path)} {q(target)}; "
-                              f"printf '@@moved\\t%s\\n' {q(source_path)}; else mkdir -p {q(target)}; fi"
-                              if kind == "dir" else
-                              f"mv -T -- {q(source_path)} {q(target)} && printf '@@moved\\t%s\\n' {q(source_path)}")
+                if kind == "dir":
+                    script.append(f"if [ -e {q(source_path)} ]; then mv -T -- {q(source_path)} {q(target)}; "
+                                  f"printf '@@moved\\t%s\\n' {q(source_path)}; else mkdir -p {q(target)}; fi")
+                elif kind == "optional":
+                    script.append(f"if [ -e {q(source_path)} ]; then mkdir -p {q(posixpath.dirname(target))} && "
+                                  f"mv -T -- {q(source_path)} {q(target)} && printf '@@moved\\t%s\\n' {q(source_path)}; fi")
+                else:
+                    script.append(f"mkdir -p {q(posixpath.dirname(target))} && "
+                                  f"mv -T -- {q(source_path)} {q(target)} && printf '@@moved\\t%s\\n' {q(source_path)}")
+            if new_env is not None:
+                # the install keeps its .env as it was (an undo needs nothing); shared/ gets the new one
+                script.append(f"mv -f -- {q(adopted_env)} {q(layout.shared_env)}")
             script.append(f"chmod 0600 {q(layout.shared_env)}")
             script += _seed_dependencies(layout, production.root, code.lockfile_sha256)
-            out = remote.script("\n".join(script), what="move the install's state into shared/", check=False)
+            out = remote.script("\n".join(script), what="move the install's state into shared/", check=False,
+                                stdin=new_env)
             moved = [line.split("\t", 1)[1] for line in out.stdout.splitlines() if line.startswith("@@moved\t")]
             if not out.ok:
                 _undo(session, moves, moved, production.root, service)
@@ -101,7 +118,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         try:
             release_id = release_id_for(tag)
             with console.step(f"make release {release_id}") as step:
-                revision = create_release(session, code, release_id, production.env)
+                revision = create_release(session, code, release_id, plan.env(production.env))
                 step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
             with console.step("switch to it, restart Directus, health gate") as step:
                 expected = sorted(set(revision["extensions"]) | set(backup["extensions"].get("names", [])))
@@ -111,7 +128,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         except BaseException:
             console.say("    adoption failed: putting the install back as it was")
             remote.run(["rm", "-f", "--", layout.current], check=False)
-            _undo(session, moves, [m[0] for m in moves], production.root, service)
+            _undo(session, moves, moved, production.root, service)  # what moved, node_modules too
             raise
     with console.step("check every row, upload and extension is still there") as step:
         adopted = locate(remote, layout)
@@ -127,13 +144,18 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
     return {"release": release_id, "backup": backup["id"], "checks": checks, "log": entry}
 
 
-def _moves(layout, production, links) -> list[tuple[str, str, str]]:
-    """(from, to, kind) for each piece of state the release will link to."""
+def _moves(layout, production, links, plan) -> list[tuple[str, str, str]]:
+    """(from, to, kind) for each piece of state the release will link to; kind: dir (made
+    when missing), file, optional (moved when present). A rewritten .env is written, not moved."""
     moves = []
     for link in links:
+        if link.path == ".env" and plan.rewrites:
+            continue
         source_path = posixpath.join(production.root, link.path)
-        kind = "file" if link.path == ".env" else "dir"
-        moves.append((source_path, link.target, kind))
+        moves.append((source_path, link.target, "file" if link.path == ".env" else "dir"))
+    for name, target_name, required in plan.database_files:
+        moves.append((posixpath.join(production.root, name), posixpath.join(layout.shared_database, target_name),
+                      "file" if required else "optional"))
     return moves
 
 

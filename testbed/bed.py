@@ -68,14 +68,21 @@ class TestBed:
             f"productions {self.timings['productions']:.0f}s)")
         return self
 
-    def _production(self, engine: str) -> ExistingInstall:
-        return ExistingInstall(self.root / "installs", engine, self.toolchain, self.pm2).create()
+    def _production(self, engine: str, **shape) -> ExistingInstall:
+        return ExistingInstall(self.root / "installs", engine, self.toolchain, self.pm2, **shape).create()
 
     def new_productions(self, engines=None) -> dict[str, ExistingInstall]:
         """Fresh, seeded productions (made in parallel) for tests that change or break them."""
         engines = tuple(engines or self.engines)
         with ThreadPoolExecutor(max_workers=len(engines)) as pool:
             return dict(zip(engines, pool.map(self._production, engines)))
+
+    def sqlite_shapes(self, shapes: dict[str, dict]) -> dict[str, ExistingInstall]:
+        """Fresh SQLite productions laid out as users have them, {name: ExistingInstall(**shape)}
+        (sqlite_shape=..., wal=...), made in parallel."""
+        with ThreadPoolExecutor(max_workers=len(shapes)) as pool:
+            made = pool.map(lambda shape: self._production("sqlite", **shape), shapes.values())
+            return dict(zip(shapes, made))
 
     def tool_env(self, production: ExistingInstall, folder: Path, **overrides: str) -> Path:
         """A configuration file pointing the tool at `production`, laid out under `folder`."""

@@ -24,17 +24,25 @@ def _run(command: list[str], sql: str | None = None) -> str:
 
 
 class SqliteDatabase:
-    engine = "sqlite"
+    """`shape`: where the file is and how DB_FILENAME names it.
+    tidy: ./database/data.db (a folder of its own); init: ./data.db, beside package.json, as
+    `directus init` writes it in its .env stub; init-absolute: that file by its absolute path,
+    as `directus init` proposes it."""
 
-    def __init__(self, name: str, install_dir: Path):
+    engine = "sqlite"
+    SHAPES = ("tidy", "init", "init-absolute")
+
+    def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
         self.name = name
-        self.path = install_dir / "database" / "data.db"
+        self.shape = shape
+        self.path = install_dir / "database" / "data.db" if shape == "tidy" else install_dir / "data.db"
 
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def directus_env(self) -> dict[str, str]:
-        return {"DB_CLIENT": "sqlite3", "DB_FILENAME": "./database/data.db"}
+        filename = {"tidy": "./database/data.db", "init": "./data.db", "init-absolute": str(self.path)}[self.shape]
+        return {"DB_CLIENT": "sqlite3", "DB_FILENAME": filename}
 
     def query(self, sql: str, path: Path | None = None) -> list[list[str]]:
         out = _run(["sqlite3", "-batch", "-separator", "\t", str(path or self.path), sql])
@@ -118,6 +126,8 @@ class MysqlDatabase:
                          f"DROP USER IF EXISTS '{self.name}'@'localhost', '{self.name}'@'127.0.0.1';")
 
 
-def new_database(engine: str, name: str, install_dir: Path):
-    kinds = {"sqlite": SqliteDatabase, "postgres": PostgresDatabase, "mysql": MysqlDatabase}
+def new_database(engine: str, name: str, install_dir: Path, sqlite_shape: str = "tidy"):
+    if engine == "sqlite":
+        return SqliteDatabase(name, install_dir, sqlite_shape)
+    kinds = {"postgres": PostgresDatabase, "mysql": MysqlDatabase}
     return kinds[engine](name, install_dir)

@@ -59,7 +59,7 @@ class ExistingInstall:
     """One production: folder, database, pm2 app, port, admin token, seeded content."""
 
     def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None,
-                 state: dict | None = None):
+                 state: dict | None = None, sqlite_shape: str = "tidy", wal: bool = False):
         self.engine = engine
         self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
         self.folder = root / self.name
@@ -70,7 +70,8 @@ class ExistingInstall:
         self.token = secrets.token_hex(20)
         self.secret = secrets.token_hex(32)
         self.admin_password = secrets.token_urlsafe(12)
-        self.database = new_database(engine, self.name, self.folder)
+        self.database = new_database(engine, self.name, self.folder, sqlite_shape)
+        self.wal = wal  # SQLite in write-ahead-log mode: -wal and -shm files beside it while it runs
         self.seeded: Seeded | None = None
         self.registry_folder = str(uuid.uuid4())
         if state:  # an install made by another process (python -m testbed up)
@@ -116,6 +117,8 @@ class ExistingInstall:
         self._lay_out_folder()
         self.database.create()
         self.directus("bootstrap")
+        if self.wal:
+            self.query_db("PRAGMA journal_mode=WAL")  # kept in the file: Directus's connections use it
         self._register_marketplace_extension()
         self.pm2.start_directus(self.app, self.folder)
         self.wait_healthy()

@@ -90,7 +90,7 @@ def private_setups(bed, made: dict, folder: Path, *, adopt: bool = False, releas
 
     setups = {}
     for engine, production in made.items():
-        project = clone_project(bed.project_dir(engine), folder / engine / "project")
+        project = clone_project(bed.project_dir(production.engine), folder / engine / "project")
         env_file = bed.tool_env(production, folder / engine, DEPLOY_SOURCE=str(project))
         if adopt:
             fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)

@@ -1,0 +1,68 @@
+"""Installs as Directus's own tools make them, adopted and then served like the tidy one: the
+SQLite file beside package.json (`DB_FILENAME=./data.db`, the `.env` stub of `directus init`)
+in write-ahead-log mode, and by its absolute path (what `directus init` proposes). Each is
+adopted, released, backed up, damaged and restored, and rolled back, with every row, file and
+extension intact."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from .helpers import fab_ok, hello, private_setups
+
+SHAPES = {
+    "init-wal": {"sqlite_shape": "init", "wal": True},
+    "init-absolute": {"sqlite_shape": "init-absolute"},
+}
+
+
+@pytest.fixture(scope="module")
+def shaped(bed, tmp_path_factory):
+    made = bed.sqlite_shapes(SHAPES)
+    setups = private_setups(bed, made, tmp_path_factory.mktemp("shapes"))
+    yield setups
+    for production in made.values():
+        production.destroy()
+
+
+def loaded_extensions(production) -> set[str]:
+    return {e["schema"]["name"] for e in production.api.get("/extensions")["data"] if e["schema"]}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(shaped, shape):
+    setup = shaped[shape]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    original = production.env()["DB_FILENAME"]
+    if SHAPES[shape].get("wal"):
+        assert (production.folder / "data.db-wal").exists()  # Directus writes through the log right now
+    before = production.content()
+
+    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    assert f".env: DB_FILENAME={original} becomes DB_FILENAME=./database/data.db" in adopted.stdout
+    assert production.content() == before and hello(production) == "hello from v1"
+    assert "directus-extension-greeting" in loaded_extensions(production)
+    assert (srv / "shared" / "database" / "data.db").is_file() and not (production.folder / "data.db").exists()
+    assert not (production.folder / "data.db-wal").exists()  # moved with the database, never left behind
+    release = (srv / "current").resolve()
+    assert os.readlink(release / "database") == "../../shared/database"
+    shared_env = (srv / "shared" / ".env").read_text()
+    assert "DB_FILENAME=./database/data.db\n" in shared_env and f"# DB_FILENAME was {original}" in shared_env
+
+    fab_ok("release", "--tag=v2", "--yes", env_file=env)
+    assert hello(production) == "hello from v2" and production.content() == before
+
+    fab_ok("backup.all", env_file=env)
+    backups = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))
+    damaged = before["articles"][0]["id"]
+    production.api.request("DELETE", f"/items/articles/{damaged}")
+    assert production.content() != before
+    fab_ok("backup.restore", f"--id={backups[-1]}", "--only=db,files", "--yes", env_file=env)
+    assert production.content() == before
+
+    fab_ok("rollback", "--yes", env_file=env)
+    assert hello(production) == "hello from v1" and production.content() == before
+    assert "directus-extension-greeting" in loaded_extensions(production)
+    assert (srv / "shared" / "database" / "data.db").is_file()

@@ -296,6 +296,8 @@ def switch(session, run: ReleaseRun) -> None:
         for batch in batches(run.fleet, run.batch):
             switch_batch(run, batch)
         run.switched = True
+        if _migrations_ran(run):
+            run.primary.service.clear_cache(run.primary)  # one cache, shared by every host
     except DeployError as failure:
         several = len(run.fleet) > 1
         if not several and not isinstance(failure, RolledBack):

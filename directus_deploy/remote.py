@@ -81,6 +81,14 @@ class CommandLog:
         return sum(1 for entry in self.entries if entry["exit"] is not None)
 
 
+def pm2_without(secret_names) -> str:
+    """Shell defining `pm2` as pm2 run without these exported secrets: pm2 keeps the environment
+    it starts an app (or its daemon) with, in the app's env and in dump.pm2. A function is not
+    inherited by a nested `bash -c`, so each shell that exports secrets defines it."""
+    unset_them = " ".join(f"-u {name}" for name in secret_names)
+    return f'pm2() {{ env {unset_them} pm2 "$@"; }}'
+
+
 class Remote:
     """One production host, reached through an open, verified Fabric Connection."""
 
@@ -214,7 +222,8 @@ class Remote:
         (hangups ignored, output kept in files until it is done), for steps that must never
         stop halfway: a switch and restart, a restore, migrations.
         """
-        inner = q("bash", "-c", "set -eo pipefail\n" + body)
+        guard = pm2_without(kwargs["secret_env"]) + "\n" if kwargs.get("secret_env") else ""
+        inner = q("bash", "-c", "set -eo pipefail\n" + guard + body)
         if not critical:
             return self.run(inner, **kwargs)
         wrapper = (
@@ -250,10 +259,7 @@ class Remote:
                 if not name.isidentifier():
                     raise ValueError(name)
                 prefix += f"IFS= read -r {name} && export {name} && "
-            # pm2 keeps the environment it starts an app (or its daemon) with, in the app's
-            # env and in dump.pm2: every pm2 of this script runs without the secrets
-            unset_them = " ".join(f"-u {name}" for name in secret_env)
-            prefix += f'pm2() {{ env {unset_them} pm2 "$@"; }} && '
+            prefix += pm2_without(secret_env) + " && "
             # braces: the whole script runs only after the reads, whatever operators it holds
             return prefix + "{ " + script + "\n}"
         return prefix + script

@@ -136,6 +136,8 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
                               f"again; the state before the restore is in backup {safety['id']}")
         report = service.health_report(remote, result)
         step.detail = f"healthy after {report['seconds']:.1f}s"
+    if "db" in parts:
+        service.clear_cache(session)
     with console.step("check production against the backup") as step:
         checks = check_preservation(session, production, manifest, exact=True, parts=parts)
         failed = [c for c in checks if c[1] != "OK"]

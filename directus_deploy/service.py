@@ -81,6 +81,16 @@ fetch(process.argv[1] + '/extensions', { headers: { Authorization: 'Bearer ' + p
 """
 
 
+# POST /utils/cache/clear?system=true: Directus empties its data cache and its system (schema,
+# permissions) cache, wherever they are kept: memory, or a Redis every instance shares.
+_CLEAR_CACHE_JS = r"""
+fetch(process.argv[1] + '/utils/cache/clear?system=true', { method: 'POST',
+  headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN }, signal: AbortSignal.timeout(15000) })
+  .then((r) => { if (!r.ok) throw new Error('HTTP ' + r.status); })
+  .catch((e) => { console.error(String(e.cause?.code || e.message)); process.exit(1); });
+"""
+
+
 class Service:
     def __init__(self, config, layout=None):
         self.config = config
@@ -137,6 +147,21 @@ class Service:
         elif self.config.service == "pm2" and self.config.strategy != "bluegreen":
             watched = [self.config.pm2_app]
         return q("node", "-e", _HEALTH_JS, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
+
+    def clear_cache(self, session) -> None:
+        """After the database changed under a running Directus (restore, migrations, schema
+        apply): a restart empties only a memory cache; a Redis cache would keep serving rows
+        that are no longer there. A failure is said, not fatal: the data itself is right."""
+        remote = session.remote()
+        with session.console.step("clear Directus's cache (data and system)") as step:
+            if session.dry_run:
+                step.detail = "would POST /utils/cache/clear?system=true"
+                return
+            result = remote.query(["node", "-e", _CLEAR_CACHE_JS, self.config.directus_url],
+                                  secret_env=self.secret_env, check=False)
+            step.detail = "cleared" if result.ok else (
+                f"WARNING: not cleared ({remote.error_line(result)}); responses cached before may be served "
+                "until they expire: clear it in the Data Studio (Settings > Clear cache)")
 
     @property
     def secret_env(self) -> dict:

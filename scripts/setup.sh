@@ -13,6 +13,7 @@ declare -A WANTED=(
   [sshd]=openssh-server [ssh]=openssh-client [rsync]=rsync [zstd]=zstd [sqlite3]=sqlite3
   [git]=git [nginx]=nginx [psql]=postgresql-client [pg_ctlcluster]=postgresql
   [mysql]=mariadb-client [mariadbd]=mariadb-server [npm]=npm [curl]=curl
+  [redis-server]=redis-server [redis-cli]=redis-tools
 )
 missing=()
 for cmd in "${!WANTED[@]}"; do
@@ -45,6 +46,13 @@ if ! mysqladmin -uroot status >/dev/null 2>&1; then
   say "starting MariaDB"
   as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
   for _ in $(seq 30); do mysqladmin -uroot status >/dev/null 2>&1 && break; sleep 1; done
+fi
+
+# Redis on loopback: the cache some productions keep their responses in.
+if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+  say "starting Redis"
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no >/dev/null
+  for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -7,6 +7,7 @@ extension intact."""
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -16,11 +17,15 @@ SHAPES = {
     "init-wal": {"sqlite_shape": "init", "wal": True},
     "init-absolute": {"sqlite_shape": "init-absolute"},
 }
+# Directus with its responses cached in Redis (the docs' Docker Compose default)
+REDIS_CACHE = {"CACHE_ENABLED": "true", "CACHE_STORE": "redis", "REDIS": "redis://127.0.0.1:6379",
+               "CACHE_AUTO_PURGE": "false", "CACHE_TTL": "1h"}
 
 
 @pytest.fixture(scope="module")
 def shaped(bed, tmp_path_factory):
-    made = bed.sqlite_shapes(SHAPES)
+    shapes = {**SHAPES, "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}}}
+    made = bed.sqlite_shapes(shapes)
     setups = private_setups(bed, made, tmp_path_factory.mktemp("shapes"))
     yield setups
     for production in made.values():
@@ -31,7 +36,7 @@ def loaded_extensions(production) -> set[str]:
     return {e["schema"]["name"] for e in production.api.get("/extensions")["data"] if e["schema"]}
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", list(SHAPES))
 def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(shaped, shape):
     setup = shaped[shape]
     production, srv, env = setup["production"], setup["srv"], setup["env"]
@@ -66,3 +71,19 @@ def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(
     assert hello(production) == "hello from v1" and production.content() == before
     assert "directus-extension-greeting" in loaded_extensions(production)
     assert (srv / "shared" / "database" / "data.db").is_file()
+
+
+def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped):
+    setup = shaped["redis-cache"]
+    production, env, srv = setup["production"], setup["env"], setup["srv"]
+    install = f"--install={production.folder}"
+    fab_ok("backup.db", install, env_file=env)
+    backup = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
+    title = f"written after the backup {secrets.token_hex(3)}"
+    production.api.request("POST", "/items/articles", {"title": title, "body": "gone after the restore"})
+    query = f"/items/articles?filter[title][_eq]={title.replace(' ', '%20')}&fields=id,title"
+    assert [a["title"] for a in production.api.get(query)["data"]] == [title]  # answered, and now cached in Redis
+
+    result = fab_ok("backup.restore", f"--id={backup}", "--only=db", install, "--yes", env_file=env)
+    assert "clear Directus's cache (data and system)" in result.stdout and "cleared" in result.stdout
+    assert production.api.get(query)["data"] == []  # the row the restore removed is not served from the cache

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import posixpath
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
 
 from dotenv import dotenv_values
 
@@ -57,6 +58,8 @@ def parse_env(remote: Remote, text: str) -> dict:
     for key, value in env.items():
         if key.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")):
             remote.add_secret(value)
+    if env.get("DB_CONNECTION_STRING"):  # its password alone is a secret too
+        remote.add_secret(unquote(urlparse(str(env["DB_CONNECTION_STRING"])).password or "") or None)
     return env
 
 

@@ -43,6 +43,7 @@ ISOLATION = {
     "RATE_LIMITER_ENABLED": "false",
     "RATE_LIMITER_GLOBAL_ENABLED": "false",
     "SYNCHRONIZATION_STORE": "memory",
+    "REDIS_ENABLED": "false",  # production's Redis (cache, locks, messages) is not the copy's
     "MESSENGER_STORE": "memory",
     "WEBSOCKETS_ENABLED": "false",
     "EMAIL_TRANSPORT": "smtp",
@@ -88,8 +89,6 @@ def rehearse(session, release_id: str, backup: dict, expected_extensions: list[s
     console = session.console
     production = session.production
     engine = engine_for(production)
-    if getattr(engine, "connection_string", False):
-        raise Refused("rehearsal needs DB_HOST/DB_DATABASE... in the production .env, not DB_CONNECTION_STRING")
     if not backup.get("database"):
         raise Refused(f"backup {backup['id']} holds no database to rehearse on")
     started = time.monotonic()
@@ -139,17 +138,22 @@ def _prepare(session, engine, backup: dict, work: str) -> int:
     dump = posixpath.join(session.layout.backup_dir(backup["id"]), backup["database"]["file"])
     env_file = f"{work}/directus.env"
     lines = "".join(f"{key}={value}\n" for key, value in settings.items())
+    # settings holding a password (a connection string) come on stdin, never in the script
+    secret_settings = engine.rehearsal_secret_settings(work)
+    from_stdin = {f"REHEARSAL_{key}": value for key, value in secret_settings.items()}
+    secret_lines = "".join(f"printf '%s=%s\\n' {q(key)} \"$REHEARSAL_{key}\"; " for key in secret_settings)
     script = "\n".join([
         teardown(engine, work),  # what an interrupted rehearsal left
         f"mkdir -m 0700 -- {q(work)} && mkdir -m 0700 -- {q(work + '/uploads')}",
         engine.prelude(work, must_exist=False) + engine.rehearsal_copy(dump, work),
         f"port=$(node -e {q(_FREE_PORT_JS)})",
         # later lines win in a dotenv file: production's settings, then the copy's own
-        f"{{ umask 077; {{ cat -- {q(session.production.env_file)}; printf '\\n%s' {q(lines)}; "
+        f"{{ umask 077; {{ cat -- {q(session.production.env_file)}; printf '\\n%s' {q(lines)}; {secret_lines}"
         f"echo \"PORT=$port\"; echo \"PUBLIC_URL=http://127.0.0.1:$port\"; }} > {q(env_file)}; }}",
         "echo \"@@port\t$port\"",
     ])
-    result = session.remote().script(script, what="prepare the rehearsal", secret_env=engine.secret_env(), check=False)
+    result = session.remote().script(script, what="prepare the rehearsal", secret_env={**engine.secret_env(), **from_stdin},
+                                     check=False)
     if not result.ok:
         raise _fail("restoring the backup into a scratch database", session.remote().error_line(result))
     return int(next(line.split("\t")[1] for line in result.stdout.splitlines() if line.startswith("@@port\t")))

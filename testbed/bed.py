@@ -77,12 +77,15 @@ class TestBed:
         with ThreadPoolExecutor(max_workers=len(engines)) as pool:
             return dict(zip(engines, pool.map(self._production, engines)))
 
-    def sqlite_shapes(self, shapes: dict[str, dict]) -> dict[str, ExistingInstall]:
-        """Fresh SQLite productions laid out as users have them, {name: ExistingInstall(**shape)}
-        (sqlite_shape=..., wal=...), made in parallel."""
+    def shaped_productions(self, shapes: dict[str, dict]) -> dict[str, ExistingInstall]:
+        """Fresh productions laid out as users have them, made in parallel: {name: ExistingInstall}
+        from {name: {"engine": ..., "db_shape": ..., "wal": ..., "extra_env": {...}}}."""
+        def make(shape: dict) -> ExistingInstall:
+            options = dict(shape)
+            return self._production(options.pop("engine", "sqlite"), **options)
+
         with ThreadPoolExecutor(max_workers=len(shapes)) as pool:
-            made = pool.map(lambda shape: self._production("sqlite", **shape), shapes.values())
-            return dict(zip(shapes, made))
+            return dict(zip(shapes, pool.map(make, shapes.values())))
 
     def tool_env(self, production: ExistingInstall, folder: Path, **overrides: str) -> Path:
         """A configuration file pointing the tool at `production`, laid out under `folder`."""

@@ -53,11 +53,15 @@ class SqliteDatabase:
 
 
 class PostgresDatabase:
+    """`shape`: tidy (DB_HOST, DB_DATABASE...), or connection-string (DB_CONNECTION_STRING alone)."""
+
     engine = "postgres"
     admin = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]
+    SHAPES = ("tidy", "connection-string")
 
-    def __init__(self, name: str, install_dir: Path):
+    def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
         self.name = name  # database and role
+        self.shape = shape
         self.password = secrets.token_hex(16)
 
     def create(self) -> None:
@@ -67,6 +71,9 @@ class PostgresDatabase:
                          f"CREATE DATABASE \"{self.name}\" OWNER \"{self.name}\";")
 
     def directus_env(self) -> dict[str, str]:
+        if self.shape == "connection-string":
+            return {"DB_CLIENT": "pg",
+                    "DB_CONNECTION_STRING": f"postgres://{self.name}:{self.password}@127.0.0.1:5432/{self.name}"}
         return {
             "DB_CLIENT": "pg",
             "DB_HOST": "127.0.0.1",
@@ -85,11 +92,15 @@ class PostgresDatabase:
 
 
 class MysqlDatabase:
+    """`shape`: tidy (DB_HOST and DB_PORT), or socket (DB_SOCKET_PATH, the server's Unix socket)."""
+
     engine = "mysql"
     admin = ["mysql", "-uroot", "--batch"]
+    SHAPES = ("tidy", "socket")
 
-    def __init__(self, name: str, install_dir: Path):
+    def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
         self.name = name
+        self.shape = shape
         self.password = secrets.token_hex(16)
 
     def create(self) -> None:
@@ -108,10 +119,12 @@ class MysqlDatabase:
                          f"{creates}{grants}FLUSH PRIVILEGES;")
 
     def directus_env(self) -> dict[str, str]:
+        where = {"DB_HOST": "127.0.0.1", "DB_PORT": "3306"}
+        if self.shape == "socket":
+            where = {"DB_SOCKET_PATH": _run(self.admin + ["--skip-column-names", "-e", "SELECT @@socket"]).strip()}
         return {
             "DB_CLIENT": "mysql",
-            "DB_HOST": "127.0.0.1",
-            "DB_PORT": "3306",
+            **where,
             "DB_DATABASE": self.name,
             "DB_USER": self.name,
             "DB_PASSWORD": self.password,
@@ -126,8 +139,9 @@ class MysqlDatabase:
                          f"DROP USER IF EXISTS '{self.name}'@'localhost', '{self.name}'@'127.0.0.1';")
 
 
-def new_database(engine: str, name: str, install_dir: Path, sqlite_shape: str = "tidy"):
-    if engine == "sqlite":
-        return SqliteDatabase(name, install_dir, sqlite_shape)
-    kinds = {"postgres": PostgresDatabase, "mysql": MysqlDatabase}
-    return kinds[engine](name, install_dir)
+def new_database(engine: str, name: str, install_dir: Path, shape: str = "tidy"):
+    """`shape`: how Directus's .env names the database (each class's SHAPES)."""
+    kinds = {"sqlite": SqliteDatabase, "postgres": PostgresDatabase, "mysql": MysqlDatabase}
+    if shape not in kinds[engine].SHAPES:
+        raise ValueError(f"{engine} has no shape {shape!r}: {kinds[engine].SHAPES}")
+    return kinds[engine](name, install_dir, shape)

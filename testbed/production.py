@@ -59,7 +59,7 @@ class ExistingInstall:
     """One production: folder, database, pm2 app, port, admin token, seeded content."""
 
     def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None,
-                 state: dict | None = None, sqlite_shape: str = "tidy", wal: bool = False,
+                 state: dict | None = None, db_shape: str = "tidy", wal: bool = False,
                  extra_env: dict | None = None):
         self.engine = engine
         self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
@@ -71,7 +71,7 @@ class ExistingInstall:
         self.token = secrets.token_hex(20)
         self.secret = secrets.token_hex(32)
         self.admin_password = secrets.token_urlsafe(12)
-        self.database = new_database(engine, self.name, self.folder, sqlite_shape)
+        self.database = new_database(engine, self.name, self.folder, db_shape)
         self.extra_env = dict(extra_env or {})  # more settings in its .env (a Redis cache, ...)
         self.wal = wal  # SQLite in write-ahead-log mode: -wal and -shm files beside it while it runs
         self.seeded: Seeded | None = None

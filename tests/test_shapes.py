@@ -14,18 +14,26 @@ import pytest
 from .helpers import fab_ok, hello, private_setups
 
 SHAPES = {
-    "init-wal": {"sqlite_shape": "init", "wal": True},
-    "init-absolute": {"sqlite_shape": "init-absolute"},
+    "init-wal": {"db_shape": "init", "wal": True},
+    "init-absolute": {"db_shape": "init-absolute"},
 }
 # Directus with its responses cached in Redis (the docs' Docker Compose default)
 REDIS_CACHE = {"CACHE_ENABLED": "true", "CACHE_STORE": "redis", "REDIS": "redis://127.0.0.1:6379",
                "CACHE_AUTO_PURGE": "false", "CACHE_TTL": "1h"}
 
 
+# the database named other ways than DB_HOST/DB_PORT/DB_DATABASE
+CONNECTIONS = {
+    "pg-connection-string": {"engine": "postgres", "db_shape": "connection-string"},
+    "mysql-socket": {"engine": "mysql", "db_shape": "socket"},
+}
+
+
 @pytest.fixture(scope="module")
 def shaped(bed, tmp_path_factory):
-    shapes = {**SHAPES, "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}}}
-    made = bed.sqlite_shapes(shapes)
+    shapes = {**SHAPES, **CONNECTIONS,
+              "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}}}
+    made = bed.shaped_productions(shapes)
     setups = private_setups(bed, made, tmp_path_factory.mktemp("shapes"))
     yield setups
     for production in made.values():
@@ -87,3 +95,24 @@ def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped)
     result = fab_ok("backup.restore", f"--id={backup}", "--only=db", install, "--yes", env_file=env)
     assert "clear Directus's cache (data and system)" in result.stdout and "cleared" in result.stdout
     assert production.api.get(query)["data"] == []  # the row the restore removed is not served from the cache
+
+
+@pytest.mark.parametrize("shape", list(CONNECTIONS))
+def test_a_database_given_by_connection_string_or_socket_serves_every_command(shaped, shape):
+    setup = shaped[shape]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    before = production.content()
+    fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    # the rehearsal runs on a scratch copy reached the same way (never on production's database)
+    released = fab_ok("release", "--tag=v2", "--rehearse", "--yes", env_file=env)
+    assert "rehearse: start the new release on the copy, health gate" in released.stdout
+    assert hello(production) == "hello from v2" and production.content() == before
+    secret = production.database.password
+    assert secret not in released.stdout + released.stderr
+
+    backups = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))
+    production.api.request("DELETE", f"/items/articles/{before['articles'][0]['id']}")
+    fab_ok("backup.restore", f"--id={backups[-1]}", "--only=db", "--yes", env_file=env)
+    assert production.content() == before
+    fab_ok("rollback", "--yes", env_file=env)
+    assert hello(production) == "hello from v1" and production.content() == before

@@ -65,6 +65,10 @@ class Engine:
         """Directus settings (.env lines) pointing at that scratch database instead."""
         raise NotImplementedError
 
+    def rehearsal_secret_settings(self, work_dir: str) -> dict[str, str]:
+        """Settings of the copy that hold a password (passed on stdin, never in a script)."""
+        return {}
+
     def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
         raise NotImplementedError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from ..errors import Refused
 from ..remote import q
@@ -34,6 +34,7 @@ class PostgresEngine(Engine):
         super().__init__(production)
         env = self.env
         url = str(env.get("DB_CONNECTION_STRING", "")).strip()
+        self.url = url
         if url:
             parts = urlparse(url)
             self.host, self.port = parts.hostname or "localhost", str(parts.port or 5432)
@@ -110,7 +111,13 @@ class PostgresEngine(Engine):
         )
 
     def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
-        return {"DB_DATABASE": self.rehearsal_name()}
+        return {} if self.connection_string else {"DB_DATABASE": self.rehearsal_name()}
+
+    def rehearsal_secret_settings(self, work_dir: str) -> dict[str, str]:
+        if not self.connection_string:
+            return {}
+        # the same server, user and options; the scratch database instead of production's
+        return {"DB_CONNECTION_STRING": urlunparse(urlparse(self.url)._replace(path="/" + quote(self.rehearsal_name())))}
 
     def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
         return self.counts(mark, self.rehearsal_name())

@@ -10,6 +10,7 @@ password.
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -27,21 +28,23 @@ class SqliteDatabase:
     """`shape`: where the file is and how DB_FILENAME names it.
     tidy: ./database/data.db (a folder of its own); init: ./data.db, beside package.json, as
     `directus init` writes it in its .env stub; init-absolute: that file by its absolute path,
-    as `directus init` proposes it."""
+    as `directus init` proposes it; outside: an absolute path outside the install folder
+    (/var/lib/directus/data.db on a real host)."""
 
     engine = "sqlite"
-    SHAPES = ("tidy", "init", "init-absolute")
+    SHAPES = ("tidy", "init", "init-absolute", "outside")
 
     def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
         self.name = name
         self.shape = shape
-        self.path = install_dir / "database" / "data.db" if shape == "tidy" else install_dir / "data.db"
+        self.path = {"tidy": install_dir / "database" / "data.db",
+                     "outside": install_dir.parent / f"{name}-var-lib" / "data.db"}.get(shape, install_dir / "data.db")
 
     def create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def directus_env(self) -> dict[str, str]:
-        filename = {"tidy": "./database/data.db", "init": "./data.db", "init-absolute": str(self.path)}[self.shape]
+        filename = {"tidy": "./database/data.db", "init": "./data.db"}.get(self.shape, str(self.path))
         return {"DB_CLIENT": "sqlite3", "DB_FILENAME": filename}
 
     def query(self, sql: str, path: Path | None = None) -> list[list[str]]:
@@ -49,7 +52,8 @@ class SqliteDatabase:
         return [line.split("\t") for line in out.splitlines()]
 
     def drop(self) -> None:
-        pass  # the file goes with the install folder
+        if self.shape == "outside":  # otherwise the file goes with the install folder
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 class PostgresDatabase:

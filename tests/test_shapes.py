@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +32,13 @@ CONNECTIONS = {
 
 @pytest.fixture(scope="module")
 def shaped(bed, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
     shapes = {**SHAPES, **CONNECTIONS,
-              "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}}}
+              "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}},
+              # the database and the uploads where the host's admin put them, outside the install
+              "outside": {"db_shape": "outside", "extra_env": {"STORAGE_LOCAL_ROOT": str(folder / "srv-media")}}}
     made = bed.shaped_productions(shapes)
-    setups = private_setups(bed, made, tmp_path_factory.mktemp("shapes"))
+    setups = private_setups(bed, made, folder)
     yield setups
     for production in made.values():
         production.destroy()
@@ -116,3 +120,30 @@ def test_a_database_given_by_connection_string_or_socket_serves_every_command(sh
     assert production.content() == before
     fab_ok("rollback", "--yes", env_file=env)
     assert hello(production) == "hello from v1" and production.content() == before
+
+
+def test_state_outside_the_install_stays_there_and_is_backed_up_and_restored_there(shaped):
+    setup = shaped["outside"]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    database, media = production.database.path, production.extra_env["STORAGE_LOCAL_ROOT"]
+    before = production.content()
+    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    assert "becomes" not in adopted.stdout  # nothing rewritten
+    release = (srv / "current").resolve()
+    assert database.is_file() and not (release / "database").exists()
+    assert not (release / "uploads").exists() and not (srv / "shared" / "uploads").exists()
+    uploads = sorted(p.name for p in Path(media).iterdir())
+    assert len(uploads) >= 24
+
+    fab_ok("release", "--tag=v2", "--yes", env_file=env)
+    assert hello(production) == "hello from v2" and production.content() == before
+    fab_ok("backup.all", env_file=env)
+    backup = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
+    production.api.request("DELETE", f"/items/articles/{before['articles'][0]['id']}")
+    lost = Path(media) / next(name for name in uploads if name.endswith(".png"))
+    lost.unlink()  # an upload gone from the outside storage
+    fab_ok("backup.restore", f"--id={backup}", "--only=db,files", "--yes", env_file=env)
+    assert lost.is_file() and production.content() == before
+    fab_ok("rollback", "--yes", env_file=env)
+    assert hello(production) == "hello from v1" and production.content() == before
+    assert database.is_file() and sorted(p.name for p in Path(media).iterdir()) == uploads

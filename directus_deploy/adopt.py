@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from . import deploylog
-from .adoption_plan import plan_adoption, rewrite_env_text
+from .adoption_plan import adopted_env_text, plan_adoption
 from .backup import take_backup
 from .errors import DeployError, Refused
 from .preservation import check_preservation
@@ -67,11 +67,19 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         if "NO_PACKAGE" in state:
             raise Refused(f"{production.root} has no package.json: not a Directus project folder")
         plan = plan_adoption(production.root, production.env)
+        settings = production.settings
+        file_text = remote.read_file(production.env_file) if settings.format == "dotenv" else None
+        new_env = adopted_env_text(settings, file_text, plan.rewrites)  # refuses what it cannot write
         links = shared_links(layout, plan.env(production.env))
         tag = source.resolve(tag_name) if tag_name else matching_tag(session, source, production.root)
         step.detail = f"Directus {production.directus_version} on {production.db_client}, runs tag {tag.name}"
     for rewrite in plan.rewrites:
         console.say(f"    .env: {rewrite.key}={rewrite.old} becomes {rewrite.key}={rewrite.new} ({rewrite.why})")
+    if settings.format in ("json", "yaml"):
+        console.say(f"    settings: CONFIG_PATH={settings.config_path} ({settings.format}) is written into shared/.env")
+    if settings.only_in_process:
+        console.say(f"    settings: {', '.join(sorted(settings.only_in_process))} come from the environment Directus runs "
+                    "with (not a file): written into shared/.env, where every restart by this tool finds them")
 
     if session.dry_run:
         console.say(f"    would back up {production.root}, move its state into {layout.shared}, release {tag.name} and switch")
@@ -85,8 +93,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
             code = prepare_code(source, tag, Path(work), console.say)
             step.detail = f"{len(code.extensions)} extensions checked"
         service = session.service
-        moves = _moves(layout, production, links, plan)
-        new_env = rewrite_env_text(remote.read_file(production.env_file), plan.rewrites) if plan.rewrites else None
+        moves = _moves(layout, production, links, plan, env_written=new_env is not None)
         adopted_env = posixpath.join(layout.tool_dir, "adopted.env")
         with console.step("stop Directus and move its state into shared/") as step:
             # the rewritten .env comes on stdin (it holds secrets): read first, before anything else can
@@ -144,12 +151,12 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
     return {"release": release_id, "backup": backup["id"], "checks": checks, "log": entry}
 
 
-def _moves(layout, production, links, plan) -> list[tuple[str, str, str]]:
+def _moves(layout, production, links, plan, env_written: bool) -> list[tuple[str, str, str]]:
     """(from, to, kind) for each piece of state the release will link to; kind: dir (made
     when missing), file, optional (moved when present). A rewritten .env is written, not moved."""
     moves = []
     for link in links:
-        if link.path == ".env" and plan.rewrites:
+        if link.path == ".env" and env_written:
             continue
         source_path = posixpath.join(production.root, link.path)
         moves.append((source_path, link.target, "file" if link.path == ".env" else "dir"))
@@ -186,7 +193,7 @@ def _undo(session, moves, moved: list[str], install: str, service: Service) -> N
     if modules in moved:
         lines.append(f"for s in {q(session.layout.shared_deps)}/*/; do [ -d \"$s/node_modules\" ] && [ ! -e {q(modules)} ] "
                      f"&& mv -T -- \"$s/node_modules\" {q(modules)} && rm -rf -- \"$s\"; done; true")
-    lines.append(service.start(install))
+    lines.append(service.resume(install))
     try:
         remote.script("\n".join(lines), what="undo the adoption")
         session.service.health_gate(remote, [])

@@ -13,6 +13,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+from .errors import Refused
+
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
 PATH_KEYS = ("DB_FILENAME", "STORAGE_LOCAL_ROOT", "EXTENSIONS_PATH")
 DATABASE_FOLDER = "database"
@@ -88,3 +90,31 @@ def rewrite_env_text(text: str, rewrites: list[Rewrite]) -> str:
         lines[-1] += "\n"
     lines += [f"{r.key}={r.new}\n" for r in rewrites if r.key not in done]
     return "".join(lines)
+
+
+def adopted_env_text(settings, file_text: str | None, rewrites: list[Rewrite]) -> str | None:
+    """The `.env` the releases will share, when it cannot simply be the install's own moved
+    over: settings rewritten, settings only the process environment gave (a pm2 ecosystem
+    `env` block, a systemd EnvironmentFile: a restart by this tool starts Directus without
+    them), or settings in a JSON/YAML file CONFIG_PATH names. None: move the .env as it is."""
+    from .settings import dotenv_line
+
+    if settings.format == "js":
+        raise Refused(f"CONFIG_PATH={settings.config_path} is JavaScript, evaluated each time Directus starts: "
+                      "adopt keeps settings in shared/.env; write them into a .env (or a JSON/YAML file) and run again")
+    rewritten = {r.key: r.new for r in rewrites}
+    extra = {k: rewritten.get(k, v) for k, v in settings.only_in_process.items()}
+    if settings.format in ("json", "yaml"):
+        values = {k: v for k, v in settings.env.items() if k in settings.file_keys and k != "CONFIG_PATH"}
+        values = {**{k: rewritten.get(k, v) for k, v in values.items()}, **extra}
+        head = [f"# Directus's settings, written by directus-deploy adopt from {settings.config_path} "
+                "and the process environment Directus ran with"]
+        return "\n".join(head + [dotenv_line(k, v) for k, v in values.items()]) + "\n"
+    if not rewrites and not extra:
+        return None
+    text = rewrite_env_text(file_text or "", [r for r in rewrites if r.key not in extra])
+    if extra:
+        text += ("\n# settings Directus took from its process environment (a pm2 ecosystem file, a systemd "
+                 "EnvironmentFile), written here by directus-deploy adopt\n")
+        text += "".join(dotenv_line(k, v) + "\n" for k, v in extra.items())
+    return text

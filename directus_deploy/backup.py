@@ -22,6 +22,7 @@ from .extensions import PRINT_MANIFESTS, check_printed
 from .layout import is_id
 from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
+from .settings import process_env_shell
 from .system_config import EXPORT_DIR, export_lines
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
@@ -79,6 +80,8 @@ class BackupRun:
                 self.engine = engine_for(self.production)
             if "files" in self.parts and not self.production.uploads:
                 self.parts = tuple(p for p in self.parts if p != "files")
+            if "env" in self.parts and self.production.settings and self.production.settings.format == "missing":
+                self.parts = tuple(p for p in self.parts if p != "env")  # settings only in the process environment
             step.detail = f"{self.production.root} ({self.engine.describe() if self.engine else 'no database part'})"
         with self.console.step("check tools, free disk and the previous backup") as step:
             step.detail = self.prepare()
@@ -346,7 +349,8 @@ class BackupRun:
     def snapshot_schema(self) -> str:
         prod = self.production
         target = posixpath.join(self.staging, "schema.yaml")
-        script = (
+        settings_from_process = process_env_shell(prod.root, prod.settings.from_process if prod.settings else ())
+        script = settings_from_process + (
             f"cd {q(prod.root)} && {q(*prod.directus_cli())} schema snapshot --yes --format yaml {q(target)} "
             f"> {q(self.staging + '/schema.log')} 2>&1 || {{ tail -5 {q(self.staging + '/schema.log')} >&2; exit 1; }}\n"
             f"rm -f {q(self.staging + '/schema.log')}; chmod 0600 {q(target)}\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import posixpath
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
@@ -19,6 +20,7 @@ from dotenv import dotenv_values
 from .errors import Refused
 from .layout import Layout
 from .remote import Remote, q
+from .settings import READ_JS, Settings, find_process_shell, settings_from
 
 HEALTH_PROBE_FILE = "directus-health-file"  # written into uploads by every /server/health
 
@@ -34,6 +36,7 @@ class Production:
     directus_version: str
     in_layout: bool
     release_id: str | None  # the current release's folder name, in the layout
+    settings: Settings | None = field(default=None, repr=False)  # where they came from
 
     @property
     def db_client(self) -> str:
@@ -53,6 +56,12 @@ SECRET_ENV_KEYS = ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKE
 def parse_env(remote: Remote, text: str) -> dict:
     """A production .env's settings; its secrets are registered so no output shows them."""
     env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    register_secrets(remote, env)
+    return env
+
+
+def register_secrets(remote: Remote, env: dict) -> None:
+    """Remember the settings' secrets so no output shows them."""
     for key in SECRET_ENV_KEYS:
         remote.add_secret(env.get(key))
     for key, value in env.items():
@@ -60,7 +69,6 @@ def parse_env(remote: Remote, text: str) -> dict:
             remote.add_secret(value)
     if env.get("DB_CONNECTION_STRING"):  # its password alone is a secret too
         remote.add_secret(unquote(urlparse(str(env["DB_CONNECTION_STRING"])).password or "") or None)
-    return env
 
 
 def paths_in(root: str, env: dict) -> dict:
@@ -90,31 +98,38 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
         root_expr = q(install)
     else:
         root_expr = q(layout.current)
-    # one round trip: the folder, its .env and the Directus version
+    # one round trip: the folder, the Directus version, and the settings Directus runs with
     script = (
         f"root=$(readlink -f -- {root_expr}) && test -d \"$root\" || {{ echo NO_ROOT; exit 0; }}; "
         'echo "root=$root"; '
-        'test -f "$root/.env" || { echo NO_ENV; exit 0; }; '
-        'echo "env_file=$(readlink -f -- "$root/.env")"; '
         'v=$(sed -n \'s/^ *"version": *"\\([^"]*\\)".*/\\1/p\' "$root/node_modules/directus/package.json" 2>/dev/null | head -1); '
-        'echo "version=$v"; echo "---env---"; cat -- "$root/.env"'
+        'echo "version=$v"; ' + find_process_shell() + '; echo "---settings---"; '
+        f'cd "$root" && node -e {q(READ_JS)} "$root" "$pid"'
     )
-    out = remote.query(script, what="read the production .env").stdout
-    head, _, env_text = out.partition("---env---\n")
+    out = remote.query(script, what="read the production's settings").stdout
+    head, _, settings_json = out.partition("---settings---\n")
     if "NO_ROOT" in head:
         where = install or layout.current
         fix = "check the folder" if install else "run fab deploy.setup or fab deploy.adopt --from=<install folder>"
         raise Refused(f"{remote.name}: no Directus production at {where}; {fix}")
     facts = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
-    if "NO_ENV" in head:
-        raise Refused(f"{remote.name}: {facts['root']}/.env is missing; Directus has no configuration there")
-    env = parse_env(remote, env_text)
+    try:
+        found = json.loads(settings_json.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise Refused(f"{remote.name}: cannot read Directus's settings in {facts['root']} with node "
+                      "(is Node on the host's PATH, or DEPLOY_NODE_PATH set?)") from None
+    settings = settings_from(found, lambda text: parse_env(remote, text))
+    if settings.format == "missing" and not settings.from_process:
+        raise Refused(f"{remote.name}: {settings.config_path} is missing; Directus has no configuration there")
+    env = settings.env
+    register_secrets(remote, env)
 
     root = facts["root"]
     release_id = posixpath.basename(root) if root.startswith(layout.releases + "/") else None
     return Production(
         root=root,
-        env_file=facts["env_file"],
+        env_file=found.get("real_path") or settings.config_path,
+        settings=settings,
         env=env,
         **paths_in(root, env),
         directus_version=facts.get("version", ""),

@@ -91,6 +91,15 @@ fetch(process.argv[1] + '/utils/cache/clear?system=true', { method: 'POST',
 """
 
 
+# The folder pm2 runs an app from (its pm_cwd), read from `pm2 jlist` on stdin.
+_PM2_CWD_JS = r"""
+let s = ''; process.stdin.on('data', (d) => { s += d; }).on('end', () => {
+  const app = JSON.parse(s || '[]').find((a) => a.name === process.argv[1]);
+  console.log(app ? app.pm2_env.pm_cwd : '');
+});
+"""
+
+
 class Service:
     def __init__(self, config, layout=None):
         self.config = config
@@ -124,6 +133,16 @@ class Service:
         if kind == "systemd":
             return as_admin("systemctl", "restart", self.config.systemd_unit)
         return self.config.restart_command
+
+    def resume(self, root: str) -> str:
+        """Shell starting again a Directus this tool stopped, the way it ran: pm2 restarts the
+        app with the environment and folder it recorded (a start from scratch would lose an
+        ecosystem file's env block)."""
+        if self.config.service == "pm2" and self.config.strategy != "bluegreen":
+            app = q(self.config.pm2_app)
+            return (f"if [ \"$(pm2 jlist | node -e {q(_PM2_CWD_JS)} {app})\" = {q(root)} ]; "
+                    f"then pm2 restart {app} >/dev/null; else {self.start(root)}; fi")
+        return self.start(root)
 
     def loaded_extensions(self, remote: Remote) -> list[str]:
         """Names of the extensions the running Directus loaded (GET /extensions, admin token)."""

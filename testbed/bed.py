@@ -84,7 +84,7 @@ class TestBed:
             options = dict(shape)
             return self._production(options.pop("engine", "sqlite"), **options)
 
-        with ThreadPoolExecutor(max_workers=len(shapes)) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:  # more at once only queue on a small machine
             return dict(zip(shapes, pool.map(make, shapes.values())))
 
     def tool_env(self, production: ExistingInstall, folder: Path, **overrides: str) -> Path:

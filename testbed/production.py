@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
+
 from .content import Api, Seeded, read_content, seed
 from .databases import new_database
 from .sshd import free_port
@@ -60,7 +62,7 @@ class ExistingInstall:
 
     def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None,
                  state: dict | None = None, db_shape: str = "tidy", wal: bool = False,
-                 extra_env: dict | None = None):
+                 extra_env: dict | None = None, settings_in: str = "dotenv"):
         self.engine = engine
         self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
         self.folder = root / self.name
@@ -72,6 +74,9 @@ class ExistingInstall:
         self.secret = secrets.token_hex(32)
         self.admin_password = secrets.token_urlsafe(12)
         self.database = new_database(engine, self.name, self.folder, db_shape)
+        # where Directus's settings are: dotenv (.env), ecosystem (the env block of a pm2
+        # ecosystem file, no .env), yaml (a config.yaml that CONFIG_PATH in that block names)
+        self.settings_in = settings_in
         self.extra_env = dict(extra_env or {})  # more settings in its .env (a Redis cache, ...)
         self.wal = wal  # SQLite in write-ahead-log mode: -wal and -shm files beside it while it runs
         self.seeded: Seeded | None = None
@@ -123,7 +128,10 @@ class ExistingInstall:
         if self.wal:
             self.query_db("PRAGMA journal_mode=WAL")  # kept in the file: Directus's connections use it
         self._register_marketplace_extension()
-        self.pm2.start_directus(self.app, self.folder)
+        if self.settings_in == "dotenv":
+            self.pm2.start_directus(self.app, self.folder)
+        else:
+            self.pm2.run("start", str(self.folder / "ecosystem.config.cjs"))
         self.wait_healthy()
         self.seeded = seed(self.api)
         self._snapshot_schema()
@@ -141,15 +149,34 @@ class ExistingInstall:
         (self.folder / "snapshots").mkdir()
         registry = self.folder / "extensions" / ".registry" / self.registry_folder
         shutil.copytree(MARKETPLACE_EXTENSION, registry)
-        env_file = self.folder / ".env"
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env().items()))
-        os.chmod(env_file, 0o600)
+        if self.settings_in == "dotenv":
+            env_file = self.folder / ".env"
+            env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env().items()))
+            os.chmod(env_file, 0o600)
+            return
+        if self.settings_in == "yaml":
+            config = self.folder / "config.yaml"
+            config.write_text(yaml.safe_dump(self.env(), sort_keys=False))
+            os.chmod(config, 0o600)
+        app = {"name": self.app, "script": "node_modules/directus/cli.js", "args": "start", "cwd": str(self.folder),
+               "time": True, "env": self.process_env()}
+        ecosystem = self.folder / "ecosystem.config.cjs"
+        ecosystem.write_text(f"module.exports = {{ apps: [{json.dumps(app, indent=1)}] }};\n")
+        os.chmod(ecosystem, 0o600)
+
+    def process_env(self) -> dict[str, str]:
+        """Settings Directus gets from its process environment (the ecosystem file's env block)."""
+        if self.settings_in == "ecosystem":
+            return self.env()
+        if self.settings_in == "yaml":
+            return {"CONFIG_PATH": str(self.folder / "config.yaml")}
+        return {}
 
     def directus(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the Directus CLI of this install, as the user would on the host."""
         result = subprocess.run(
             [str(self.toolchain.bin_dir / "node"), "node_modules/directus/cli.js", *args],
-            cwd=self.folder, env=self.toolchain.env(), capture_output=True, text=True,
+            cwd=self.folder, env={**self.toolchain.env(), **self.process_env()}, capture_output=True, text=True,
         )
         if check and result.returncode != 0:
             raise RuntimeError(f"directus {' '.join(args)} failed: {(result.stderr or result.stdout)[-800:]}")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from directus_deploy.production_env import parse
+
 from .helpers import fab_ok, hello, private_setups
 
 SHAPES = {
@@ -23,6 +25,12 @@ REDIS_CACHE = {"CACHE_ENABLED": "true", "CACHE_STORE": "redis", "REDIS": "redis:
                "CACHE_AUTO_PURGE": "false", "CACHE_TTL": "1h"}
 
 
+# settings where pm2 users keep them: the env block of an ecosystem file, or a YAML file that
+# CONFIG_PATH (set in that block) names; no .env at all
+SETTINGS = {
+    "ecosystem-env": {"settings_in": "ecosystem"},
+    "config-yaml": {"settings_in": "yaml"},
+}
 # the database named other ways than DB_HOST/DB_PORT/DB_DATABASE
 CONNECTIONS = {
     "pg-connection-string": {"engine": "postgres", "db_shape": "connection-string"},
@@ -33,7 +41,7 @@ CONNECTIONS = {
 @pytest.fixture(scope="module")
 def shaped(bed, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shapes")
-    shapes = {**SHAPES, **CONNECTIONS,
+    shapes = {**SHAPES, **CONNECTIONS, **SETTINGS,
               "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}},
               # the database and the uploads where the host's admin put them, outside the install
               "outside": {"db_shape": "outside", "extra_env": {"STORAGE_LOCAL_ROOT": str(folder / "srv-media")}}}
@@ -46,6 +54,27 @@ def shaped(bed, tmp_path_factory):
 
 def loaded_extensions(production) -> set[str]:
     return {e["schema"]["name"] for e in production.api.get("/extensions")["data"] if e["schema"]}
+
+
+def newest_backup(srv) -> str:
+    return sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
+
+
+def release_restore_and_roll_back(setup, before: dict, release_args=()) -> list:
+    """After adoption: release v2, back up, delete a row and restore it, roll back to v1; every
+    row, file and extension there at each point. Returns the release's output."""
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    released = fab_ok("release", "--tag=v2", *release_args, "--yes", env_file=env)
+    assert hello(production) == "hello from v2" and production.content() == before
+    fab_ok("backup.all", env_file=env)
+    production.api.request("DELETE", f"/items/articles/{before['articles'][0]['id']}")
+    assert production.content() != before
+    fab_ok("backup.restore", f"--id={newest_backup(srv)}", "--only=db,files", "--yes", env_file=env)
+    assert production.content() == before
+    fab_ok("rollback", "--yes", env_file=env)
+    assert hello(production) == "hello from v1" and production.content() == before
+    assert "directus-extension-greeting" in loaded_extensions(production)
+    return released
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -68,21 +97,62 @@ def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(
     shared_env = (srv / "shared" / ".env").read_text()
     assert "DB_FILENAME=./database/data.db\n" in shared_env and f"# DB_FILENAME was {original}" in shared_env
 
-    fab_ok("release", "--tag=v2", "--yes", env_file=env)
-    assert hello(production) == "hello from v2" and production.content() == before
-
-    fab_ok("backup.all", env_file=env)
-    backups = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))
-    damaged = before["articles"][0]["id"]
-    production.api.request("DELETE", f"/items/articles/{damaged}")
-    assert production.content() != before
-    fab_ok("backup.restore", f"--id={backups[-1]}", "--only=db,files", "--yes", env_file=env)
-    assert production.content() == before
-
-    fab_ok("rollback", "--yes", env_file=env)
-    assert hello(production) == "hello from v1" and production.content() == before
-    assert "directus-extension-greeting" in loaded_extensions(production)
+    release_restore_and_roll_back(setup, before)
     assert (srv / "shared" / "database" / "data.db").is_file()
+
+
+@pytest.mark.parametrize("shape", list(SETTINGS))
+def test_settings_outside_a_dotenv_are_read_where_directus_reads_them(shaped, shape):
+    setup = shaped[shape]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    assert not (production.folder / ".env").exists()
+    before = production.content()
+    fab_ok("backup.db", f"--install={production.folder}", env_file=env)  # the database found without a .env
+
+    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    said = {"ecosystem-env": "come from the environment Directus runs with",
+            "config-yaml": f"CONFIG_PATH={production.folder}/config.yaml (yaml) is written into shared/.env"}[shape]
+    assert said in adopted.stdout
+    assert production.content() == before and hello(production) == "hello from v1"
+    written = parse((srv / "shared" / ".env").read_text())
+    assert {k: v for k, v in written.items() if k != "CONFIG_PATH"} == production.env()
+    assert production.token not in adopted.stdout + adopted.stderr and production.secret not in adopted.stdout
+    # pm2 now runs the release with the settings from shared/.env (restarts by the tool keep them)
+    release_restore_and_roll_back(setup, before)
+
+
+@pytest.mark.parametrize("shape", list(CONNECTIONS))
+def test_a_database_given_by_connection_string_or_socket_serves_every_command(shaped, shape):
+    setup = shaped[shape]
+    production = setup["production"]
+    before = production.content()
+    fab_ok("deploy.adopt", f"--from={production.folder}", env_file=setup["env"])
+    # the rehearsal runs on a scratch copy reached the same way (never on production's database)
+    released = release_restore_and_roll_back(setup, before, ("--rehearse",))
+    assert "rehearse: start the new release on the copy, health gate" in released.stdout
+    assert production.database.password not in released.stdout + released.stderr
+
+
+def test_state_outside_the_install_stays_there_and_is_backed_up_and_restored_there(shaped):
+    setup = shaped["outside"]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    database, media = production.database.path, Path(production.extra_env["STORAGE_LOCAL_ROOT"])
+    before = production.content()
+    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    assert "becomes" not in adopted.stdout  # nothing rewritten
+    release = (srv / "current").resolve()
+    assert database.is_file() and not (release / "database").exists()
+    assert not (release / "uploads").exists() and not (srv / "shared" / "uploads").exists()
+    uploads = sorted(p.name for p in media.iterdir())
+    assert len(uploads) >= 24
+
+    release_restore_and_roll_back(setup, before)
+    fab_ok("backup.files", env_file=env)
+    lost = media / next(name for name in uploads if name.endswith(".png"))
+    lost.unlink()  # an upload gone from the outside storage
+    fab_ok("backup.restore", f"--id={newest_backup(srv)}", "--only=files", "--yes", env_file=env)
+    assert lost.is_file() and production.content() == before
+    assert database.is_file() and sorted(p.name for p in media.iterdir()) == uploads
 
 
 def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped):
@@ -90,7 +160,7 @@ def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped)
     production, env, srv = setup["production"], setup["env"], setup["srv"]
     install = f"--install={production.folder}"
     fab_ok("backup.db", install, env_file=env)
-    backup = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
+    backup = newest_backup(srv)
     title = f"written after the backup {secrets.token_hex(3)}"
     production.api.request("POST", "/items/articles", {"title": title, "body": "gone after the restore"})
     query = f"/items/articles?filter[title][_eq]={title.replace(' ', '%20')}&fields=id,title"
@@ -99,51 +169,3 @@ def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped)
     result = fab_ok("backup.restore", f"--id={backup}", "--only=db", install, "--yes", env_file=env)
     assert "clear Directus's cache (data and system)" in result.stdout and "cleared" in result.stdout
     assert production.api.get(query)["data"] == []  # the row the restore removed is not served from the cache
-
-
-@pytest.mark.parametrize("shape", list(CONNECTIONS))
-def test_a_database_given_by_connection_string_or_socket_serves_every_command(shaped, shape):
-    setup = shaped[shape]
-    production, srv, env = setup["production"], setup["srv"], setup["env"]
-    before = production.content()
-    fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
-    # the rehearsal runs on a scratch copy reached the same way (never on production's database)
-    released = fab_ok("release", "--tag=v2", "--rehearse", "--yes", env_file=env)
-    assert "rehearse: start the new release on the copy, health gate" in released.stdout
-    assert hello(production) == "hello from v2" and production.content() == before
-    secret = production.database.password
-    assert secret not in released.stdout + released.stderr
-
-    backups = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))
-    production.api.request("DELETE", f"/items/articles/{before['articles'][0]['id']}")
-    fab_ok("backup.restore", f"--id={backups[-1]}", "--only=db", "--yes", env_file=env)
-    assert production.content() == before
-    fab_ok("rollback", "--yes", env_file=env)
-    assert hello(production) == "hello from v1" and production.content() == before
-
-
-def test_state_outside_the_install_stays_there_and_is_backed_up_and_restored_there(shaped):
-    setup = shaped["outside"]
-    production, srv, env = setup["production"], setup["srv"], setup["env"]
-    database, media = production.database.path, production.extra_env["STORAGE_LOCAL_ROOT"]
-    before = production.content()
-    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
-    assert "becomes" not in adopted.stdout  # nothing rewritten
-    release = (srv / "current").resolve()
-    assert database.is_file() and not (release / "database").exists()
-    assert not (release / "uploads").exists() and not (srv / "shared" / "uploads").exists()
-    uploads = sorted(p.name for p in Path(media).iterdir())
-    assert len(uploads) >= 24
-
-    fab_ok("release", "--tag=v2", "--yes", env_file=env)
-    assert hello(production) == "hello from v2" and production.content() == before
-    fab_ok("backup.all", env_file=env)
-    backup = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
-    production.api.request("DELETE", f"/items/articles/{before['articles'][0]['id']}")
-    lost = Path(media) / next(name for name in uploads if name.endswith(".png"))
-    lost.unlink()  # an upload gone from the outside storage
-    fab_ok("backup.restore", f"--id={backup}", "--only=db,files", "--yes", env_file=env)
-    assert lost.is_file() and production.content() == before
-    fab_ok("rollback", "--yes", env_file=env)
-    assert hello(production) == "hello from v1" and production.content() == before
-    assert database.is_file() and sorted(p.name for p in Path(media).iterdir()) == uploads

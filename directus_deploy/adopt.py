@@ -102,7 +102,8 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
                        f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
             for source_path, target, kind in moves:
                 if kind == "dir":
-                    script.append(f"if [ -e {q(source_path)} ]; then mv -T -- {q(source_path)} {q(target)}; "
+                    script.append(f"if [ -e {q(source_path)} ]; then mkdir -p {q(posixpath.dirname(target))} && "
+                                  f"mv -T -- {q(source_path)} {q(target)}; "
                                   f"printf '@@moved\\t%s\\n' {q(source_path)}; else mkdir -p {q(target)}; fi")
                 elif kind == "optional":
                     script.append(f"if [ -e {q(source_path)} ]; then mkdir -p {q(posixpath.dirname(target))} && "

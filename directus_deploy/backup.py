@@ -241,6 +241,10 @@ class BackupRun:
             if self.reuse_uploads:
                 copy = self._reuse_lines(prev_dir, copy)
             lines += copy
+            if prod.storages:  # the other local storage locations, each incremental like uploads
+                lines.append(f"mkdir -p -m 0700 {q(posixpath.join(self.staging, 'storage'))}")
+            for name, path in sorted(prod.storages.items()):
+                lines += self._incremental_copy_lines(f"storage/{name}", [(path, "", (HEALTH_PROBE_FILE,))], prev_dir)
         if "extensions" in self.parts:
             # .registry may be a symlink into shared/: its real content is copied into place
             copies = [(prod.extensions, "", (".registry",)), (prod.registry, ".registry", ())]
@@ -284,7 +288,8 @@ class BackupRun:
                 "copied": 0, "linked": len(entries), "bytes_written": 0, "snapshot_of": reused,
             }
             details.append(f"uploads: {len(entries)} files unchanged, snapshot shared with backup {reused}")
-        for part in ("uploads", "extensions"):
+        storages = [f"storage/{name}" for name in sorted(prod.storages)]
+        for part in ("uploads", "extensions", *storages):
             if part not in found or (part == "uploads" and reused):
                 continue
             listing = mf.parse_listing(found[part])
@@ -297,8 +302,10 @@ class BackupRun:
             copied = len([p for p in listing if p in computed])
             size = sum(e.size for e in listing.values())
             written = sum(listing[p].size for p in computed if p in listing)
+            sources = {"uploads": prod.uploads, "extensions": prod.extensions,
+                       **{f"storage/{name}": path for name, path in prod.storages.items()}}
             self.manifest[part] = {
-                "source": prod.uploads if part == "uploads" else prod.extensions,
+                "source": sources[part],
                 "files": mf.listing_to_json(listing),
                 "count": len(listing), "bytes": size, "copied": copied,
                 "linked": len(listing) - copied, "bytes_written": written,

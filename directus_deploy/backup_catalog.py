@@ -117,7 +117,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             "[ $rc = 0 ] || echo '@@scratch-failed'",
         ]
     lines.append("echo '@@section:files'")
-    for part in ("uploads", "extensions"):  # `cd` follows an uploads folder shared with an older backup
+    for part in mf.file_parts(manifest):  # `cd` follows an uploads folder shared with an older backup
         if part in manifest:
             lines.append(f"(cd {q(folder + '/' + part)} && find . -type f -print0 | xargs -0 -r sha256sum -z -- "
                          f"| sed -z 's|^\\([0-9a-f]*  \\)[.]/|\\1./{part}/|')")
@@ -138,9 +138,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             results.append(("db restore", *_verdict(not differ, f"{len(counts)} tables, row counts match the manifest",
                                                      "row counts differ: " + ", ".join(differ[:5]))))
     hashes = mf.parse_hashes(out.split("@@section:files", 1)[-1])
-    for part in ("uploads", "extensions"):
-        if part not in manifest:
-            continue
+    for part in mf.file_parts(manifest):
         expected = {f"{part}/{p}": v[2] for p, v in manifest[part]["files"].items()}
         found = {p: h for p, h in hashes.items() if p.startswith(part + "/")}
         bad = sorted(p for p in expected if found.get(p) != expected[p])

@@ -53,6 +53,10 @@ class Layout:
     def shared_uploads(self) -> str:
         return self._path("shared", "uploads")
 
+    def shared_storage(self, location: str) -> str:
+        """A local storage location other than `local` (STORAGE_LOCATIONS=local,archive)."""
+        return self._path("shared", "storage", location)
+
     @property
     def shared_database(self) -> str:
         return self._path("shared", "database")

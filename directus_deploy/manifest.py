@@ -129,6 +129,13 @@ def compare_counts(backup: dict[str, int], before: dict[str, int], after: dict[s
     return problems
 
 
+def file_parts(manifest: dict) -> list[str]:
+    """The parts of a backup that are folders of files, as named in the manifest and in the
+    backup folder: uploads, extensions, and storage/<location> for each other local location."""
+    return [p for p in ("uploads", "extensions") if manifest.get(p)] + sorted(
+        k for k in manifest if k.startswith("storage/") and manifest[k])
+
+
 def summary_of(manifest: dict) -> dict:
     """The small record `backup.list` reads (a manifest can be megabytes)."""
     keys = ("id", "reason", "created_at", "created_by", "release", "for_release", "engine",

@@ -49,12 +49,19 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
         lines += [engine.prelude(session.layout.backups), engine.counts("@@live")]
         if migrations is not None:
             lines.append(engine.migrations())
-    if "files" in parts and manifest.get("uploads") and production.uploads:
+    folders = {}  # part -> the live folder it was copied from: uploads, and each other local location
+    if "files" in parts:
+        if manifest.get("uploads") and production.uploads:
+            folders["uploads"] = production.uploads
+        for part in mf.file_parts(manifest):
+            if part.startswith("storage/") and part.removeprefix("storage/") in production.storages:
+                folders[part] = production.storages[part.removeprefix("storage/")]
+    for part, folder in folders.items():
         if exact:
-            lines += [section("uploads-hashes"),
-                      f"cd {q(production.uploads)} && find . -type f {SKIP_PROBE} -print0 | xargs -0 -r sha256sum -z --"]
+            lines += [section(f"{part}-hashes"),
+                      f"cd {q(folder)} && find . -type f {SKIP_PROBE} -print0 | xargs -0 -r sha256sum -z --"]
         else:
-            lines += [section("uploads"), f"cd {q(production.uploads)} && find . -type f {SKIP_PROBE} -printf '%P\\0%s\\0%T@\\0'"]
+            lines += [section(part), f"cd {q(folder)} && find . -type f {SKIP_PROBE} -printf '%P\\0%s\\0%T@\\0'"]
     if "extensions" in parts and manifest.get("extensions"):
         lines += [section("registry"), f"ls -1 {q(production.registry)} 2>/dev/null || true"]
     out = remote.script("\n".join(lines) or "true", what="check what production holds", changes=False,
@@ -69,28 +76,8 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
         problems = table_problems(expected, live, exact=exact, allowed_losses=allowed_losses)
         checks.append(("database", "OK" if not problems else "FAIL",
                        f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
-    if "uploads-hashes" in found:
-        live_hashes = mf.parse_hashes(found["uploads-hashes"])
-        expected = {p: v[2] for p, v in manifest["uploads"]["files"].items() if p != HEALTH_PROBE_FILE}
-        bad = sorted(p for p in set(expected) | set(live_hashes) if expected.get(p) != live_hashes.get(p))
-        checks.append(("uploads", "OK" if not bad else "FAIL",
-                       f"{len(expected)} files with their recorded sha256" if not bad
-                       else f"{len(bad)} files differ: {', '.join(bad[:3])}"))
-    elif "uploads" in found:
-        live = mf.parse_listing(found["uploads"])
-        recorded = mf.listing_from_json(manifest["uploads"]["files"])
-        missing = sorted(p for p in recorded if p not in live and p != HEALTH_PROBE_FILE)
-        moved = [p for p in recorded if p in live and (live[p].size, live[p].mtime) != (recorded[p].size, recorded[p].mtime)]
-        changed = []
-        if moved:  # rare: hash just those again
-            rehashed = mf.parse_hashes(remote.script(
-                f"cd {q(production.uploads)} && xargs -0 -r sha256sum -z --", stdin="\0".join("./" + p for p in moved),
-                what="hash changed uploads", changes=False).stdout)
-            changed = [p for p in moved if rehashed.get(p) != recorded[p].sha256]
-        problems = [f"missing: {', '.join(missing[:3])}"] if missing else []
-        problems += [f"changed: {', '.join(changed[:3])}"] if changed else []
-        checks.append(("uploads", "OK" if not problems else "FAIL",
-                       f"{len(recorded)} files present with their bytes" if not problems else "; ".join(problems)))
+    for part, folder in folders.items():
+        checks.append(_files_check(remote, part, folder, manifest[part]["files"], found))
     if "registry" in found:
         present = set(found["registry"].split())
         wanted = set(manifest["extensions"].get("registry", []))
@@ -98,3 +85,28 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
         checks.append(("marketplace extensions", "OK" if not gone else "FAIL",
                        f"{len(wanted)} in .registry" if not gone else f"gone: {', '.join(gone)}"))
     return checks
+
+
+def _files_check(remote, part: str, folder: str, recorded_json: dict, found: dict) -> tuple[str, str, str]:
+    """One folder of files against the backup: every file's sha256 (exact), or every file
+    present with its size and time, hashing only those that moved."""
+    if f"{part}-hashes" in found:
+        live_hashes = mf.parse_hashes(found[f"{part}-hashes"])
+        expected = {p: v[2] for p, v in recorded_json.items() if p != HEALTH_PROBE_FILE}
+        bad = sorted(p for p in set(expected) | set(live_hashes) if expected.get(p) != live_hashes.get(p))
+        return (part, "OK" if not bad else "FAIL",
+                f"{len(expected)} files with their recorded sha256" if not bad else f"{len(bad)} files differ: {', '.join(bad[:3])}")
+    live = mf.parse_listing(found.get(part, ""))
+    recorded = mf.listing_from_json(recorded_json)
+    missing = sorted(p for p in recorded if p not in live and p != HEALTH_PROBE_FILE)
+    moved = [p for p in recorded if p in live and (live[p].size, live[p].mtime) != (recorded[p].size, recorded[p].mtime)]
+    changed = []
+    if moved:  # rare: hash just those again
+        rehashed = mf.parse_hashes(remote.script(
+            f"cd {q(folder)} && xargs -0 -r sha256sum -z --", stdin="\0".join("./" + p for p in moved),
+            what=f"hash changed files of {part}", changes=False).stdout)
+        changed = [p for p in moved if rehashed.get(p) != recorded[p].sha256]
+    problems = [f"missing: {', '.join(missing[:3])}"] if missing else []
+    problems += [f"changed: {', '.join(changed[:3])}"] if changed else []
+    return (part, "OK" if not problems else "FAIL",
+            f"{len(recorded)} files present with their bytes" if not problems else "; ".join(problems))

@@ -12,6 +12,7 @@ import dataclasses
 import io
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
@@ -37,6 +38,7 @@ class Production:
     in_layout: bool
     release_id: str | None  # the current release's folder name, in the layout
     settings: Settings | None = field(default=None, repr=False)  # where they came from
+    storages: dict = field(default_factory=dict)  # other local storage locations: {name: path}
 
     @property
     def db_client(self) -> str:
@@ -81,7 +83,27 @@ def paths_in(root: str, env: dict) -> dict:
     # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
     # uses these paths with a trailing slash or a `cd`; they need no resolving here.
     extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
-    return {"uploads": uploads, "extensions": extensions, "registry": posixpath.join(extensions, ".registry")}
+    return {"uploads": uploads, "extensions": extensions, "registry": posixpath.join(extensions, ".registry"),
+            "storages": {name: posixpath.normpath(posixpath.join(root, relative))
+                         for name, relative in other_local_locations(env).items()}}
+
+
+_LOCATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def other_local_locations(env: dict) -> dict[str, str]:
+    """{location: root as the .env gives it} for each local storage location besides `local`
+    (STORAGE_LOCATIONS=local,archive with STORAGE_ARCHIVE_DRIVER=local)."""
+    found = {}
+    for name in (s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")):
+        key = name.upper().replace("-", "_")
+        if not name or name == "local" or env.get(f"STORAGE_{key}_DRIVER") != "local":
+            continue
+        if not _LOCATION.match(name) or not env.get(f"STORAGE_{key}_ROOT"):
+            raise Refused(f"storage location {name!r}: a local location needs a plain name (a-z, 0-9, - and _) "
+                          f"and STORAGE_{key}_ROOT")
+        found[name] = str(env[f"STORAGE_{key}_ROOT"])
+    return found
 
 
 def moved_to(production: "Production", root: str, release_id: str | None) -> "Production":

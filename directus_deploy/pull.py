@@ -12,6 +12,7 @@ import os
 import posixpath
 from pathlib import Path
 
+from . import manifest as mf
 from .backup_catalog import read_manifest
 from .console import Progress
 from .errors import DeployError, Refused
@@ -25,7 +26,7 @@ def files_of(manifest: dict) -> list[tuple[str, int, str | None]]:
     if manifest.get("database"):
         db = manifest["database"]
         files.append((db["file"], db["size"], db["sha256"]))
-    for part in ("uploads", "extensions"):
+    for part in mf.file_parts(manifest):
         for path, (size, _mtime, digest) in (manifest.get(part) or {}).get("files", {}).items():
             files.append((f"{part}/{path}", size, digest))
     if manifest.get("env"):

@@ -98,6 +98,12 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
         # copies, never links: a restored upload must not share an inode with the backup
         lines.append(f"rsync -a --delete --checksum --chmod=D0755,F0644 --exclude=/{HEALTH_PROBE_FILE} -- "
                      f"{q(folder + '/uploads/')} {q(production.uploads + '/')}")
+        for part in mf.file_parts(manifest):
+            name = part.removeprefix("storage/")
+            if part.startswith("storage/") and name in production.storages:
+                lines.append(f"mkdir -p {q(production.storages[name])} && rsync -a --delete --checksum "
+                             f"--chmod=D0755,F0644 --exclude=/{HEALTH_PROBE_FILE} -- "
+                             f"{q(folder + '/' + part + '/')} {q(production.storages[name] + '/')}")
     if "extensions" in parts:
         registry_backup = folder + "/extensions/.registry/"
         if production.in_layout and production.registry:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import Refused
 from .layout import Layout
+from .production import other_local_locations
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ def shared_links(layout: Layout, env: dict) -> list[Link]:
                     f"DB_FILENAME={filename} puts the SQLite file in the release folder itself; move it into "
                     "a folder (DB_FILENAME=./database/data.db) so releases can share it"
                 )
+    for name, root in other_local_locations(env).items():
+        inside = _inside(root)
+        if inside:
+            links.append(Link(inside, layout.shared_storage(name), f"storage location {name}"))
     extensions = _inside(env.get("EXTENSIONS_PATH") or "./extensions")
     if extensions:
         links.append(Link(posixpath.join(extensions, ".registry"), layout.shared_registry, "marketplace extensions"))

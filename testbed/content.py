@@ -52,9 +52,10 @@ class Api:
     def get(self, path: str, **kwargs):
         return self.json("GET", path, **kwargs)
 
-    def upload(self, filename: str, content: bytes, title: str, mime: str = "image/png") -> str:
+    def upload(self, filename: str, content: bytes, title: str, mime: str = "image/png", storage: str = "local") -> str:
         boundary = uuid.uuid4().hex
         parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="storage"\r\n\r\n{storage}\r\n'.encode(),
             f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n{title}\r\n'.encode(),
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             f"Content-Type: {mime}\r\n\r\n".encode(),

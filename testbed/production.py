@@ -143,9 +143,9 @@ class ExistingInstall:
         # a real directory of hard links: as independent as a real install's, but instant
         subprocess.run(["cp", "-al", str(self.toolchain.node_modules), str(self.folder / "node_modules")], check=True)
         (self.folder / "uploads").mkdir()
-        for key in ("STORAGE_LOCAL_ROOT",):  # a storage folder outside the install, made like the install's
-            if self.extra_env.get(key, "").startswith("/"):
-                Path(self.extra_env[key]).mkdir(parents=True, exist_ok=True)
+        for key, value in self.extra_env.items():  # storage folders the settings name, made like uploads/
+            if key.startswith("STORAGE_") and key.endswith("_ROOT"):
+                (self.folder / value).mkdir(parents=True, exist_ok=True)
         (self.folder / "snapshots").mkdir()
         registry = self.folder / "extensions" / ".registry" / self.registry_folder
         shutil.copytree(MARKETPLACE_EXTENSION, registry)

@@ -6,13 +6,16 @@ extension intact."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
 
 import pytest
 
+from directus_deploy.production import HEALTH_PROBE_FILE
 from directus_deploy.production_env import parse
+from testbed.content import png
 
 from .helpers import fab_ok, hello, private_setups
 
@@ -25,6 +28,8 @@ REDIS_CACHE = {"CACHE_ENABLED": "true", "CACHE_STORE": "redis", "REDIS": "redis:
                "CACHE_AUTO_PURGE": "false", "CACHE_TTL": "1h"}
 
 
+# a second local storage location beside `local`
+ARCHIVE = {"STORAGE_LOCATIONS": "local,archive", "STORAGE_ARCHIVE_DRIVER": "local", "STORAGE_ARCHIVE_ROOT": "./archive"}
 # settings where pm2 users keep them: the env block of an ecosystem file, or a YAML file that
 # CONFIG_PATH (set in that block) names; no .env at all
 SETTINGS = {
@@ -44,7 +49,8 @@ def shaped(bed, tmp_path_factory):
     shapes = {**SHAPES, **CONNECTIONS, **SETTINGS,
               "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}},
               # the database and the uploads where the host's admin put them, outside the install
-              "outside": {"db_shape": "outside", "extra_env": {"STORAGE_LOCAL_ROOT": str(folder / "srv-media")}}}
+              "outside": {"db_shape": "outside", "extra_env": {"STORAGE_LOCAL_ROOT": str(folder / "srv-media")}},
+              "two-locations": {"extra_env": ARCHIVE}}
     made = bed.shaped_productions(shapes)
     setups = private_setups(bed, made, folder)
     yield setups
@@ -169,3 +175,29 @@ def test_a_restore_clears_the_redis_cache_so_deleted_rows_are_not_served(shaped)
     result = fab_ok("backup.restore", f"--id={backup}", "--only=db", install, "--yes", env_file=env)
     assert "clear Directus's cache (data and system)" in result.stdout and "cleared" in result.stdout
     assert production.api.get(query)["data"] == []  # the row the restore removed is not served from the cache
+
+
+def test_every_local_storage_location_is_shared_backed_up_and_restored(shaped):
+    setup = shaped["two-locations"]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    for number in range(3):
+        production.api.upload(f"archived-{number}.png", png(12, 12, seed=700 + number), f"archived {number}", storage="archive")
+    archived = sorted(p.name for p in (production.folder / "archive").iterdir() if p.name != HEALTH_PROBE_FILE)
+    assert len(archived) == 3
+    before = production.content()
+    fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+    assert os.readlink((srv / "current").resolve() / "archive") == "../../shared/storage/archive"
+    assert sorted(p.name for p in (srv / "shared" / "storage" / "archive").iterdir() if p.name != HEALTH_PROBE_FILE) == archived
+    release_restore_and_roll_back(setup, before)
+
+    fab_ok("backup.files", env_file=env)
+    manifest = json.loads((srv / "backups" / newest_backup(srv) / "manifest.json").read_text())
+    assert sorted(manifest["storage/archive"]["files"]) == archived
+    assert manifest["storage/archive"]["linked"] == 3  # unchanged since the previous backup: hard links
+    lost = srv / "shared" / "storage" / "archive" / archived[0]
+    lost.unlink()
+    checked = fab_ok("backup.restore", f"--id={newest_backup(srv)}", "--only=files", "--yes", env_file=env)
+    assert lost.is_file() and production.content() == before
+    assert "storage/archive OK" in checked.stdout
+    verified = fab_ok("backup.verify", f"--id={manifest['id']}", env_file=env)
+    assert "storage/archive" in verified.stdout

@@ -19,6 +19,7 @@ from . import manifest as mf
 from .engines import engine_for, parse_counts
 from .errors import DeployError, Refused
 from .extensions import PRINT_MANIFESTS, check_printed
+from . import object_storage
 from .layout import is_id
 from .production import HEALTH_PROBE_FILE, Production, locate
 from .remote import Remote, q, section, split_sections
@@ -78,7 +79,7 @@ class BackupRun:
             self.session.production = self.production
             if "db" in self.parts:
                 self.engine = engine_for(self.production)
-            if "files" in self.parts and not self.production.uploads:
+            if "files" in self.parts and not self.production.has_files:
                 self.parts = tuple(p for p in self.parts if p != "files")
             if "env" in self.parts and self.production.settings and self.production.settings.format == "missing":
                 self.parts = tuple(p for p in self.parts if p != "env")  # settings only in the process environment
@@ -115,7 +116,7 @@ class BackupRun:
 
     def prepare(self) -> str:
         prod, engine = self.production, self.engine
-        tools = {"rsync", "sha256sum", "find"} | set(engine.tools if engine else ())
+        tools = {"rsync", "sha256sum", "find"} | set(engine.tools if engine else ()) | ({"rclone"} if prod.buckets else set())
         lines = [
             section("tools"),
             f"for t in {q(*sorted(tools))}; do command -v \"$t\" >/dev/null || echo \"missing $t\"; done",
@@ -177,7 +178,8 @@ class BackupRun:
         if {"files", "extensions", "env"} & set(self.parts):
             lines += [_clock("files")] + self.file_lines()
         lines.append(_clock("end"))
-        out = self._write("\n".join(lines), what="back up", secret_env=self.engine.secret_env() if self.engine else None).stdout
+        secrets = {**(self.engine.secret_env() if self.engine else {}), **self.production.storage_secret_env()}
+        out = self._write("\n".join(lines), what="back up", secret_env=secrets or None).stdout
         details = []
         clocks = {l.split("\t")[1]: float(l.split("\t")[2]) for l in out.splitlines() if l.startswith("@@clock\t")}
         # seconds each part took on the host (kept in the manifest: the benchmark reads them)
@@ -236,15 +238,20 @@ class BackupRun:
         prod = self.production
         prev_dir = self.layout.backup_dir(self.previous["id"]) if self.previous else None
         lines = []
-        if "files" in self.parts:
+        if "files" in self.parts and prod.uploads:
             copy = self._incremental_copy_lines("uploads", [(prod.uploads, "", (HEALTH_PROBE_FILE,))], prev_dir)
             if self.reuse_uploads:
                 copy = self._reuse_lines(prev_dir, copy)
             lines += copy
-            if prod.storages:  # the other local storage locations, each incremental like uploads
+        if "files" in self.parts:
+            if prod.storages or prod.buckets:  # the other local storage locations, each incremental like uploads
                 lines.append(f"mkdir -p -m 0700 {q(posixpath.join(self.staging, 'storage'))}")
             for name, path in sorted(prod.storages.items()):
                 lines += self._incremental_copy_lines(f"storage/{name}", [(path, "", (HEALTH_PROBE_FILE,))], prev_dir)
+            for name, bucket in sorted(prod.buckets.items()):
+                part = f"storage/{name}"
+                lines += object_storage.copy_lines(bucket, posixpath.join(self.staging, part), self.layout.backups, part)
+                lines += self._listing_lines(part)
         if "extensions" in self.parts:
             # .registry may be a symlink into shared/: its real content is copied into place
             copies = [(prod.extensions, "", (".registry",)), (prod.registry, ".registry", ())]
@@ -288,22 +295,24 @@ class BackupRun:
                 "copied": 0, "linked": len(entries), "bytes_written": 0, "snapshot_of": reused,
             }
             details.append(f"uploads: {len(entries)} files unchanged, snapshot shared with backup {reused}")
-        storages = [f"storage/{name}" for name in sorted(prod.storages)]
+        storages = [f"storage/{name}" for name in sorted({*prod.storages, *prod.buckets})]
         for part in ("uploads", "extensions", *storages):
             if part not in found or (part == "uploads" and reused):
                 continue
             listing = mf.parse_listing(found[part])
-            computed = mf.parse_hashes(found.get(f"{part}-hashes", ""))
+            computed = mf.parse_hashes(found.get(f"{part}-hashes", ""))  # the files copied just now
+            copied_now = set(computed) & set(listing)
             inherited = mf.listing_from_json((previous.get(part) or {}).get("files", {}))
             missing = mf.fill_hashes(listing, computed, inherited)
-            if missing:  # unusual (a file changed under rsync's feet): hash those now
+            if missing:  # shared with a backup not read here, or changed under rsync's feet: hash now
                 computed.update(self._hash(posixpath.join(self.staging, part), missing))
                 mf.fill_hashes(listing, computed, {})
-            copied = len([p for p in listing if p in computed])
+            copied = len(copied_now)
             size = sum(e.size for e in listing.values())
-            written = sum(listing[p].size for p in computed if p in listing)
+            written = sum(listing[p].size for p in copied_now)
             sources = {"uploads": prod.uploads, "extensions": prod.extensions,
-                       **{f"storage/{name}": path for name, path in prod.storages.items()}}
+                       **{f"storage/{name}": path for name, path in prod.storages.items()},
+                       **{f"storage/{name}": bucket.path for name, bucket in prod.buckets.items()}}
             self.manifest[part] = {
                 "source": sources[part],
                 "files": mf.listing_to_json(listing),
@@ -337,14 +346,19 @@ class BackupRun:
                 copy = (f"if [ -d {q(previous)} ]; then {rsync} --link-dest={q(previous)} -- {q(source + '/')} "
                         f"{q(into + '/')}; else {copy}; fi")
             lines += [f"if [ -d {q(source)} ]; then mkdir -p -m 0700 {q(into)} && {{ {copy}; }}; fi"]
-        lines += [
+        return lines + self._listing_lines(part)
+
+    def _listing_lines(self, part: str) -> list[str]:
+        """List the part's files and hash those copied just now (one link: not shared with the
+        previous backup)."""
+        target = posixpath.join(self.staging, part)
+        return [
             section(part),
             f"cd {q(target)} && find . -type f -printf '%P\\0%s\\0%T@\\0'",
             section(f"{part}-hashes"),
             # one link: copied just now; more: shares the previous backup's inode (unchanged)
             f"cd {q(target)} && find . -type f -links 1 -print0 | xargs -0 -r sha256sum -z --",
         ]
-        return lines
 
     def _hash(self, folder: str, paths: list[str]) -> dict[str, str]:
         out = self.remote.script(

@@ -9,7 +9,10 @@ mtime moved are hashed again and must still have their recorded sha256.
 
 from __future__ import annotations
 
+import posixpath
+
 from . import manifest as mf
+from . import object_storage
 from .engines import engine_for, parse_counts
 from .production import HEALTH_PROBE_FILE
 from .remote import q, section, split_sections
@@ -56,6 +59,14 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
         for part in mf.file_parts(manifest):
             if part.startswith("storage/") and part.removeprefix("storage/") in production.storages:
                 folders[part] = production.storages[part.removeprefix("storage/")]
+    buckets = {}  # part -> Bucket, for locations on S3: the backup's copy compared with the bucket
+    if "files" in parts:
+        backup_folder = session.layout.backup_dir(manifest["id"])
+        for part in mf.file_parts(manifest):
+            name = part.removeprefix("storage/")
+            if part.startswith("storage/") and name in production.buckets:
+                buckets[part] = production.buckets[name]
+                lines += object_storage.check_lines(production.buckets[name], posixpath.join(backup_folder, part), exact)
     for part, folder in folders.items():
         if exact:
             lines += [section(f"{part}-hashes"),
@@ -65,7 +76,8 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
     if "extensions" in parts and manifest.get("extensions"):
         lines += [section("registry"), f"ls -1 {q(production.registry)} 2>/dev/null || true"]
     out = remote.script("\n".join(lines) or "true", what="check what production holds", changes=False,
-                        secret_env=engine.secret_env() if engine else None).stdout
+                        secret_env={**(engine.secret_env() if engine else {}), **production.storage_secret_env()} or None
+                        ).stdout
     found = split_sections(out)
     if migrations is not None:
         migrations.extend(line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t"))
@@ -78,6 +90,12 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
                        f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
     for part, folder in folders.items():
         checks.append(_files_check(remote, part, folder, manifest[part]["files"], found))
+    differences = {line.split("\t")[1]: line.split("\t")[2] for line in out.splitlines() if line.startswith("@@bucket\t")}
+    for part, bucket in buckets.items():
+        count = differences.get(bucket.location, "?").strip()
+        checks.append((part, "OK" if count == "0" else "FAIL",
+                       f"{len(manifest[part]['files'])} objects in bucket {bucket.bucket} match the backup by checksum"
+                       if count == "0" else f"{count} objects missing or different in bucket {bucket.bucket}"))
     if "registry" in found:
         present = set(found["registry"].split())
         wanted = set(manifest["extensions"].get("registry", []))

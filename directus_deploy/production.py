@@ -19,11 +19,13 @@ from urllib.parse import unquote, urlparse
 from dotenv import dotenv_values
 
 from .errors import Refused
+from . import object_storage
 from .layout import Layout
+from .object_storage import buckets_in
 from .remote import Remote, q
 from .settings import READ_JS, Settings, find_process_shell, settings_from
 
-HEALTH_PROBE_FILE = "directus-health-file"  # written into uploads by every /server/health
+HEALTH_PROBE_FILE = object_storage.HEALTH_PROBE_FILE  # written into uploads by every /server/health
 
 
 @dataclass
@@ -39,6 +41,15 @@ class Production:
     release_id: str | None  # the current release's folder name, in the layout
     settings: Settings | None = field(default=None, repr=False)  # where they came from
     storages: dict = field(default_factory=dict)  # other local storage locations: {name: path}
+    buckets: dict = field(default_factory=dict, repr=False)  # locations on S3: {name: object_storage.Bucket}
+
+    @property
+    def has_files(self) -> bool:
+        """Uploads anywhere this tool backs up: local folders or buckets."""
+        return bool(self.uploads or self.storages or self.buckets)
+
+    def storage_secret_env(self) -> dict[str, str]:
+        return object_storage.secret_env(self.buckets)
 
     @property
     def db_client(self) -> str:
@@ -85,7 +96,8 @@ def paths_in(root: str, env: dict) -> dict:
     extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
     return {"uploads": uploads, "extensions": extensions, "registry": posixpath.join(extensions, ".registry"),
             "storages": {name: posixpath.normpath(posixpath.join(root, relative))
-                         for name, relative in other_local_locations(env).items()}}
+                         for name, relative in other_local_locations(env).items()},
+            "buckets": buckets_in(env)}
 
 
 _LOCATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

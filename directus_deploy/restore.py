@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 
 from . import manifest as mf
+from . import object_storage
 from .backup import take_backup
 from .backup_catalog import read_manifest
 from .engines import engine_for
@@ -45,14 +46,17 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         manifest = read_manifest(remote, layout, backup_id)
         production = locate(remote, layout, install)
         available = {"db": "database", "files": "uploads", "extensions": "extensions", "env": "env", "config": "config"}
-        parts = tuple(p for p in parts if manifest.get(available[p]))
+        holds = {p: bool(manifest.get(available[p])) for p in parts}
+        if "files" in holds:  # uploads, and any other storage location (a folder or a bucket)
+            holds["files"] = any(part != "extensions" for part in mf.file_parts(manifest))
+        parts = tuple(p for p in parts if holds[p])
         if not parts:
             raise Refused(f"backup {backup_id} holds none of the parts asked for")
         engine = engine_for(production) if "db" in parts else None
         if engine and engine.name != manifest["database"]["engine"]:
             raise Refused(f"backup {backup_id} is a {manifest['database']['engine']} dump; production uses {engine.name}")
-        if "files" in parts and not production.uploads:
-            raise Refused("production has no local uploads folder to restore files into")
+        if "files" in parts and not production.has_files:
+            raise Refused("production has no uploads folder or bucket to restore files into")
         step.detail = f"restoring {', '.join(parts)} from {manifest['created_at']} ({manifest['reason']})"
 
     if session.dry_run:
@@ -94,12 +98,15 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
         lines.append(stop)
     if "db" in parts:
         lines.append(engine.restore(posixpath.join(folder, manifest["database"]["file"]), work))
-    if "files" in parts:
+    if "files" in parts and production.uploads and manifest.get("uploads"):
         # copies, never links: a restored upload must not share an inode with the backup
         lines.append(f"rsync -a --delete --checksum --chmod=D0755,F0644 --exclude=/{HEALTH_PROBE_FILE} -- "
                      f"{q(folder + '/uploads/')} {q(production.uploads + '/')}")
+    if "files" in parts:
         for part in mf.file_parts(manifest):
             name = part.removeprefix("storage/")
+            if part.startswith("storage/") and name in production.buckets:
+                lines += object_storage.restore_lines(production.buckets[name], folder + "/" + part + "/")
             if part.startswith("storage/") and name in production.storages:
                 lines.append(f"mkdir -p {q(production.storages[name])} && rsync -a --delete --checksum "
                              f"--chmod=D0755,F0644 --exclude=/{HEALTH_PROBE_FILE} -- "
@@ -135,7 +142,7 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
         "exit $rc",
     ])
     with console.step(f"restore {', '.join(parts)}" + (" (Directus stopped)" if stop else "") + ", start Directus") as step:
-        secrets = {**(engine.secret_env() if engine else {}), **service.secret_env}
+        secrets = {**(engine.secret_env() if engine else {}), **service.secret_env, **production.storage_secret_env()}
         result = remote.script(script, what="restore", secret_env=secrets, critical=True, check=False)
         if not result.ok:
             raise DeployError(f"{remote.name}: restore failed ({remote.error_line(result)}); Directus was started "

@@ -52,10 +52,12 @@ class Api:
     def get(self, path: str, **kwargs):
         return self.json("GET", path, **kwargs)
 
-    def upload(self, filename: str, content: bytes, title: str, mime: str = "image/png", storage: str = "local") -> str:
+    def upload(self, filename: str, content: bytes, title: str, mime: str = "image/png", storage: str | None = None) -> str:
+        """`storage`: the location to upload into (default: Directus's first)."""
         boundary = uuid.uuid4().hex
         parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="storage"\r\n\r\n{storage}\r\n'.encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="storage"\r\n\r\n{storage}\r\n'.encode()
+            if storage else b"",
             f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n{title}\r\n'.encode(),
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             f"Content-Type: {mime}\r\n\r\n".encode(),

@@ -16,6 +16,7 @@ import pytest
 from directus_deploy.production import HEALTH_PROBE_FILE
 from directus_deploy.production_env import parse
 from testbed.content import png
+from testbed.s3 import S3Server
 
 from .helpers import fab_ok, hello, private_setups
 
@@ -44,13 +45,22 @@ CONNECTIONS = {
 
 
 @pytest.fixture(scope="module")
-def shaped(bed, tmp_path_factory):
+def s3(tmp_path_factory):
+    server = S3Server(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shaped(bed, s3, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shapes")
     shapes = {**SHAPES, **CONNECTIONS, **SETTINGS,
               "redis-cache": {"extra_env": {**REDIS_CACHE, "CACHE_NAMESPACE": f"dxd-{secrets.token_hex(4)}"}},
               # the database and the uploads where the host's admin put them, outside the install
               "outside": {"db_shape": "outside", "extra_env": {"STORAGE_LOCAL_ROOT": str(folder / "srv-media")}},
-              "two-locations": {"extra_env": ARCHIVE}}
+              "two-locations": {"extra_env": ARCHIVE},
+              # uploads in a bucket, through Directus's own S3 driver
+              "s3": {"extra_env": s3.directus_env(s3.new_bucket())}}
     made = bed.shaped_productions(shapes)
     setups = private_setups(bed, made, folder)
     yield setups
@@ -201,3 +211,37 @@ def test_every_local_storage_location_is_shared_backed_up_and_restored(shaped):
     assert "storage/archive OK" in checked.stdout
     verified = fab_ok("backup.verify", f"--id={manifest['id']}", env_file=env)
     assert "storage/archive" in verified.stdout
+
+
+def test_uploads_in_an_s3_bucket_are_copied_incrementally_verified_and_restored(shaped, s3):
+    setup = shaped["s3"]
+    production, srv, env = setup["production"], setup["srv"], setup["env"]
+    bucket = production.extra_env["STORAGE_S3_BUCKET"]
+
+    def content_objects() -> dict:
+        return {k: v for k, v in s3.objects(bucket).items() if k != HEALTH_PROBE_FILE}
+
+    objects = content_objects()
+    assert len(objects) >= 24  # the seeded images, uploaded by Directus into the bucket
+    before = production.content()
+    fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
+
+    def files_backup() -> dict:
+        fab_ok("backup.files", env_file=env)
+        return json.loads((srv / "backups" / newest_backup(srv) / "manifest.json").read_text())
+
+    first = json.loads((srv / "backups" / newest_backup(srv) / "manifest.json").read_text())["storage/s3"]  # adopt's
+    assert sorted(first["files"]) == sorted(objects) and first["copied"] == len(objects)
+    second = files_backup()
+    assert second["storage/s3"]["copied"] == 0 and second["storage/s3"]["linked"] == len(objects)  # none copied again
+    copy = srv / "backups" / second["id"] / "storage" / "s3"
+    assert all(oct(p.stat().st_mode)[-3:] == "600" for p in copy.rglob("*") if p.is_file())
+
+    gone = sorted(objects)[0]
+    s3.client().delete_object(Bucket=bucket, Key=gone)
+    s3.client().put_object(Bucket=bucket, Key="written-after-the-backup.txt", Body=b"not in the backup")
+    restored = fab_ok("backup.restore", f"--id={second['id']}", "--only=files", "--yes", env_file=env)
+    assert content_objects() == objects and production.content() == before
+    assert "storage/s3 OK" in restored.stdout
+    fab_ok("backup.verify", f"--id={second['id']}", env_file=env)
+    release_restore_and_roll_back(setup, before)

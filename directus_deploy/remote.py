@@ -184,14 +184,21 @@ class Remote:
             sender.start()
             stdout, stderr = bytearray(), bytearray()
             deadline = time.monotonic() + timeout if timeout else None
+            exited_at = None
             while True:
                 readable, _, _ = select.select([channel], [], [], 0.2)
                 if channel.recv_ready():
                     stdout += channel.recv(1 << 16)
                 if channel.recv_stderr_ready():
                     stderr += channel.recv_stderr(1 << 16)
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
+                # sshd may send the exit status before the last of the output: done once the output
+                # has ended too (EOF); a background process still holding it gets a few seconds
+                drained = not channel.recv_ready() and not channel.recv_stderr_ready()
+                if channel.exit_status_ready():
+                    exited_at = exited_at or time.monotonic()
+                    ended = channel.eof_received or not transport.is_active() or time.monotonic() - exited_at > 3
+                    if drained and ended:
+                        break
                 if deadline and time.monotonic() > deadline:
                     raise DeployError(f"{self.name}: command timed out after {timeout:.0f}s")
             exit_code = channel.recv_exit_status()

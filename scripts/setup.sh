@@ -13,7 +13,7 @@ declare -A WANTED=(
   [sshd]=openssh-server [ssh]=openssh-client [rsync]=rsync [zstd]=zstd [sqlite3]=sqlite3
   [git]=git [nginx]=nginx [psql]=postgresql-client [pg_ctlcluster]=postgresql
   [mysql]=mariadb-client [mariadbd]=mariadb-server [npm]=npm [curl]=curl
-  [redis-server]=redis-server [redis-cli]=redis-tools
+  [redis-server]=redis-server [redis-cli]=redis-tools [rclone]=rclone
 )
 missing=()
 for cmd in "${!WANTED[@]}"; do
@@ -59,7 +59,7 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the Python virtualenv .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest' 2>/dev/null || [ requirements-dev.txt -nt .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest, moto' 2>/dev/null || [ requirements-dev.txt -nt .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
   say "installing Python requirements"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   touch .venv/.installed

@@ -49,6 +49,14 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         holds = {p: bool(manifest.get(available[p])) for p in parts}
         if "files" in holds:  # uploads, and any other storage location (a folder or a bucket)
             holds["files"] = any(part != "extensions" for part in mf.file_parts(manifest))
+        if holds.get("env") and production.in_layout and not manifest.get("release"):
+            # taken from the install before adoption: its settings name paths (./data.db, a YAML
+            # file...) that the layout replaced; shared/.env holds them as releases need them
+            if parts == ("env",):
+                raise Refused(f"backup {backup_id} was taken before adoption: its .env is the install's, with paths "
+                              "the layout replaced; edit shared/.env (fab config.push) instead")
+            holds["env"] = False
+            console.say("    .env not restored: this backup was taken before adoption, its paths are the install's")
         parts = tuple(p for p in parts if holds[p])
         if not parts:
             raise Refused(f"backup {backup_id} holds none of the parts asked for")

@@ -115,6 +115,11 @@ def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(
 
     if shape == "init-wal":  # the absolute-path shape differs only until adoption: a release is enough
         release_restore_and_roll_back(setup, before)
+        # the whole pre-adopt backup back: its .env (DB_FILENAME=./data.db) is the install's, not restored
+        pre_adopt = next(p.name for p in (srv / "backups").iterdir() if p.name.endswith("-pre-adopt"))
+        restored = fab_ok("backup.restore", f"--id={pre_adopt}", "--yes", env_file=env)
+        assert ".env not restored: this backup was taken before adoption" in restored.stdout
+        assert (srv / "shared" / ".env").read_text() == shared_env and production.content() == before
     else:
         fab_ok("release", "--tag=v2", "--yes", env_file=env)
         assert hello(production) == "hello from v2" and production.content() == before

@@ -1,6 +1,6 @@
 """The test bed from a shell.
 
-    python -m testbed up [--root DIR] [--engines sqlite,postgres,mysql]
+    python -m testbed up [--root DIR] [--engines sqlite,postgres,mysql] [--sqlite-shape init]
     python -m testbed status [--root DIR]
     python -m testbed show [--root DIR] [--engines sqlite]
     python -m testbed down [--root DIR]
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .bed import TestBed
-from .databases import ENGINES, new_database
+from .databases import ENGINES, SqliteDatabase, new_database
 from .production import Pm2
 from .toolchain import Toolchain
 
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "status", "show", "down"))
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("DIRECTUS_DEPLOY_TESTBED") or DEFAULT_ROOT))
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: sqlite,postgres,mysql")
+    parser.add_argument("--sqlite-shape", default="tidy", choices=SqliteDatabase.SHAPES,
+                        help="where the SQLite production keeps its file (init: ./data.db, as `directus init` makes it)")
     args = parser.parse_args(argv)
     state_file = args.root / "testbed.json"
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(engines) - set(ENGINES)
         if unknown:
             parser.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
-        bed = TestBed(args.root, engines).up()
+        bed = TestBed(args.root, engines, sqlite_shape=args.sqlite_shape).up()
         print_status(json.loads(state_file.read_text()))
         return 0
     if not state_file.exists():

@@ -26,9 +26,10 @@ PASSED_TO_HOST = ("NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "HTTPS_PROXY", "HTTP_P
 class TestBed:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, root: Path, engines: tuple[str, ...] = ENGINES):
+    def __init__(self, root: Path, engines: tuple[str, ...] = ENGINES, sqlite_shape: str = "tidy"):
         self.root = Path(root).resolve()
         self.engines = tuple(engines)
+        self.sqlite_shape = sqlite_shape  # of the bed's own SQLite production
         self.toolchain = Toolchain()
         self.pm2 = Pm2(self.root / "pm2", self.toolchain)
         self.sshd = SshServer(self.root / "ssh", self.session_env())
@@ -56,7 +57,8 @@ class TestBed:
         self.pm2.run("ping")  # start the daemon once, before parallel starts race to do it
         mark = time.monotonic()
         with ThreadPoolExecutor(max_workers=len(self.engines)) as pool:
-            made = list(pool.map(self._production, self.engines))
+            made = list(pool.map(lambda engine: self._production(
+                engine, **({"db_shape": self.sqlite_shape} if engine == "sqlite" else {})), self.engines))
         self.productions = dict(zip(self.engines, made))
         self.timings["productions"] = time.monotonic() - mark
         for engine, production in self.productions.items():

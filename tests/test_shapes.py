@@ -87,10 +87,16 @@ def release_restore_and_roll_back(setup, before: dict, release_args=()) -> list:
     assert production.content() != before
     fab_ok("backup.restore", f"--id={newest_backup(srv)}", "--only=db,files", "--yes", env_file=env)
     assert production.content() == before
-    fab_ok("rollback", "--yes", env_file=env)
+    rolled_back(setup, before)
+    return released
+
+
+def rolled_back(setup, before: dict) -> None:
+    """`fab rollback` from v2: v1 serves, with everything."""
+    production = setup["production"]
+    fab_ok("rollback", "--yes", env_file=setup["env"])
     assert hello(production) == "hello from v1" and production.content() == before
     assert "directus-extension-greeting" in loaded_extensions(production)
-    return released
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
@@ -113,16 +119,13 @@ def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(
     shared_env = (srv / "shared" / ".env").read_text()
     assert "DB_FILENAME=./database/data.db\n" in shared_env and f"# DB_FILENAME was {original}" in shared_env
 
-    if shape == "init-wal":  # the absolute-path shape differs only until adoption: a release is enough
-        release_restore_and_roll_back(setup, before)
+    release_restore_and_roll_back(setup, before)
+    if shape == "init-wal":
         # the whole pre-adopt backup back: its .env (DB_FILENAME=./data.db) is the install's, not restored
         pre_adopt = next(p.name for p in (srv / "backups").iterdir() if p.name.endswith("-pre-adopt"))
         restored = fab_ok("backup.restore", f"--id={pre_adopt}", "--yes", env_file=env)
         assert ".env not restored: this backup was taken before adoption" in restored.stdout
         assert (srv / "shared" / ".env").read_text() == shared_env and production.content() == before
-    else:
-        fab_ok("release", "--tag=v2", "--yes", env_file=env)
-        assert hello(production) == "hello from v2" and production.content() == before
     assert (srv / "shared" / "database" / "data.db").is_file()
 
 
@@ -143,11 +146,7 @@ def test_settings_outside_a_dotenv_are_read_where_directus_reads_them(shaped, sh
     assert {k: v for k, v in written.items() if k != "CONFIG_PATH"} == production.env()
     assert production.token not in adopted.stdout + adopted.stderr and production.secret not in adopted.stdout
     # pm2 now runs the release with the settings from shared/.env (restarts by the tool keep them)
-    if shape == "ecosystem-env":
-        release_restore_and_roll_back(setup, before)
-    else:
-        fab_ok("release", "--tag=v2", "--yes", env_file=env)
-        assert hello(production) == "hello from v2" and production.content() == before
+    release_restore_and_roll_back(setup, before)
 
 
 @pytest.mark.parametrize("shape", list(CONNECTIONS))
@@ -181,6 +180,7 @@ def test_state_outside_the_install_stays_there_and_is_backed_up_and_restored_the
     lost.unlink()  # an upload gone from the outside storage
     fab_ok("backup.restore", f"--id={newest_backup(srv)}", "--only=files", "--yes", env_file=env)
     assert lost.is_file() and production.content() == before
+    rolled_back(setup, before)
     assert database.is_file() and sorted(p.name for p in media.iterdir()) == uploads
 
 
@@ -224,6 +224,7 @@ def test_every_local_storage_location_is_shared_backed_up_and_restored(shaped):
     assert "storage/archive OK" in checked.stdout
     verified = fab_ok("backup.verify", f"--id={manifest['id']}", env_file=env)
     assert "storage/archive" in verified.stdout
+    rolled_back(setup, before)
 
 
 def test_uploads_in_an_s3_bucket_are_copied_incrementally_verified_and_restored(shaped, s3):
@@ -259,3 +260,4 @@ def test_uploads_in_an_s3_bucket_are_copied_incrementally_verified_and_restored(
     fab_ok("backup.verify", f"--id={second['id']}", env_file=env)
     fab_ok("release", "--tag=v2", "--yes", env_file=env)  # the release's checks compare the bucket too
     assert hello(production) == "hello from v2" and production.content() == before
+    rolled_back(setup, before)

@@ -10,10 +10,10 @@ rewrites only the settings that must change; paths outside the install folder st
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass, field
 
 from .errors import Refused
+from .production_env import _LINE_KEY  # a KEY= line of a .env, as config.push reads it
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
 PATH_KEYS = ("DB_FILENAME", "STORAGE_LOCAL_ROOT", "EXTENSIONS_PATH")
@@ -69,16 +69,13 @@ def plan_adoption(root: str, env: dict) -> AdoptionPlan:
     return plan
 
 
-_KEY_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
-
-
 def rewrite_env_text(text: str, rewrites: list[Rewrite]) -> str:
     """The .env text with each rewritten key's line(s) replaced, a comment saying what it was;
     every other line (comments, quoting, order) as it was."""
     wanted = {r.key: r for r in rewrites}
     lines, done = [], set()
     for line in text.splitlines(keepends=True):
-        match = _KEY_LINE.match(line)
+        match = _LINE_KEY.match(line)
         if match and match.group(1) in wanted:
             rewrite = wanted[match.group(1)]
             lines.append(f"# {rewrite.key} was {rewrite.old!s} before adoption by directus-deploy\n")

@@ -1,4 +1,4 @@
-"""Where things live under DEPLOY_PATH on a production host (DESIGN §2). One place per path."""
+"""Where things live under DEPLOY_PATH on a production host (docs/architecture.md). One place per path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`fab release`: the whole chain of DESIGN §3, one named step after another.
+"""`fab release`: the whole chain of docs/architecture.md, one named step after another.
 
     guards -> lock -> verified backup -> code -> extensions -> schema gate
            -> rehearsal on a copy (when asked for) -> migrations -> system configuration

@@ -6,7 +6,7 @@ small shell scripts out of already-quoted parts (`q`). Secrets never travel in a
 they go through the command's standard input (see `run(..., secret_env=...)`).
 
 The helpers at the bottom replace what patchwork offered (exists, directory, read, upload,
-atomic symlink switch); patchwork itself cannot be installed next to Fabric 3 (DESIGN §6).
+atomic symlink switch); patchwork itself cannot be installed next to Fabric 3 (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ class Remote:
     def switch_symlink(self, link: str, target: str) -> None:
         """Point `link` at `target` atomically: a new symlink renamed over the old one.
 
-        `rm` + `ln` would leave a moment with no `current` at all (DESIGN invariant 4).
+        `rm` + `ln` would leave a moment with no `current` at all (promise 4 in docs/architecture.md).
         """
         temp = f"{link}.new-{os.getpid()}"
         script = f"ln -sfn -- {q(target)} {q(temp)} && mv -T -- {q(temp)} {q(link)}"

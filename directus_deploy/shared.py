@@ -1,4 +1,4 @@
-"""Shared state: what lives in `shared/` and which paths of a release link to it (DESIGN §2).
+"""Shared state: what lives in `shared/` and which paths of a release link to it (docs/architecture.md).
 
 A release never holds a real uploads folder, database file or `.env`: those paths are symlinks
 into `shared/`, computed from the production `.env` (where Directus will look for them).

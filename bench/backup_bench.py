@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from directus_deploy import config as config_module  # noqa: E402
-from directus_deploy.backup import take_backup  # noqa: E402
-from directus_deploy.session import Session  # noqa: E402
+from directus_deploy.runtimes import load_config  # noqa: E402
+from directus_deploy.flows.backup import take_backup  # noqa: E402
+from directus_deploy.flows.session import Session  # noqa: E402
 from testbed.bed import TestBed  # noqa: E402
 
 PARTS = ("db", "files", "extensions", "env")
@@ -103,7 +103,7 @@ def main() -> int:
         print(f"generating {args.files} files, {args.size_mb} MB in {uploads} ...", flush=True)
         generate(uploads, args.files, args.size_mb)
         env_file = bed.tool_env(production, work / "tool")
-        config = config_module.load({"DEPLOY_ENV_FILE": str(env_file)})
+        config = load_config({"DEPLOY_ENV_FILE": str(env_file)})
         copies = work / "copies"
         copies.mkdir()
         rows = []

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from directus_deploy import config as config_module
-from directus_deploy.session import Session
+from directus_deploy.core import config as config_module
+from directus_deploy.runtimes import load_config
+from directus_deploy.flows.session import Session
 from testbed.project import hook_extension
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +33,7 @@ def run_fab(*args: str, env_file: Path | None = None, env: dict | None = None, t
 
 
 def session_for(env_file: Path, **kwargs) -> Session:
-    return Session(config=config_module.load({"DEPLOY_ENV_FILE": str(env_file)}), **kwargs)
+    return Session(config=load_config({"DEPLOY_ENV_FILE": str(env_file)}), **kwargs)
 
 
 def write_env(path: Path, settings: dict) -> Path:

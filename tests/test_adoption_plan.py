@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from directus_deploy.adoption_plan import plan_adoption, rewrite_env_text
-from directus_deploy.production_env import parse
+from directus_deploy.flows.adoption_plan import plan_adoption, rewrite_env_text
+from directus_deploy.flows.production_env import parse
 
 ROOT = "/srv/directus"
 

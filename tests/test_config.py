@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from directus_deploy import config as config_module
-from directus_deploy.errors import EXIT_REFUSED, ConfigError
+from directus_deploy.runtimes import ALL_KEYS, load_config
+from directus_deploy.core.errors import EXIT_REFUSED, ConfigError
 
 from .helpers import REPO, write_env
 
@@ -19,7 +19,7 @@ VALID = {"DEPLOY_HOSTS": "deploy@prod.example.com:2222", "DIRECTUS_TOKEN": "s3cr
 
 def load(tmp_path: Path, settings: dict, environ: dict | None = None):
     path = write_env(tmp_path / "deploy.env", settings)
-    return config_module.load({"DEPLOY_ENV_FILE": str(path), **(environ or {})})
+    return load_config({"DEPLOY_ENV_FILE": str(path), **(environ or {})})
 
 
 def refused(tmp_path: Path, settings: dict) -> str:
@@ -105,23 +105,23 @@ def test_environment_overrides_the_file(tmp_path):
 
 def test_named_env_file_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
-        config_module.load({"DEPLOY_ENV_FILE": str(tmp_path / "missing.env")})
+        load_config({"DEPLOY_ENV_FILE": str(tmp_path / "missing.env")})
 
 
 def test_a_line_that_is_not_key_value_is_refused_with_its_line_number(tmp_path):
     path = tmp_path / "deploy.env"
     path.write_text("DEPLOY_HOSTS=prod\nDIRECTUS_TOKEN=abcdefghij\nKEEP_RELEASES 5\n")
     with pytest.raises(ConfigError, match=r"deploy.env:3: not a KEY=value line"):
-        config_module.load({"DEPLOY_ENV_FILE": str(path)})
+        load_config({"DEPLOY_ENV_FILE": str(path)})
 
 
 def test_env_example_documents_exactly_the_declared_keys():
     text = (REPO / ".env.example").read_text()
     mentioned = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
-    assert mentioned == set(config_module.KEYS_BY_NAME)
+    assert mentioned == {key.name for key in ALL_KEYS}
     # and it is itself a valid configuration
     values = {k: v for k, v in dotenv_values(REPO / ".env.example").items()}
-    assert config_module.load({"DEPLOY_ENV_FILE": str(REPO / ".env.example")}).hosts
+    assert load_config({"DEPLOY_ENV_FILE": str(REPO / ".env.example")}).hosts
     assert "DEPLOY_HOSTS" in values
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from directus_deploy import config as config_module
-from directus_deploy import instances
+from directus_deploy.runtimes import instances, load_config
+from directus_deploy.traffic import nginx
 
 from .helpers import write_env
 
@@ -14,7 +14,7 @@ def bluegreen(tmp_path, include):
     path = write_env(tmp_path / "deploy.env", {
         "DEPLOY_HOSTS": "prod", "DIRECTUS_TOKEN": "s3cret-admin-token", "DEPLOY_STRATEGY": "bluegreen",
         "DEPLOY_BLUEGREEN_PORTS": "8101,8102", "DEPLOY_NGINX_UPSTREAM_FILE": str(include), "DIRECTUS_URL": "http://127.0.0.1"})
-    return config_module.load({"DEPLOY_ENV_FILE": str(path)})
+    return load_config({"DEPLOY_ENV_FILE": str(path)})
 
 
 def bash(script: str) -> str:
@@ -35,10 +35,10 @@ def test_the_host_reads_the_serving_port_from_the_include_the_tool_wrote(tmp_pat
     include = tmp_path / "up.conf"
     config = bluegreen(tmp_path, include)
     commands = {"blue": "echo B", "green": "echo G", "plain": "echo P"}
-    assert bash(instances.live_port_shell(config)) == ""  # no include yet
+    assert bash(nginx.live_port_shell(config)) == ""  # no include yet
     assert bash(instances.for_serving_instance(config, commands)) == "P"
     for port, expected in ((8102, "G"), (8101, "B"), (8055, "P")):
-        include.write_text(instances.upstream_text(config, port))
-        assert instances.parse_live_port(bash(instances.live_port_shell(config))) == port
+        include.write_text(nginx.upstream_text(config, port))
+        assert nginx.parse_live_port(bash(nginx.live_port_shell(config))) == port
         assert bash(instances.for_serving_instance(config, commands)) == expected
     assert "upstream directus {" in include.read_text()

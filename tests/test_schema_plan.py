@@ -1,6 +1,6 @@
 """Reading `directus schema apply --dry-run`, and what its deletions may cost: fast checks."""
 
-from directus_deploy.schema import parse_plan
+from directus_deploy.flows.schema import parse_plan
 
 PLAN = """The following changes will be applied:
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from directus_deploy import ssh
+from directus_deploy.host import ssh
 from testbed.sshd import ALIAS, SshServer
 
 from .helpers import fab_ok, one_line, run_fab, session_for, write_env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from ..remote import q
+from directus_deploy.host.remote import q
 
 
 COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output

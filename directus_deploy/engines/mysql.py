@@ -6,8 +6,8 @@ read on stdin, used with --defaults-extra-file and removed afterwards: never a c
 
 from __future__ import annotations
 
-from ..errors import Refused
-from ..remote import q
+from directus_deploy.core.errors import Refused
+from directus_deploy.host.remote import q
 from .base import COUNT_MARK, Engine, quote_identifier
 
 # Exact counts: build one UNION query from the table list, then run it.

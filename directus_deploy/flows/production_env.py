@@ -1,0 +1,190 @@
+"""The production `.env`, deployed from a template kept in the project: `fab config.diff` and
+`fab config.push`.
+
+The template (`config/production.env` at a tag) holds the settings, never the secrets:
+
+    CORS_ORIGIN=https://www.example.com     a value: set on the host
+    DB_PASSWORD=@host                       keep whatever the host has (the secret lives there)
+    EMAIL_SMTP_PASSWORD=${SMTP_PASSWORD}    from this machine's environment (a CI secret)
+
+The host's file is edited, not replaced: changed keys keep their line, new ones are appended,
+and a key only the host has stays (and is said so). SECRET and the DB_* settings are refused
+unless a flag allows them (a new SECRET logs everybody out; a wrong DB_* points production at
+another database). Values of secret keys are masked in everything printed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from directus_deploy.flows import steps
+from directus_deploy.flows.backup import take_backup
+from directus_deploy.core.errors import DeployError, Refused, RolledBack
+from directus_deploy.state.production import SECRET_ENV_KEYS
+from directus_deploy.core.source import Source
+from directus_deploy.flows.switch import current_release
+
+TEMPLATE = "config/production.env"
+KEEP = "@host"
+_FROM_ENVIRONMENT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_BARE = re.compile(r"^[A-Za-z0-9_./:@,+*=-]*$")
+_LINE_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
+
+
+@dataclass
+class Change:
+    key: str
+    kind: str  # add | change | host-only
+    old: str | None
+    new: str | None
+
+
+def is_secret(key: str) -> bool:
+    return key in SECRET_ENV_KEYS or key.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_KEY"))
+
+
+def shown(key: str, value: str | None) -> str:
+    if value is None:
+        return "(unset)"
+    return "***" if is_secret(key) and value else repr(value)
+
+
+def parse(text: str) -> dict[str, str]:
+    # no interpolation: ${NAME} is the template's own syntax, and Directus does not expand either
+    return {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()}
+
+
+def read_template(source, tag, file: str | None) -> tuple[str, str]:
+    """(text, where it came from): a local file, or config/production.env at the tag."""
+    if file:
+        path = Path(file)
+        if not path.is_file():
+            raise Refused(f"--file={file}: no such file")
+        return path.read_text(), str(path)
+    content = source.read(tag, TEMPLATE)
+    if content is None:
+        raise Refused(f"tag {tag.name} has no {TEMPLATE}: add the production settings there (secrets as {KEEP} "
+                      "or ${NAME}), or pass --file")
+    return content.decode(), f"{TEMPLATE} at {tag.name}"
+
+
+def resolve(template: dict[str, str], host: dict[str, str], environ=os.environ) -> dict[str, str]:
+    """The values the template asks for, with @host and ${NAME} worked out."""
+    wanted = {}
+    for key, value in template.items():
+        if value == KEEP:
+            if key not in host:
+                raise Refused(f"{key}={KEEP} in the template, but the host's .env has no {key}; set it there first")
+            wanted[key] = host[key]
+            continue
+        match = _FROM_ENVIRONMENT.match(value)
+        if match:
+            if match[1] not in environ:
+                raise Refused(f"{key}=${{{match[1]}}} in the template, but {match[1]} is not set in this environment")
+            value = environ[match[1]]
+        if "\n" in value:
+            raise Refused(f"{key}: a value must be one line")
+        wanted[key] = value
+    return wanted
+
+
+def plan(wanted: dict[str, str], host: dict[str, str]) -> list[Change]:
+    changes = [Change(key, "add" if key not in host else "change", host.get(key), value)
+               for key, value in wanted.items() if host.get(key) != value]
+    changes += [Change(key, "host-only", value, value) for key, value in host.items() if key not in wanted]
+    return changes
+
+
+def refuse_protected(changes: list[Change], allow_secret: bool, allow_db: bool) -> None:
+    for change in changes:
+        if change.kind == "host-only":
+            continue
+        if change.key == "SECRET" and not allow_secret:
+            raise Refused("the template changes SECRET: every session and token signed with it would stop working; "
+                          "keep SECRET=@host, or pass --allow-secret-change if that is what you want")
+        if change.key.startswith("DB_") and not allow_db:
+            raise Refused(f"the template changes {change.key}: Directus would use another database; keep it @host, "
+                          "or pass --allow-db-change if that is what you want")
+
+
+def render(host_text: str, changes: list[Change], note: str) -> str:
+    """The host's file with the changes made: values replaced on their own line, new keys
+    appended; every other line (comments, order, host-only keys) as it was."""
+    updates = {c.key: c.new for c in changes if c.kind == "change"}
+    lines = host_text.splitlines()
+    for number, line in enumerate(lines):
+        match = _LINE_KEY.match(line)
+        if match and match[1] in updates:
+            lines[number] = f"{match[1]}={_quoted(updates.pop(match[1]))}"
+    added = [c for c in changes if c.kind == "add"]
+    if added:
+        lines += ["", f"# {note}"] + [f"{c.key}={_quoted(c.new)}" for c in added]
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(value: str) -> str:
+    if _BARE.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def describe(changes: list[Change]) -> list[list[str]]:
+    rows = []
+    for c in changes:
+        if c.kind == "host-only":
+            rows.append([c.key, "kept: only on the host", shown(c.key, c.old), ""])
+        else:
+            rows.append([c.key, c.kind, shown(c.key, c.old), shown(c.key, c.new)])
+    return rows
+
+
+# -- the flow --------------------------------------------------------------------------------
+
+def read_both(session, tag, file: str | None) -> tuple[str, str, list[Change]]:
+    """(host's text, the template's origin, the changes) for the production .env."""
+    template_text, origin = read_template(Source(session.config.source), tag, file)
+    host_text = session.remote().read_file(session.layout.shared_env, missing_ok=True)
+    if host_text is None:
+        raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
+    host = parse(host_text)
+    wanted = resolve(parse(template_text), host)
+    for key, value in [*host.items(), *wanted.items()]:
+        if is_secret(key):
+            session.remote().add_secret(value)  # never printed, whatever prints it
+    return host_text, origin, plan(wanted, host)
+
+
+def push(session, host_text: str, changes: list[Change], origin: str) -> dict:
+    """Back up the .env, write the new one (0600, through a rename), go live on it with the
+    normal switch and health gate; if that fails, the previous .env goes back."""
+    remote, layout, console = session.remote(), session.layout, session.console
+    backup = take_backup(session, reason="pre-config-push", parts=("env",))
+    release = current_release(remote, layout)
+    names = steps.check_host_extensions(session, release)
+    with console.step(f"write the production .env from {origin}") as step:
+        remote.write_file(layout.shared_env, render(host_text, changes, f"added by fab config.push from {origin}"),
+                          mode="0600")
+        step.detail = f"{len([c for c in changes if c.kind != 'host-only'])} settings changed; previous in backup {backup['id']}"
+    try:
+        steps.switch(session, release, names, previous=release)
+    except DeployError as failure:
+        console.say(f"    {failure}: putting the previous .env back")
+        remote.write_file(layout.shared_env, host_text, mode="0600")
+        if isinstance(failure, RolledBack) and session.switch_method == "bluegreen":
+            # the instance on the new .env never received a request; the old one serves on
+            raise RolledBack(f"Directus did not pass its health gate with the new .env ({failure}); "
+                             "the previous .env is back") from None
+        try:
+            steps.switch(session, release, names, previous=release)
+        except DeployError as again:
+            raise DeployError(f"the new .env failed ({failure}) and so did the previous one ({again}); "
+                              f"the .env before the push is in backup {backup['id']}") from None
+        raise RolledBack(f"Directus did not pass its health gate with the new .env ({failure}); "
+                         f"the previous .env is back and serving") from None
+    return {"backup": backup["id"], "release": release}

@@ -1,0 +1,128 @@
+"""Schema and migrations, run with the *new* release's Directus CLI against production.
+
+`directus schema apply` mirrors the snapshot: whatever the snapshot lacks is dropped. So the
+plan (`--dry-run`) is read first and any deletion stops the release unless explicitly allowed.
+Directus can log an error and still exit 0 (e.g. "isn't installed"), so its output is read,
+not only its exit code.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.state.lock import serial_lock
+from directus_deploy.host.remote import q
+
+SNAPSHOT = "snapshots/schema.yaml"
+_ERROR_LINE = re.compile(r'(\bERROR\b|"level":\s*50|\bFATAL\b)')
+_CHANGE = re.compile(r"^\s+- (Create|Update|Delete) (.+?)\s*$")
+
+
+@dataclass
+class SchemaPlan:
+    installed: bool = True
+    has_snapshot: bool = True
+    changes: list = field(default_factory=list)  # "Create tags", "Delete articles.body", ...
+    deletions: list = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def allowed_losses(self) -> dict[str, int | None]:
+        """Rows each table may lose when these deletions are applied: the dropped collections'
+        own tables (all of them), and Directus's schema metadata for what is dropped (a field's
+        row in directus_fields...; any number of them for a dropped collection's fields)."""
+        losses: dict[str, int | None] = {}
+
+        def lose(table: str, rows: int | None) -> None:
+            known = losses.get(table, 0)
+            losses[table] = None if rows is None or known is None else known + rows
+
+        for deletion in self.deletions:
+            kind, _, name = deletion.partition(" ")
+            if kind == "collection":
+                lose(name, None)
+                lose("directus_collections", 1)
+                lose("directus_fields", None)
+                lose("directus_relations", None)
+            elif kind == "field":
+                lose("directus_fields", 1)
+            elif kind == "relation":
+                lose("directus_relations", 1)
+        return losses
+
+
+def errors_in(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if _ERROR_LINE.search(line)]
+
+
+def parse_plan(output: str) -> SchemaPlan:
+    plan = SchemaPlan()
+    if "isn't installed" in output:
+        plan.installed = False
+        return plan
+    section = ""
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped in ("Collections:", "Fields:", "System Fields:", "Relations:"):
+            section = stripped[:-1].lower()
+            continue
+        match = _CHANGE.match(line)
+        if match and section and line.startswith("  - "):
+            kind = section.rstrip("s")  # collections -> collection
+            plan.changes.append(f"{match[1]} {kind} {match[2]}")
+            if match[1] == "Delete":
+                plan.deletions.append(f"{kind} {match[2]}")
+    return plan
+
+
+def read_plan(remote, runtime, release_dir: str) -> SchemaPlan:
+    snapshot = posixpath.join(release_dir, SNAPSHOT)
+    script = (
+        f"if [ ! -f {q(snapshot)} ]; then echo '@@no-snapshot'; exit 0; fi\n"
+        + runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1"
+    )
+    result = remote.script(script, what="read the schema plan", changes=False, check=False)
+    output = result.stdout
+    if "@@no-snapshot" in output:
+        return SchemaPlan(has_snapshot=False)
+    plan = parse_plan(output)
+    if not plan.installed:
+        return plan
+    problems = errors_in(output)
+    if result.exit_code != 0 or problems:
+        raise DeployError(f"{remote.name}: schema plan failed: {(problems or [remote.error_line(result)])[0][:300]}")
+    return plan
+
+
+def refuse_deletions(plan: SchemaPlan, allow_destructive: bool) -> None:
+    if plan.deletions and not allow_destructive:
+        raise Refused(
+            f"the schema snapshot would DROP {len(plan.deletions)} item(s): {', '.join(plan.deletions)}; "
+            "their data would be lost. Pass --allow-destructive if that is intended"
+        )
+
+
+def migrate_and_apply(remote, layout, runtime, release_dir: str, plan: SchemaPlan) -> dict:
+    """Migrations (or the first install, on an empty database), then the snapshot."""
+    if not plan.installed:
+        steps = [("bootstrap", runtime.cli(release_dir, "bootstrap"))]
+    else:
+        steps = [("migrations", runtime.cli(release_dir, "database", "migrate:latest"))]
+    if plan.has_snapshot and (plan.changes or not plan.installed):
+        steps.append(("schema apply", runtime.cli(release_dir, "schema", "apply", "--yes", SNAPSHOT)))
+    outcome = {}
+    for name, command in steps:
+        # runs to its end on the host even if this side is interrupted: half a migration is worse
+        result = remote.script(serial_lock(layout) + "\n" + command + " 2>&1", what=name, check=False, critical=True)
+        problems = errors_in(result.stdout)
+        if result.exit_code != 0 or problems:
+            detail = (problems or [remote.error_line(result)])[0][:300]
+            raise DeployError(f"{remote.name}: {name} failed: {detail}")
+        applied = re.findall(r"Applying (.+?)\.\.\.", result.stdout)
+        outcome[name] = applied if name != "schema apply" else "applied"
+    return outcome

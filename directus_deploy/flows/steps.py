@@ -1,0 +1,188 @@
+"""The deploy steps, each usable on its own (fab deploy.code, deploy.migrate, deploy.switch)
+and strung together by the release. Each prints its name, outcome and duration."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from directus_deploy.state import deploylog
+from directus_deploy.core.errors import Refused
+from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed, describe_problems
+from directus_deploy.state.production import locate, parse_env
+from directus_deploy.state.releases import create_release, create_release_everywhere, list_releases, prepare_code, release_id_for
+from directus_deploy.host.remote import q
+from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
+from directus_deploy.core.source import Source, Tag
+from directus_deploy.flows.switch import current_release, switch_to
+
+
+def read_shared_env(session) -> dict:
+    """The production .env from shared/ (the release links to it)."""
+    known = session.production
+    if known is not None and known.in_layout:
+        return known.env  # read moments ago from the same file, through the release's link
+    text = session.remote().read_file(session.layout.shared_env, missing_ok=True)
+    if text is None:
+        raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
+    return parse_env(session.remote(), text)
+
+
+def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
+    """Check and pack the tag here, then make its release on the host. Returns REVISION."""
+    console = session.console
+    env = read_shared_env(session)
+    with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
+        with console.step(f"check extensions and pack tag {tag.name}") as step:
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            built = f", built {', '.join(code.built)}" if code.built else ""
+            step.detail = f"{len(code.extensions)} extension manifests valid{built}"
+        release_id = release_id_for(tag)
+        with console.step(f"upload and unpack release {release_id}") as step:
+            revision = create_release(session, code, release_id, env, progress=None, base_release=base_release)
+            if not session.dry_run:
+                step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
+    return revision
+
+
+def deploy_code_everywhere(session, views, tag: Tag) -> dict:
+    """`deploy_code` on several hosts at once: the code checked and packed once here, then
+    uploaded and unpacked on every host in parallel. {view: REVISION}."""
+    console = session.console
+    env = read_shared_env(views[0])
+    with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
+        with console.step(f"check extensions and pack tag {tag.name}") as step:
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            step.detail = f"{len(code.extensions)} extension manifests valid"
+        release_id = release_id_for(tag)
+        with console.step(f"upload and unpack release {release_id} on {len(views)} hosts in parallel") as step:
+            made = create_release_everywhere(views, code, release_id, env)
+            if not session.dry_run:
+                step.detail = "; ".join(f"{view.name}: dependencies {r['deps_how']}" for view, r in made.items())
+    return made
+
+
+def check_host_extensions(session, release_id: str, manifests: str | None = None) -> list[str]:
+    """Validate the manifests Directus will load from the release and from .registry, on the
+    host, before the switch (`manifests`: their text, if already read). Returns the names."""
+    if manifests is None:
+        manifests = session.remote().query(
+            f"cd {q(session.layout.release_dir(release_id))}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
+            what="read extension manifests",
+        ).stdout
+    extensions = check_printed(manifests)
+    problems = describe_problems(extensions)
+    if problems:
+        raise Refused(f"release {release_id}: invalid extension manifest ({problems}); Directus would load no extension")
+    return sorted(e.name for e in extensions)
+
+
+def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan:
+    with session.console.step("read the schema plan (dry run)") as step:
+        plan = read_plan(session.remote(), session.runtime, session.layout.release_dir(release_id))
+        if not plan.installed:
+            step.detail = "empty database: Directus will be installed (bootstrap)"
+        elif not plan.has_snapshot:
+            step.detail = "no snapshots/schema.yaml in the release: schema left as it is"
+        else:
+            step.detail = "no changes" if plan.empty else "; ".join(plan.changes[:6])
+        refuse_deletions(plan, allow_destructive)
+    return plan
+
+
+def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
+    with session.console.step("run migrations and apply the schema") as step:
+        outcome = migrate_and_apply(session.remote(), session.layout, session.runtime, session.layout.release_dir(release_id), plan)
+        applied = outcome.get("migrations") or outcome.get("bootstrap") or []
+        step.detail = f"{len(applied)} migrations applied" + ("; schema applied" if "schema apply" in outcome else "")
+    return outcome
+
+
+def switch(session, release_id: str, extensions: list[str], previous: str | None = None) -> dict:
+    how = SWITCH_HOW[session.switch_method]
+    if session.dry_run:
+        session.console.say(f"    would switch current to {release_id} ({how}) and pass the health gate")
+        return {"previous": previous}
+    with session.console.step(f"switch to {release_id} ({how})") as step:
+        report = switch_to(session, release_id, extensions, previous)
+        loaded = f"{len(report.get('loaded', []))} extensions loaded"
+        if report["strategy"] == "bluegreen":
+            step.detail = f"healthy on {report['instance']} after {report['seconds']:.1f}s, {loaded}; no restart seen by users"
+        else:
+            step.detail = f"healthy; Directus restart {report['restart_seconds']:.1f}s, {loaded}"
+    return report
+
+
+SWITCH_HOW = {
+    "restart": "restart Directus, health gate",
+    "bluegreen": "blue/green: start on the idle port, health gate, move nginx, drain",
+}
+
+
+def rehearse_alone(session, tag: Tag, backup_id: str | None = None) -> dict:
+    """`fab deploy.rehearse`: the tag made into a release, rehearsed on a copy of production
+    (a new verified backup, or `backup_id`), then removed again: production is untouched."""
+    from directus_deploy.flows.backup import take_backup
+    from directus_deploy.state.backup_catalog import read_manifest
+    from directus_deploy.state.layout import check_id
+    from directus_deploy.flows.rehearsal import rehearse
+
+    production_now(session)
+    if backup_id:
+        with session.console.step(f"read backup {check_id('backup', backup_id)}") as step:
+            backup = read_manifest(session.remote(), session.layout, backup_id)
+            step.detail = f"taken {backup.get('created_at')} ({backup.get('reason')})"
+    else:
+        backup = take_backup(session, reason=f"pre-rehearsal-{tag.name}", for_release=tag.name)
+    revision = deploy_code(session, tag)
+    release_id = revision["release"]
+    try:
+        names = check_host_extensions(session, release_id, revision.pop("manifests_on_host", None))
+        plan = schema_plan(session, release_id, allow_destructive=True)
+        if plan.deletions:
+            session.console.say(f"    note: the schema apply would DROP {', '.join(plan.deletions)} (a release needs "
+                                "--allow-destructive)")
+        outcome = rehearse(session, release_id, backup, names, plan)
+    finally:
+        session.remote().run(["rm", "-rf", "--", session.layout.release_dir(release_id)], what="remove the release",
+                             check=False)
+    return {**outcome, "release": release_id, "plan": plan.changes}
+
+
+def pick_release(session, release_id: str | None) -> str:
+    """The release a standalone step works on: the one given, or the newest not yet current."""
+    releases = list_releases(session.remote(), session.layout)
+    if release_id:
+        if not any(r["id"] == release_id for r in releases):
+            raise Refused(f"no release {release_id} on the host (fab deploy.releases lists them)")
+        return release_id
+    pending = [r["id"] for r in releases if not r["current"]]
+    current = current_release(session.remote(), session.layout)
+    newer = [r for r in pending if not current or r > current]
+    if not newer:
+        raise Refused("no release newer than the current one; make one with fab deploy.code --tag=...")
+    return newer[-1]
+
+
+def production_now(session):
+    session.production = locate(session.remote(), session.layout)
+    return session.production
+
+
+def record(session, entry: dict) -> dict:
+    return deploylog.append(session.remote(), session.layout, entry)
+
+
+def migrations_now(session, manifests_of: str | None = None) -> tuple[list[str], str | None]:
+    """The Directus migrations the production database has applied; with `manifests_of`, the
+    extension manifests of that release too, read in the same round trip."""
+    from directus_deploy.engines import engine_for
+
+    production = session.production or production_now(session)
+    engine = engine_for(production)
+    script = engine.prelude(session.layout.backups) + engine.migrations()
+    if manifests_of:
+        script += f"\ncd {q(session.layout.release_dir(manifests_of))}/extensions 2>/dev/null && {PRINT_MANIFESTS}"
+    out = session.remote().script(script, what="read migrations", changes=False, secret_env=engine.secret_env()).stdout
+    migrations = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
+    return migrations, (out if manifests_of else None)

@@ -1,0 +1,102 @@
+"""The switch: `current` moves to the new release with one rename, Directus restarts from the
+release's real path, and the health gate decides. A failed gate puts the previous release back
+the same way and says so.
+
+The whole of it (switch, restart, gate, and the switch back) runs as one script on the host
+that ignores hangups: if this machine dies or the SSH link drops halfway, the host still ends
+on a healthy release instead of a stopped Directus or an unchecked one.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from directus_deploy.flows import bluegreen
+from directus_deploy.core.errors import DeployError, RolledBack
+from directus_deploy.state.lock import serial_lock
+from directus_deploy.host.remote import q
+from directus_deploy.runtimes.service import Service
+
+
+def current_release(remote, layout) -> str | None:
+    target = remote.read_link(layout.current)
+    return posixpath.basename(target) if target else None
+
+
+def _go_live(layout, service: Service, release_id: str, expected: list[str], report: str) -> list[str]:
+    """Shell (one && chain): point `current` at the release, restart from its real path, run
+    the gate into the file `report`; true only when every part worked and the gate passed."""
+    temp = f"{layout.current}.new"
+    parts = [
+        f"test -d {q(layout.release_dir(release_id))}",
+        # a relative link target: the layout keeps working if DEPLOY_PATH moves
+        f"ln -sfn -- {q(posixpath.join('releases', release_id))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}",
+        "started=$(date +%s.%N)",
+        service.start(layout.release_dir(release_id)),
+        f"awk -v a=\"$(date +%s.%N)\" -v b=\"$started\" 'BEGIN {{print \"@@restart-issued\\t\" a - b}}' > {q(report)}",
+        f"{service.health_check(expected)} >> {q(report)}",
+    ]
+    return " && ".join("{ " + part + "; }" for part in parts)
+
+
+def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None,
+              method: str | None = None) -> dict:
+    """Switch, restart, health gate; on failure the host switches back to `previous` (default:
+    the current release) and restarts it, then RolledBack is raised here.
+
+    `method` (default: the session's): `restart` restarts the serving instance in place;
+    `bluegreen` starts the release beside it and moves nginx over (bluegreen.py)."""
+    if (method or session.switch_method) == "bluegreen":
+        return bluegreen.switch_to(session, release_id, expected_extensions, previous)
+    remote, layout = session.remote(), session.layout
+    service = session.service
+    previous = previous or current_release(remote, layout)
+    report, back = f"{layout.tool_dir}/switch-report", f"{layout.tool_dir}/switch-back-report"
+    going = _go_live(layout, service, release_id, expected_extensions, report)
+    lines = [serial_lock(layout), f"rm -f {q(report)} {q(back)}", f"if {going}; then cat {q(report)}"]
+    if previous and previous != release_id:
+        returning = _go_live(layout, service, previous, [], back)
+        lines += ["else", f"  cat {q(report)} 2>/dev/null; echo; echo '@@switched-back'",
+                  f"  {returning} || true; cat {q(back)} 2>/dev/null || true"]
+    else:
+        lines += ["else", f"  cat {q(report)} 2>/dev/null || true"]
+    lines.append("fi")
+    result = remote.script("\n".join(lines), critical=True, secret_env=service.secret_env,
+                           what=f"switch to {release_id}, restart Directus and check its health")
+    first, switched_back, _ = result.stdout.partition("@@switched-back")
+    gate = _report(first)
+    if switched_back:
+        session.console.say(f"    {release_id} failed its health gate: {gate.get('failed')}: {gate.get('detail')}")
+        session.console.say(f"    switched back to {previous}")
+        again = _report(result.stdout.split("@@switched-back", 1)[1])
+        if not again.get("ok"):
+            raise DeployError(f"{release_id} failed its health gate and {previous} is not healthy either "
+                              f"({again.get('failed')}: {again.get('detail')}); restore from a backup")
+        raise RolledBack(f"{release_id} failed its health gate ({gate.get('failed')}: {gate.get('detail')}); "
+                         f"production is back on {previous}")
+    if not gate.get("ok"):
+        raise DeployError(f"{remote.name}: health gate failed at {gate.get('failed')}: {gate.get('detail')} "
+                          f"({session.config.directus_url})")
+    gate["previous"] = previous
+    gate["strategy"] = "restart"
+    return gate
+
+
+def _report(text: str) -> dict:
+    """The gate's JSON line and the restart timing printed before it."""
+    report: dict = {}
+    issued = 0.0
+    for line in text.splitlines():
+        if line.startswith("@@restart-issued\t"):
+            issued = float(line.split("\t", 1)[1] or 0)
+        elif line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                pass
+    if not report:
+        return {"ok": False, "failed": "restart", "detail": "no health report (see the process manager's log)"}
+    # Directus's own restart: the process manager's start, then the boot until healthy
+    report["restart_seconds"] = issued + report.get("seconds", 0.0)
+    return report

@@ -1,0 +1,103 @@
+"""The runtime interface: what runs Directus on a host.
+
+A runtime turns "start this release", "stop Directus", "is it running" into shell for the host,
+and says how the Directus CLI of a release runs with the same Node and settings as the instance.
+Flows compose that shell into their scripts; they never name a process manager.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from directus_deploy.core.errors import Refused
+from directus_deploy.host.remote import q
+
+# Directus's own command line inside a release (`directus` without its npm update check)
+CLI_ENTRY = "node_modules/@directus/api/dist/cli/run.js"
+START_ENTRY = "node_modules/directus/cli.js"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running Directus: `plain` (the one a restart strategy restarts in place), `blue` or
+    `green` (blue/green's two, each on its port), or a scratch one (a rehearsal)."""
+
+    name: str
+    app: str  # the runtime's name for it ("" when no runtime manages it)
+    port: int | None  # None: it listens where the .env says
+    kind: str = ""  # how the runtime calls such a thing, for messages ("pm2 app")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.name} (:{self.port})" if self.port else f"{self.kind} {self.app}".strip()
+
+
+class Runtime:
+    """The default behaviour; each runtime module overrides what it does differently."""
+
+    NAME = ""
+    RUNS_TWO = False  # can run two instances side by side on two ports (blue/green)
+    KEYS: tuple = ()  # its configuration keys (core.config.Key)
+    TOOLS: dict[str, str] = {}  # host commands it needs, and why
+
+    def __init__(self, config, layout=None):
+        self.config = config
+        self.layout = layout
+
+    @classmethod
+    def check_config(cls, values: dict, where: str) -> None:
+        """Raise ConfigError when its keys do not fit together."""
+
+    # -- the one instance of a restart strategy, or every instance ----------------------------
+
+    def stop(self) -> str | None:
+        """Shell stopping Directus (every instance), or None when this runtime cannot."""
+        return None
+
+    def start(self, root: str) -> str:
+        """Shell (re)starting the instance that serves from the release folder `root`."""
+        raise NotImplementedError
+
+    def resume(self, root: str) -> str:
+        """Shell starting again a Directus this tool stopped, the way it ran."""
+        return self.start(root)
+
+    def status(self, instance: Instance) -> str:
+        """Shell printing `online`, `stopped` or `unknown` for an instance."""
+        return "echo unknown"
+
+    # -- blue/green's two instances ------------------------------------------------------------
+
+    def start_instance(self, instance: Instance, root: str) -> str:
+        raise Refused(self.cannot_run_two())
+
+    def retire(self, instance: Instance) -> str:
+        raise Refused(self.cannot_run_two())
+
+    def cannot_run_two(self) -> str:
+        return (f"DIRECTUS_SERVICE={self.NAME} runs one Directus: blue/green needs a runtime that runs two side by "
+                "side (DEPLOY_STRATEGY=restart works with it)")
+
+    # -- what the health gate watches, and what guards secrets ---------------------------------
+
+    def watched(self, instance: Instance | None = None) -> list[str]:
+        """Names the gate watches for a crash loop (the runtime's, when it keeps pid files)."""
+        return []
+
+    def secret_guard(self, names) -> str:
+        """Shell run before the commands of a script that exports secrets ("" for none): a
+        runtime that records the environment it starts processes with must not record those."""
+        return ""
+
+    # -- Directus's command line, for a release -------------------------------------------------
+
+    def cli(self, release_dir: str, *args: str) -> str:
+        """Shell running Directus's CLI of a release, from its folder (its .env, its Node)."""
+        return f"cd {q(release_dir)} && node {q(posixpath.join(release_dir, CLI_ENTRY))} {q(*args)}"
+
+    def start_entry(self, root: str) -> str:
+        return posixpath.join(root, START_ENTRY)

@@ -1,0 +1,166 @@
+"""Directus on the host, as the flows see it: stop, start and resume through the runtime
+(runtimes/), and the health gate, the cache and the loaded extensions over HTTP, the same for
+every runtime. The health gate runs on
+the host (DIRECTUS_URL is Directus as reached from there), with the host's Node, the token
+passed on stdin.
+"""
+
+from __future__ import annotations
+
+import json
+
+from directus_deploy.runtimes import runtime_for
+from directus_deploy.runtimes.base import Instance
+from directus_deploy.core.errors import DeployError
+from directus_deploy.host.remote import Remote, q
+
+HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
+
+# Runs on the host with Node 22 (fetch built in). Prints one JSON line; exit 1 when unhealthy.
+# With a pm2 app name it also watches pm2's pid files: a Directus that exits while booting
+# (pm2 restarting it again and again) fails the gate at once instead of at the timeout.
+_HEALTH_JS = r"""
+const [url, timeoutS, expected, app] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3]), process.argv[4]];
+const token = process.env.DIRECTUS_TOKEN;
+const started = Date.now();
+const fs = require('fs'), path = require('path'), os = require('os');
+const get = (p, auth) => fetch(url + p, {
+  headers: auth ? { Authorization: 'Bearer ' + token } : {}, signal: AbortSignal.timeout(5000) });
+const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date.now() - started) / 1000, ...fields })); process.exit(ok ? 0 : 1); };
+const pidDir = path.join(process.env.PM2_HOME || path.join(os.homedir(), '.pm2'), 'pids');
+// pm2 names pid files after the app, other characters than these becoming '-'
+const pidName = app && new RegExp('^' + app.replace(/[^a-zA-Z0-9.\\-]/g, '-').replace(/[.\\]/g, '\\$&') + '-[0-9]+\\.pid$');
+const seen = new Set();
+let goneSince = null;
+const crashed = () => {  // a reason when pm2's process for the app keeps exiting, else null
+  if (!app) return null;
+  let pids = [];
+  try { pids = fs.readdirSync(pidDir).filter((f) => pidName.test(f)).map((f) => fs.readFileSync(path.join(pidDir, f), 'utf8').trim()); }
+  catch (e) { return null; }
+  pids.forEach((p) => seen.add(p));
+  if (seen.size >= 3) return `Directus exited while starting (pm2 restarted it ${seen.size - 1} times); see: pm2 logs ${app}`;
+  if (seen.size && !pids.length) { goneSince ??= Date.now(); if (Date.now() - goneSince > 5000) return `Directus exited while starting and is not running; see: pm2 logs ${app}`; }
+  else goneSince = null;
+  return null;
+};
+(async () => {
+  let ping = '';
+  while (Date.now() - started < timeoutS * 1000) {
+    try { const r = await get('/server/ping', false); ping = (await r.text()).trim(); if (r.ok && ping === 'pong') break; }
+    catch (e) { ping = String(e.cause?.code || e.message); }
+    const why = crashed();
+    if (why) return report(false, { failed: 'start', detail: why });
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  if (ping !== 'pong') return report(false, { failed: 'ping', detail: ping });
+  let health;
+  try { const r = await get('/server/health', true); health = await r.json(); }
+  catch (e) { return report(false, { failed: 'health', detail: String(e.message) }); }
+  if (!['ok', 'warn'].includes(health.status)) {
+    const failing = Object.entries(health.checks || {}).filter(([, c]) => c.some((x) => x.status === 'error')).map(([name]) => name);
+    return report(false, { failed: 'health', detail: (health.status || JSON.stringify(health).slice(0, 200)) + (failing.length ? ' (' + failing.join(', ') + ')' : '') });
+  }
+  let rows;
+  try { const r = await get('/extensions', true); rows = (await r.json()).data || []; }
+  catch (e) { return report(false, { failed: 'extensions', detail: String(e.message) }); }
+  // schema is null when Directus could not load the extension from disk (or loaded none at all)
+  const loaded = rows.filter((e) => e.schema).map((e) => e.schema.name);
+  const missing = expected.filter((name) => !loaded.includes(name));
+  if (missing.length) return report(false, { failed: 'extensions', detail: 'not loaded: ' + missing.join(', '), loaded });
+  report(true, { health: health.status, loaded });
+})();
+"""
+
+
+_EXTENSIONS_JS = r"""
+fetch(process.argv[1] + '/extensions', { headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN },
+  signal: AbortSignal.timeout(10000) })
+  .then((r) => { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+  .then((body) => console.log(JSON.stringify((body.data || []).filter((e) => e.schema).map((e) => e.schema.name))))
+  .catch((e) => { console.error(String(e.cause?.code || e.message)); process.exit(1); });
+"""
+
+
+# POST /utils/cache/clear?system=true: Directus empties its data cache and its system (schema,
+# permissions) cache, wherever they are kept: memory, or a Redis every instance shares.
+_CLEAR_CACHE_JS = r"""
+fetch(process.argv[1] + '/utils/cache/clear?system=true', { method: 'POST',
+  headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN }, signal: AbortSignal.timeout(15000) })
+  .then((r) => { if (!r.ok) throw new Error('HTTP ' + r.status); })
+  .catch((e) => { console.error(String(e.cause?.code || e.message)); process.exit(1); });
+"""
+
+
+class Service:
+    def __init__(self, config, layout=None):
+        self.config = config
+        self.runtime = runtime_for(config, layout)
+
+    def stop(self) -> str | None:
+        """Shell that stops Directus (every instance of it), or None when the runtime cannot."""
+        return self.runtime.stop()
+
+    def start(self, root: str) -> str:
+        """Shell that starts (or restarts) Directus from the folder `root` (a real path): the
+        instance that serves, in place."""
+        return self.runtime.start(root)
+
+    def resume(self, root: str) -> str:
+        """Shell starting again a Directus this tool stopped, the way it ran."""
+        return self.runtime.resume(root)
+
+    def loaded_extensions(self, remote: Remote) -> list[str]:
+        """Names of the extensions the running Directus loaded (GET /extensions, admin token)."""
+        result = remote.query(["node", "-e", _EXTENSIONS_JS, self.config.directus_url],
+                              secret_env={"DIRECTUS_TOKEN": self.config.directus_token}, check=False)
+        if not result.ok:
+            raise DeployError(f"{remote.name}: cannot ask Directus for its extensions: {remote.error_line(result)}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def health_check(self, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT,
+                     instance: Instance | None = None) -> str:
+        """Shell running the health gate (needs DIRECTUS_TOKEN from `secret_env`); it prints
+        one JSON line. Kept separate so a switch and its gate can share a round trip.
+
+        Against DIRECTUS_URL, or straight at one blue/green `instance` on its port. The pm2
+        app is watched for a crash loop when it is known which one answers."""
+        url = instance.url if instance else self.config.directus_url
+        watched = self.runtime.watched(instance)
+        return q("node", "-e", _HEALTH_JS, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
+
+    def clear_cache(self, session) -> None:
+        """After the database changed under a running Directus (restore, migrations, schema
+        apply): a restart empties only a memory cache; a Redis cache would keep serving rows
+        that are no longer there. A failure is said, not fatal: the data itself is right."""
+        remote = session.remote()
+        with session.console.step("clear Directus's cache (data and system)") as step:
+            if session.dry_run:
+                step.detail = "would POST /utils/cache/clear?system=true"
+                return
+            result = remote.query(["node", "-e", _CLEAR_CACHE_JS, self.config.directus_url],
+                                  secret_env=self.secret_env, check=False)
+            step.detail = "cleared" if result.ok else (
+                f"WARNING: not cleared ({remote.error_line(result)}); responses cached before may be served "
+                "until they expire: clear it in the Data Studio (Settings > Clear cache)")
+
+    @property
+    def secret_env(self) -> dict:
+        return {"DIRECTUS_TOKEN": self.config.directus_token}
+
+    def health_report(self, remote: Remote, result) -> dict:
+        """Read the gate's JSON line; raise when any check failed."""
+        try:
+            report = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise DeployError(f"{remote.name}: health check could not run: {remote.error_line(result)}") from None
+        if not report.get("ok"):
+            raise DeployError(
+                f"{remote.name}: health gate failed at {report.get('failed')}: {report.get('detail')} "
+                f"({self.config.directus_url})"
+            )
+        return report
+
+    def health_gate(self, remote: Remote, expected_extensions: list[str], timeout: int = HEALTH_TIMEOUT) -> dict:
+        """Ping, health with the token, expected extensions loaded. Raises when any fails."""
+        result = remote.query(self.health_check(expected_extensions, timeout), secret_env=self.secret_env, check=False)
+        return self.health_report(remote, result)

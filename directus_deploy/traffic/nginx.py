@@ -1,0 +1,178 @@
+"""Traffic: which Directus instance nginx sends requests to, whatever runs it.
+
+The tool owns one include (DEPLOY_NGINX_UPSTREAM_FILE) that defines the upstream; nginx's own
+site file is the user's and is never rewritten. Every change of the include passes `nginx -t`
+before a graceful reload, and the previous include is put back when it does not.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from directus_deploy.core.errors import Refused
+from directus_deploy.host.remote import as_admin, q, section, split_sections
+from directus_deploy.state.production import locate
+
+DIRECTUS_DEFAULT_PORT = 8055  # where Directus listens when its .env sets no PORT
+READY_WAIT = 10  # seconds for nginx's old workers to stop taking new requests after a reload
+
+
+def live_port_shell(config) -> str:
+    """Shell printing the port the upstream include sends requests to (nothing if none)."""
+    return (f"{{ sed -n 's/^[[:space:]]*server[[:space:]]*127[.]0[.]0[.]1:\\([0-9]*\\).*/\\1/p' "
+            f"{q(config.nginx_upstream_file)} 2>/dev/null || true; }} | head -1")
+
+
+def upstream_text(config, port: int) -> str:
+    return (
+        "# Written by directus-deploy: the Directus instance that serves. Rewritten by every\n"
+        f"# blue/green switch; do not edit. Your site sends requests here with proxy_pass http://{config.nginx_upstream};\n"
+        f"upstream {config.nginx_upstream} {{\n    server 127.0.0.1:{port};\n}}\n"
+    )
+
+
+def parse_live_port(text: str) -> int | None:
+    value = text.strip()
+    return int(value) if value.isdigit() else None
+
+
+@dataclass
+class Upstream:
+    """What nginx and the include say now."""
+
+    live_port: int | None
+    exists: bool
+    routed: bool  # some proxy_pass in nginx's configuration sends requests to the upstream
+    test_ok: bool
+    test_line: str
+    current: str | None  # the current release
+
+
+def nginx(config, *args: str) -> str:
+    """Shell running nginx (as root) with the configured main file."""
+    return as_admin("nginx", *(["-c", config.nginx_conf] if config.nginx_conf else []), *args)
+
+
+def read_upstream(session) -> Upstream:
+    """One round trip: the include's port, whether nginx routes to it, whether nginx -t passes."""
+    config, layout = session.config, session.layout
+    name = config.nginx_upstream
+    script = "\n".join([
+        section("live"), live_port_shell(config),
+        section("exists"), f"test -f {q(config.nginx_upstream_file)} && echo yes || true",
+        section("routed"),
+        # comments aside (the include's own mentions the proxy_pass to write)
+        f"{{ {nginx(config, '-T')}; }} 2>/dev/null | sed 's/#.*//' | "
+        f"grep -Ec {q(f'proxy_pass[[:space:]]+https?://{name}([;/[:space:]]|$)')} || true",
+        section("test"), f"{{ {nginx(config, '-t')}; }} 2>&1 | tail -1; echo \"@@rc $?\"",
+        section("current"), f"readlink -- {q(layout.current)} || true",
+    ])
+    found = split_sections(session.remote().script(script, what="read nginx's upstream", changes=False).stdout)
+    test = found.get("test", "")
+    lines = [line for line in test.splitlines() if line.strip() and not line.startswith("@@rc")]
+    current = found.get("current", "").strip()
+    return Upstream(
+        live_port=parse_live_port(found.get("live", "")),
+        exists=found.get("exists", "").strip() == "yes",
+        routed=(found.get("routed", "0").strip() or "0") != "0",
+        test_ok="syntax is ok" in test or "test is successful" in test,
+        test_line=lines[-1] if lines else "nginx -t printed nothing",
+        current=posixpath.basename(current) if current else None,
+    )
+
+
+def check_ready(session, upstream: Upstream | None = None) -> Upstream:
+    """The guards of a blue/green switch, before anything changes."""
+    config, name = session.config, session.remote().name
+    upstream = upstream or read_upstream(session)
+    if not upstream.exists:
+        raise Refused(f"{name}: {config.nginx_upstream_file} is missing; write it with fab deploy.upstream "
+                      "(DEPLOY_STRATEGY=bluegreen)")
+    if not upstream.test_ok:
+        raise Refused(f"{name}: nginx -t fails before any change: {upstream.test_line}")
+    if not upstream.routed:
+        raise Refused(f"{name}: nginx sends no request to upstream {config.nginx_upstream}: no proxy_pass "
+                      f"http://{config.nginx_upstream} in nginx -T; point your site's proxy_pass at it and reload nginx")
+    return upstream
+
+
+def write_upstream(session, port: int) -> None:
+    """Write the include naming `port`, keep it only if `nginx -t` passes, then reload nginx."""
+    config = session.config
+    include = config.nginx_upstream_file
+    script = "\n".join([
+        f"mkdir -p -- {q(posixpath.dirname(include))}",
+        f"if [ -f {q(include)} ]; then cp -p -- {q(include)} {q(include + '.before')}; fi",
+        write_include(config, port),
+        f"if ! out=$({{ {nginx(config, '-t')}; }} 2>&1); then",
+        f"  {restore_include(config)}",
+        "  echo \"nginx -t failed: $(printf '%s' \"$out\" | tail -1)\" >&2; exit 1",
+        "fi",
+        f"rm -f -- {q(include + '.before')}",
+        nginx(config, "-s", "reload"),
+    ])
+    session.remote().script(script, what=f"write {include} and reload nginx")
+
+
+def install_upstream(session, port: int | None = None) -> tuple[Upstream, bool]:
+    """Write the include if it is missing: naming `port`, or the port Directus serves on now
+    (the production .env's PORT) when it runs, else blue's. An existing include is kept.
+    Returns the state and whether it was written."""
+    upstream = read_upstream(session)
+    if upstream.exists:
+        return upstream, False
+    if port is None:
+        if upstream.current:
+            env = session.production.env if session.production else locate(session.remote(), session.layout).env
+            port = int(str(env.get("PORT") or DIRECTUS_DEFAULT_PORT))
+        else:
+            port = session.config.bluegreen_ports[0]  # blue's
+    if session.dry_run:
+        session.console.say(f"    would write {session.config.nginx_upstream_file} naming 127.0.0.1:{port} and reload nginx")
+        return upstream, False
+    write_upstream(session, port)
+    return read_upstream(session), True
+
+
+def write_include(config, port: int) -> str:
+    include = config.nginx_upstream_file
+    return (f"printf '%s' {q(upstream_text(config, port))} > {q(include + '.tmp')} && "
+            f"mv -f -- {q(include + '.tmp')} {q(include)}")
+
+
+def restore_include(config) -> str:
+    include = config.nginx_upstream_file
+    return f"if [ -f {q(include + '.before')} ]; then mv -f -- {q(include + '.before')} {q(include)}; else rm -f -- {q(include)}; fi"
+
+
+def reload_and_wait(config) -> str:
+    """Graceful reload, then wait until nginx's old workers take no new request (each has
+    exited or is finishing its open ones): from then on new requests go to the new upstream."""
+    master = q("^nginx: master process" + (f".*{config.nginx_conf}" if config.nginx_conf else ""))
+    return "\n".join([
+        f"old=$(for m in $(pgrep -f {master} || true); do pgrep -P \"$m\" || true; done)",
+        nginx(config, "-s", "reload"),
+        f"for _ in $(seq {READY_WAIT * 20}); do",
+        "  busy=''",
+        "  for p in $old; do",
+        "    if [ \"$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null | sed 's/ *$//')\" = 'nginx: worker process' ]; then busy=1; fi",
+        "  done",
+        "  if [ -z \"$busy\" ]; then break; fi",
+        "  sleep 0.05",
+        "done",
+    ])
+
+
+def drain(config, live_port: int | None) -> str:
+    """Shell waiting until no request to the old port is in flight (nginx holds a connection
+    to it per request), at most DEPLOY_DRAIN_SECONDS; prints @@drained<TAB>seconds."""
+    if not live_port:
+        return "printf '@@drained\\t0\\n'"
+    return "; ".join([
+        "started=$(date +%s.%N)",
+        f"if command -v ss >/dev/null; then for _ in $(seq {config.drain_seconds * 10}); do "
+        f"[ -z \"$(ss -Htn state established '( dport = :{live_port} )' 2>/dev/null)\" ] && break; sleep 0.1; done; "
+        "else sleep 2; fi",
+        "awk -v a=\"$(date +%s.%N)\" -v b=\"$started\" 'BEGIN {print \"@@drained\\t\" a - b}'",
+    ])

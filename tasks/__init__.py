@@ -1,1 +1,0 @@
-"""The tool's task namespaces; `fabfile.py` assembles them."""

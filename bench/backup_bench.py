@@ -28,9 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from directus_deploy.runtimes import load_config  # noqa: E402
 from directus_deploy.flows.backup import take_backup  # noqa: E402
 from directus_deploy.flows.session import Session  # noqa: E402
+from directus_deploy.runtimes import load_config  # noqa: E402
 from testbed.bed import TestBed  # noqa: E402
 
 PARTS = ("db", "files", "extensions", "env")

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from directus_deploy.core import config as config_module
-from directus_deploy.runtimes import load_config
 from directus_deploy.flows.session import Session
+from directus_deploy.runtimes import load_config
 from testbed.project import hook_extension
 
 REPO = Path(__file__).resolve().parent.parent

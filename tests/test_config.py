@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from directus_deploy.runtimes import ALL_KEYS, load_config
 from directus_deploy.core.errors import EXIT_REFUSED, ConfigError
+from directus_deploy.runtimes import ALL_KEYS, load_config
 
 from .helpers import REPO, write_env
 

@@ -13,6 +13,7 @@ from testbed.project import add_tag, snapshot_without_field
 
 from .helpers import CRASHING_HOOK, HELLO_V3, fab_ok, hello, one_line, private_setups, run_fab, tree_fingerprint
 
+
 @pytest.fixture(scope="module")
 def deployed(bed, tmp_path_factory):
     """Fresh SQLite and PostgreSQL productions, each with its own copy of the project."""

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from directus_deploy.state.production import HEALTH_PROBE_FILE
 from directus_deploy.flows.production_env import parse
+from directus_deploy.state.production import HEALTH_PROBE_FILE
 from testbed.content import png
 from testbed.s3 import S3Server
 

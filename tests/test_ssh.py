@@ -13,8 +13,6 @@ from testbed.sshd import ALIAS, SshServer
 from .helpers import fab_ok, one_line, run_fab, session_for, write_env
 
 
-
-
 def test_fab_reaches_the_host_through_the_alias_and_runs_there(bed):
     result = run_fab("host.check", env_file=bed.env_file("sqlite"))
     assert result.returncode == 0, result.stderr

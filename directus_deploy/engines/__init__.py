@@ -10,6 +10,7 @@ from the production `.env` on the host and travel only through standard input
 from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
+
 from .base import Engine, parse_counts
 from .mysql import MysqlEngine
 from .postgres import PostgresEngine

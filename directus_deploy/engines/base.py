@@ -6,7 +6,6 @@ import secrets
 
 from directus_deploy.host.remote import q
 
-
 COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output
 
 

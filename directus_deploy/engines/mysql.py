@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
+
 from .base import COUNT_MARK, Engine, quote_identifier
 
 # Exact counts: build one UNION query from the table list, then run it.

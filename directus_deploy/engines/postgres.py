@@ -6,6 +6,7 @@ from urllib.parse import quote, unquote, urlparse, urlunparse
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
+
 from .base import COUNT_MARK, Engine, quote_identifier
 
 # Exact row counts of every table in the current schema, in one statement (no \gexec needed).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
+
 from .base import COUNT_MARK, Engine
 
 # Lists `SELECT 'name', COUNT(*) FROM "name";` for every table; fed to a second sqlite3.

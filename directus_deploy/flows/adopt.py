@@ -15,18 +15,18 @@ import posixpath
 import tempfile
 from pathlib import Path
 
-from directus_deploy.state import deploylog
+from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.core.source import Source, Tag
 from directus_deploy.flows.adoption_plan import adopted_env_text, plan_adoption
 from directus_deploy.flows.backup import take_backup
-from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.flows.switch import switch_to
+from directus_deploy.host.remote import q
+from directus_deploy.runtimes.service import Service
+from directus_deploy.state import deploylog
 from directus_deploy.state.preservation import check_preservation
 from directus_deploy.state.production import locate
 from directus_deploy.state.releases import create_release, prepare_code, release_id_for
-from directus_deploy.host.remote import q
-from directus_deploy.runtimes.service import Service
 from directus_deploy.state.shared import shared_links
-from directus_deploy.core.source import Source, Tag
-from directus_deploy.flows.switch import switch_to
 
 
 def matching_tag(session, source: Source, install: str) -> Tag:

@@ -16,15 +16,14 @@ import posixpath
 import socket
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed
-from directus_deploy.engines import object_storage
+from directus_deploy.engines import engine_for, object_storage, parse_counts
+from directus_deploy.flows.system_config import EXPORT_DIR, export_lines
+from directus_deploy.host.remote import Remote, q, section, split_sections
 from directus_deploy.state.layout import is_id
 from directus_deploy.state.production import HEALTH_PROBE_FILE, Production, locate
-from directus_deploy.host.remote import Remote, q, section, split_sections
 from directus_deploy.state.settings import process_env_shell
-from directus_deploy.flows.system_config import EXPORT_DIR, export_lines
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
 DISK_FULL = 4 * 1024 * 1024  # a write failing with less than this free failed for lack of space

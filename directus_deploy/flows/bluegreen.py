@@ -28,8 +28,6 @@ from directus_deploy.state.lock import serial_lock
 from directus_deploy.traffic import nginx
 
 
-
-
 def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None) -> dict:
     """Start `release_id` on the idle color, gate it, move nginx to it, retire the old one.
     Raises RolledBack if it never went live (the old instance serving throughout)."""

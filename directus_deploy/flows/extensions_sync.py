@@ -13,15 +13,15 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from directus_deploy.state import deploylog
 from directus_deploy.core.errors import Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, printed_manifests
-from directus_deploy.state.releases import compress, prepare_code, release_id_for
-from directus_deploy.host.remote import q
 from directus_deploy.core.source import Source, Tag, is_commit
 from directus_deploy.flows import steps
 from directus_deploy.flows.steps import check_host_extensions, record, switch
 from directus_deploy.flows.switch import current_release
+from directus_deploy.host.remote import q
+from directus_deploy.state import deploylog
+from directus_deploy.state.releases import compress, prepare_code, release_id_for
 
 
 def sync_extensions(session, tag: Tag) -> dict:

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from directus_deploy.core.errors import DeployError, Refused, RolledBack
+from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
 from directus_deploy.flows.backup import take_backup
-from directus_deploy.core.errors import DeployError, Refused, RolledBack
-from directus_deploy.state.production import SECRET_ENV_KEYS
-from directus_deploy.core.source import Source
 from directus_deploy.flows.switch import current_release
+from directus_deploy.state.production import SECRET_ENV_KEYS
 
 TEMPLATE = "config/production.env"
 KEEP = "@host"

@@ -13,9 +13,9 @@ import posixpath
 from pathlib import Path
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.state.backup_catalog import read_manifest
 from directus_deploy.core.console import Progress
 from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.state.backup_catalog import read_manifest
 
 CHUNK = 1 << 20
 

@@ -23,12 +23,12 @@ import json
 import posixpath
 import time
 
-from directus_deploy.runtimes.base import Instance
-from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.state.preservation import table_problems
-from directus_deploy.host.remote import q
+from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.flows.schema import SNAPSHOT, errors_in
+from directus_deploy.host.remote import q
+from directus_deploy.runtimes.base import Instance
+from directus_deploy.state.preservation import table_problems
 
 HEALTH_TIMEOUT = 90
 # Settings of the copy's Directus beyond its database and port: nothing it does may reach

@@ -21,30 +21,23 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from directus_deploy.traffic import nginx
-
-from directus_deploy.runtimes import instances
-
-from directus_deploy.state import lock
-
-from directus_deploy.flows import rehearsal
-
-from directus_deploy.flows import steps
-
-from directus_deploy.flows import system_config
-from directus_deploy.state.lock import serial_lock
+from directus_deploy.core.errors import DeployError, Refused, RolledBack
+from directus_deploy.core.source import Source, Tag, is_commit
+from directus_deploy.flows import rehearsal, steps, system_config
 from directus_deploy.flows.backup import take_backup
+from directus_deploy.flows.restore import restore_backup
+from directus_deploy.flows.schema import SchemaPlan
+from directus_deploy.flows.switch import current_release, switch_to
+from directus_deploy.runtimes import instances
+from directus_deploy.state import lock
 from directus_deploy.state.backup_catalog import prune_lines, prune_plan
 from directus_deploy.state.inventory import read_inventory
-from directus_deploy.core.errors import DeployError, Refused, RolledBack
+from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.preservation import check_preservation
 from directus_deploy.state.probe import read_host_facts, require_node
 from directus_deploy.state.production import moved_to
 from directus_deploy.state.releases import cleanup_lines, cleanup_plan
-from directus_deploy.flows.restore import restore_backup
-from directus_deploy.flows.schema import SchemaPlan
-from directus_deploy.core.source import Source, Tag, is_commit
-from directus_deploy.flows.switch import current_release, switch_to
+from directus_deploy.traffic import nginx
 
 DEPS_DISK = 1536 << 20  # a new dependency store (npm ci of Directus) takes about this much
 CODE_DISK = 64 << 20  # a release reusing its dependencies: the code, a few MB

@@ -11,17 +11,16 @@ from __future__ import annotations
 import posixpath
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.engines import object_storage
-from directus_deploy.flows.backup import take_backup
-from directus_deploy.state.backup_catalog import read_manifest
-from directus_deploy.engines import engine_for
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.state.preservation import check_preservation
-from directus_deploy.state.production import HEALTH_PROBE_FILE, locate
+from directus_deploy.engines import engine_for, object_storage
+from directus_deploy.flows import system_config
+from directus_deploy.flows.backup import take_backup
 from directus_deploy.host.remote import q
+from directus_deploy.state.backup_catalog import read_manifest
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.lock import serial_lock
-from directus_deploy.flows import system_config
+from directus_deploy.state.preservation import check_preservation
+from directus_deploy.state.production import HEALTH_PROBE_FILE, locate
 
 RESTORABLE = ("db", "files", "extensions", "env", "config")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from directus_deploy.flows import steps
-from directus_deploy.state.backup_catalog import read_manifest
-from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
-from directus_deploy.state.inventory import read_inventory
+from directus_deploy.core.source import Source
+from directus_deploy.engines import engine_for, parse_counts
+from directus_deploy.flows import steps
 from directus_deploy.flows.restore import restore_backup
 from directus_deploy.flows.switch import switch_to
-from directus_deploy.core.source import Source
+from directus_deploy.state.backup_catalog import read_manifest
+from directus_deploy.state.inventory import read_inventory
 
 SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
 

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.state.lock import serial_lock
 from directus_deploy.host.remote import q
+from directus_deploy.state.lock import serial_lock
 
 SNAPSHOT = "snapshots/schema.yaml"
 _ERROR_LINE = re.compile(r'(\bERROR\b|"level":\s*50|\bFATAL\b)')

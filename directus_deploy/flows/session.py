@@ -10,12 +10,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from directus_deploy.core import config as config_module
-from directus_deploy.runtimes import load_config
-from directus_deploy.host import ssh
 from directus_deploy.core.console import Console
-from directus_deploy.state.layout import Layout
+from directus_deploy.host import ssh
 from directus_deploy.host.remote import Remote
+from directus_deploy.runtimes import load_config
 from directus_deploy.runtimes.service import Service
+from directus_deploy.state.layout import Layout
 
 
 class Session:

@@ -6,15 +6,21 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from directus_deploy.state import deploylog
 from directus_deploy.core.errors import Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed, describe_problems
-from directus_deploy.state.production import locate, parse_env
-from directus_deploy.state.releases import create_release, create_release_everywhere, list_releases, prepare_code, release_id_for
-from directus_deploy.host.remote import q
-from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
 from directus_deploy.core.source import Source, Tag
+from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
 from directus_deploy.flows.switch import current_release, switch_to
+from directus_deploy.host.remote import q
+from directus_deploy.state import deploylog
+from directus_deploy.state.production import locate, parse_env
+from directus_deploy.state.releases import (
+    create_release,
+    create_release_everywhere,
+    list_releases,
+    prepare_code,
+    release_id_for,
+)
 
 
 def read_shared_env(session) -> dict:
@@ -123,9 +129,9 @@ def rehearse_alone(session, tag: Tag, backup_id: str | None = None) -> dict:
     """`fab deploy.rehearse`: the tag made into a release, rehearsed on a copy of production
     (a new verified backup, or `backup_id`), then removed again: production is untouched."""
     from directus_deploy.flows.backup import take_backup
+    from directus_deploy.flows.rehearsal import rehearse
     from directus_deploy.state.backup_catalog import read_manifest
     from directus_deploy.state.layout import check_id
-    from directus_deploy.flows.rehearsal import rehearse
 
     production_now(session)
     if backup_id:

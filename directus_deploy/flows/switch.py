@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import posixpath
 
-from directus_deploy.flows import bluegreen
 from directus_deploy.core.errors import DeployError, RolledBack
-from directus_deploy.state.lock import serial_lock
+from directus_deploy.flows import bluegreen
 from directus_deploy.host.remote import q
 from directus_deploy.runtimes.service import Service
+from directus_deploy.state.lock import serial_lock
 
 
 def current_release(remote, layout) -> str | None:

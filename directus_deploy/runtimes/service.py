@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
-from directus_deploy.runtimes import runtime_for
-from directus_deploy.runtimes.base import Instance
 from directus_deploy.core.errors import DeployError
 from directus_deploy.host.remote import Remote, q
+from directus_deploy.runtimes import runtime_for
+from directus_deploy.runtimes.base import Instance
 
 HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
 

@@ -7,11 +7,11 @@ import posixpath
 from datetime import datetime, timezone
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.engines import engine_for, parse_counts
+from directus_deploy.host.remote import q
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.production import locate
-from directus_deploy.host.remote import q
 
 
 def list_backups(remote, layout) -> tuple[list[dict], list[str]]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import posixpath
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.engines import object_storage
-from directus_deploy.engines import engine_for, parse_counts
-from directus_deploy.state.production import HEALTH_PROBE_FILE
+from directus_deploy.engines import engine_for, object_storage, parse_counts
 from directus_deploy.host.remote import q, section, split_sections
+from directus_deploy.state.production import HEALTH_PROBE_FILE
 
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
 

@@ -20,9 +20,9 @@ from dotenv import dotenv_values
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.engines import object_storage
-from directus_deploy.state.layout import Layout
 from directus_deploy.engines.object_storage import buckets_in
 from directus_deploy.host.remote import Remote, q
+from directus_deploy.state.layout import Layout
 from directus_deploy.state.settings import READ_JS, Settings, find_process_shell, settings_from
 
 HEALTH_PROBE_FILE = object_storage.HEALTH_PROBE_FILE  # written into uploads by every /server/health

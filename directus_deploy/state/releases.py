@@ -17,13 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from directus_deploy.state import deploylog
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.core.extensions import PRINT_MANIFESTS, build_missing, check_tree, describe_problems, missing_entries
-from directus_deploy.state.layout import Layout
-from directus_deploy.host.remote import Remote, RemoteGroup, q
-from directus_deploy.state.shared import link_lines, shared_links
+from directus_deploy.core.extensions import (
+    PRINT_MANIFESTS,
+    build_missing,
+    check_tree,
+    describe_problems,
+    missing_entries,
+)
 from directus_deploy.core.source import Source, Tag
+from directus_deploy.host.remote import Remote, RemoteGroup, q
+from directus_deploy.state import deploylog
+from directus_deploy.state.layout import Layout
+from directus_deploy.state.shared import link_lines, shared_links
 
 NPM_CI = "npm ci --omit=dev --no-audit --no-fund --loglevel=error"
 

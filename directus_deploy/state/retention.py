@@ -4,7 +4,7 @@ releases, its backups and the deploy log read together), never from a count alon
 from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
-from directus_deploy.state.backup_catalog import prune_lines, prune_plan, protected_backups
+from directus_deploy.state.backup_catalog import protected_backups, prune_lines, prune_plan
 from directus_deploy.state.inventory import read_inventory
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.releases import cleanup_lines, cleanup_plan

@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-from directus_deploy.state import lock
-from directus_deploy.flows.backup import take_backup
-from directus_deploy.state.backup_catalog import age, list_backups, verify_backup
-from directus_deploy.state.retention import delete_backup, prune_backups
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.state.layout import check_id
+from directus_deploy.flows.backup import take_backup
 from directus_deploy.flows.pull import pull_backup
 from directus_deploy.flows.restore import parse_parts, restore_backup
 from directus_deploy.flows.session import open_session
+from directus_deploy.state import lock
+from directus_deploy.state.backup_catalog import age, list_backups, verify_backup
+from directus_deploy.state.layout import check_id
+from directus_deploy.state.retention import delete_backup, prune_backups
 
 from .base import confirm, task
 

@@ -1,16 +1,11 @@
 """Platform configuration: the production .env from the project's template, and Directus's
 system configuration (roles, policies, flows...) exported from a development instance."""
 
-from directus_deploy.state import lock
-
-from directus_deploy.flows import production_env
-
-from directus_deploy.flows import steps
-
-from directus_deploy.flows import system_config
 from directus_deploy.core.errors import Refused
-from directus_deploy.flows.session import open_session
 from directus_deploy.core.source import Source
+from directus_deploy.flows import production_env, steps, system_config
+from directus_deploy.flows.session import open_session
+from directus_deploy.state import lock
 
 from .base import confirm, task
 

@@ -2,23 +2,19 @@
 
 from pathlib import Path
 
-from directus_deploy.state import deploylog
-
-from directus_deploy.runtimes import instances
-
-from directus_deploy.state import lock
-
+from directus_deploy.core.errors import Refused
+from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
 from directus_deploy.flows.adopt import adopt as adopt_install
 from directus_deploy.flows.backup import take_backup
-from directus_deploy.state.backup_catalog import age
-from directus_deploy.traffic.nginx import install_upstream
-from directus_deploy.core.errors import Refused
-from directus_deploy.state.retention import cleanup as cleanup_releases
-from directus_deploy.state.releases import last_good, list_releases, release_outcomes
 from directus_deploy.flows.session import open_session
 from directus_deploy.flows.setup import setup_host
-from directus_deploy.core.source import Source
+from directus_deploy.runtimes import instances
+from directus_deploy.state import deploylog, lock
+from directus_deploy.state.backup_catalog import age
+from directus_deploy.state.releases import last_good, list_releases, release_outcomes
+from directus_deploy.state.retention import cleanup as cleanup_releases
+from directus_deploy.traffic.nginx import install_upstream
 
 from .base import task
 

@@ -3,15 +3,14 @@
 import tempfile
 from pathlib import Path
 
-from directus_deploy.state import lock
-
-from directus_deploy.flows import steps
 from directus_deploy.core.errors import Refused
-from directus_deploy.flows.extensions_sync import loaded_extensions, sync_extensions
-from directus_deploy.state.releases import prepare_code
-from directus_deploy.flows.session import open_session
 from directus_deploy.core.source import Source
+from directus_deploy.flows import steps
+from directus_deploy.flows.extensions_sync import loaded_extensions, sync_extensions
+from directus_deploy.flows.session import open_session
 from directus_deploy.flows.switch import current_release
+from directus_deploy.state import lock
+from directus_deploy.state.releases import prepare_code
 
 from .base import task
 

@@ -1,12 +1,12 @@
 """Reach the production host(s): check what they have, trust a new host key."""
 
 
-from directus_deploy.host import ssh
 from directus_deploy.core.console import Console
 from directus_deploy.core.errors import HostKeyError, Refused
-from directus_deploy.state.probe import TOOLS, read_host_facts, require_node
 from directus_deploy.flows.session import open_session
+from directus_deploy.host import ssh
 from directus_deploy.runtimes import load_config
+from directus_deploy.state.probe import TOOLS, read_host_facts, require_node
 
 from .base import task
 

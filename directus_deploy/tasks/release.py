@@ -5,9 +5,9 @@ import signal
 import sys
 
 from directus_deploy.core.errors import DeployError, Refused
+from directus_deploy.core.source import Source
 from directus_deploy.flows.release import release as run_release
 from directus_deploy.flows.session import open_session
-from directus_deploy.core.source import Source
 
 from .base import confirm, task
 

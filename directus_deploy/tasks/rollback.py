@@ -2,11 +2,12 @@
 
 import signal
 
+from directus_deploy.flows import steps
+from directus_deploy.flows.rollback import candidates
+from directus_deploy.flows.rollback import rollback as run_rollback
+from directus_deploy.flows.session import open_session
 from directus_deploy.state import lock
 from directus_deploy.state.backup_catalog import age
-from directus_deploy.flows.rollback import candidates, rollback as run_rollback
-from directus_deploy.flows.session import open_session
-from directus_deploy.flows import steps
 
 from .base import confirm, task
 

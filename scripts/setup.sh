@@ -2,12 +2,15 @@
 # Prepare this machine for the demo and the tests (Debian/Ubuntu): system packages, the
 # database servers, a Python virtualenv. Idempotent: what is already there is left alone.
 # Node 22, pm2 and Directus come later, from the npm registry, cached in ~/.cache/directus-deploy.
+# --python: only the virtualenv (what the fast tier needs: Python, bash and coreutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+only_python=; [ "${1:-}" = --python ] && only_python=1
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else say "need root for: $*"; return 1; fi; }
 
+setup_system() {
 # command -> Debian package
 declare -A WANTED=(
   [sshd]=openssh-server [ssh]=openssh-client [rsync]=rsync [zstd]=zstd [sqlite3]=sqlite3
@@ -54,12 +57,14 @@ if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
   redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save '' --appendonly no >/dev/null
   for _ in $(seq 30); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
+}
+[ -n "$only_python" ] || setup_system
 
 if [ ! -x .venv/bin/python ]; then
   say "creating the Python virtualenv .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest, moto' 2>/dev/null || [ requirements-dev.txt -nt .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest, moto, importlinter' 2>/dev/null || [ requirements-dev.txt -nt .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
   say "installing Python requirements"
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   touch .venv/.installed

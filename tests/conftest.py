@@ -35,6 +35,20 @@ def nginx(tmp_path_factory):
     server.stop()
 
 
+NEEDS_THE_BED = {"bed", "nginx"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fast: runs without the test bed (./run-tests --fast runs these alone)")
+
+
+def pytest_collection_modifyitems(items):
+    """A test that asks for no part of the test bed is in the fast tier."""
+    for item in items:
+        if not NEEDS_THE_BED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.fast)
+
+
 def pytest_terminal_summary(terminalreporter):
     """The reliability suite's table of outcomes, printed, and kept when RELIABILITY_REPORT names a file."""
     from tests.reliability import RESULTS, table

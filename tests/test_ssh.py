@@ -18,6 +18,8 @@ def test_fab_reaches_the_host_through_the_alias_and_runs_there(bed):
     assert result.returncode == 0, result.stderr
     assert f"directus-prod: logged in as {bed.sshd.user}" in result.stdout
     assert "node version: v22." in result.stdout  # found through DEPLOY_NODE_PATH
+    app = bed.productions["sqlite"].app
+    assert f"Directus under pm2: pm2 app {app} online" in result.stdout  # the runtime's status
     # and the command really ran in the sshd's session: it logged the login
     assert "Accepted publickey" in bed.sshd.log_file.read_text()
 

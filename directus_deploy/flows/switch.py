@@ -46,7 +46,7 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     the current release) and restarts it, then RolledBack is raised here.
 
     `method` (default: the session's): `restart` restarts the serving instance in place;
-    `bluegreen` starts the release beside it and moves nginx over (bluegreen.py)."""
+    `bluegreen` starts the release beside it and moves nginx over (flows/bluegreen.py)."""
     if (method or session.switch_method) == "bluegreen":
         return bluegreen.switch_to(session, release_id, expected_extensions, previous)
     remote, layout = session.remote(), session.layout

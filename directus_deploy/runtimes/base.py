@@ -66,6 +66,10 @@ class Runtime:
         """Shell starting again a Directus this tool stopped, the way it ran."""
         return self.start(root)
 
+    def instances(self) -> list[Instance]:
+        """Every instance it may run on a host (blue/green's colors included)."""
+        return [Instance("plain", "", None, kind=self.NAME)]
+
     def status(self, instance: Instance) -> str:
         """Shell printing `online`, `stopped` or `unknown` for an instance."""
         return "echo unknown"

@@ -61,12 +61,15 @@ class Pm2(Runtime):
         return (f"if [ \"$(pm2 jlist | node -e {q(_CWD_JS)} {app})\" = {q(root)} ]; "
                 f"then pm2 restart {app} >/dev/null; else {self.start(root)}; fi")
 
+    def instances(self) -> list[Instance]:
+        return instances.every_instance(self.config)
+
     def status(self, instance: Instance) -> str:
         return f"pm2 jlist | node -e {q(_STATUS_JS)} {q(instance.app)}"
 
     def start_instance(self, instance: Instance, root: str) -> str:
         """Shell (re)starting `instance` from the release folder `root` (its real path), then
-        saving pm2's list. A color gets its port through CONFIG_PATH (instances.py)."""
+        saving pm2's list. A color gets its port through CONFIG_PATH (runtimes/instances.py)."""
         env = ""
         if instance.port:
             config_file = self.layout.bluegreen_config

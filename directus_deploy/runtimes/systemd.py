@@ -19,6 +19,9 @@ class Systemd(Runtime):
     def start(self, root: str) -> str:
         return as_admin("systemctl", "restart", self.config.systemd_unit)
 
+    def instances(self) -> list[Instance]:
+        return [Instance("plain", self.config.systemd_unit, None, kind="systemd unit")]
+
     def status(self, instance: Instance) -> str:
         return (f"if systemctl is-active --quiet {q(self.config.systemd_unit)}; then echo online; "
                 "else echo stopped; fi")

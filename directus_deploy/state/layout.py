@@ -86,7 +86,7 @@ class Layout:
 
     @property
     def bluegreen_config(self) -> str:
-        """Directus's settings file for a blue/green instance (see instances.py)."""
+        """Directus's settings file for a blue/green instance (runtimes/instances.py)."""
         return self._path(".deploy", "bluegreen.cjs")
 
     @property

@@ -26,6 +26,10 @@ def check(c):
             console.say(f"free disk at {facts.disk_of}: {facts.free_kib / 1048576:.1f} GiB")
             state = "present" if facts.layout_exists else "not set up yet (fab deploy.setup or deploy.adopt)"
             console.say(f"layout at {session.layout.root}: {state}")
+            runtime = session.runtime
+            for instance in runtime.instances():
+                status = remote.query(runtime.status(instance), what="ask the runtime", check=False).stdout.strip()
+                console.say(f"Directus under {runtime.NAME}: {instance} {status or 'unknown'}")
             require_node(remote, facts)
             for tool in ("npm", "tar"):
                 if tool not in facts.tools:

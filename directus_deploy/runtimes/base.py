@@ -92,6 +92,11 @@ class Runtime:
         """Names the gate watches for a crash loop (the runtime's, when it keeps pid files)."""
         return []
 
+    def crash_watch_js(self) -> str:
+        """JavaScript defining `crashed()` for the health gate: a reason when the watched
+        instance (`app`, the gate's fourth argument) keeps exiting, else null."""
+        return "const crashed = () => null;"
+
     def secret_guard(self, names) -> str:
         """Shell run before the commands of a script that exports secrets ("" for none): a
         runtime that records the environment it starts processes with must not record those."""

@@ -27,6 +27,28 @@ let s = ''; process.stdin.on('data', (d) => { s += d; }).on('end', () => {
 });
 """
 
+# The health gate's crash watch: pm2 writes a pid file per process of an app; three different
+# pids (or none for 5 s after one) while the gate waits mean Directus exits as it boots.
+_CRASH_WATCH_JS = r"""
+// watches pm2's pid files for the app the gate was given (process.argv[4])
+const pidDir = path.join(process.env.PM2_HOME || path.join(os.homedir(), '.pm2'), 'pids');
+// pm2 names pid files after the app, other characters than these becoming '-'
+const pidName = app && new RegExp('^' + app.replace(/[^a-zA-Z0-9.\\-]/g, '-').replace(/[.\\]/g, '\\$&') + '-[0-9]+\\.pid$');
+const seen = new Set();
+let goneSince = null;
+const crashed = () => {  // a reason when pm2's process for the app keeps exiting, else null
+  if (!app) return null;
+  let pids = [];
+  try { pids = fs.readdirSync(pidDir).filter((f) => pidName.test(f)).map((f) => fs.readFileSync(path.join(pidDir, f), 'utf8').trim()); }
+  catch (e) { return null; }
+  pids.forEach((p) => seen.add(p));
+  if (seen.size >= 3) return `Directus exited while starting (pm2 restarted it ${seen.size - 1} times); see: pm2 logs ${app}`;
+  if (seen.size && !pids.length) { goneSince ??= Date.now(); if (Date.now() - goneSince > 5000) return `Directus exited while starting and is not running; see: pm2 logs ${app}`; }
+  else goneSince = null;
+  return null;
+};
+"""
+
 
 class Pm2(Runtime):
     NAME = "pm2"
@@ -91,6 +113,9 @@ class Pm2(Runtime):
         if instance:
             return [instance.app] if instance.app else []
         return [] if self.bluegreen else [self.config.pm2_app]
+
+    def crash_watch_js(self) -> str:
+        return _CRASH_WATCH_JS
 
     def secret_guard(self, names) -> str:
         """`pm2` as pm2 run without these exported secrets: pm2 keeps the environment it starts

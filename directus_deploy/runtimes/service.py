@@ -17,8 +17,8 @@ from directus_deploy.runtimes.base import Instance
 HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a start
 
 # Runs on the host with Node 22 (fetch built in). Prints one JSON line; exit 1 when unhealthy.
-# With a pm2 app name it also watches pm2's pid files: a Directus that exits while booting
-# (pm2 restarting it again and again) fails the gate at once instead of at the timeout.
+# `crashed()` comes from the runtime (Runtime.crash_watch_js): a Directus that exits while
+# booting, restarted again and again, fails the gate at once instead of at the timeout.
 _HEALTH_JS = r"""
 const [url, timeoutS, expected, app] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3]), process.argv[4]];
 const token = process.env.DIRECTUS_TOKEN;
@@ -27,22 +27,7 @@ const fs = require('fs'), path = require('path'), os = require('os');
 const get = (p, auth) => fetch(url + p, {
   headers: auth ? { Authorization: 'Bearer ' + token } : {}, signal: AbortSignal.timeout(5000) });
 const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date.now() - started) / 1000, ...fields })); process.exit(ok ? 0 : 1); };
-const pidDir = path.join(process.env.PM2_HOME || path.join(os.homedir(), '.pm2'), 'pids');
-// pm2 names pid files after the app, other characters than these becoming '-'
-const pidName = app && new RegExp('^' + app.replace(/[^a-zA-Z0-9.\\-]/g, '-').replace(/[.\\]/g, '\\$&') + '-[0-9]+\\.pid$');
-const seen = new Set();
-let goneSince = null;
-const crashed = () => {  // a reason when pm2's process for the app keeps exiting, else null
-  if (!app) return null;
-  let pids = [];
-  try { pids = fs.readdirSync(pidDir).filter((f) => pidName.test(f)).map((f) => fs.readFileSync(path.join(pidDir, f), 'utf8').trim()); }
-  catch (e) { return null; }
-  pids.forEach((p) => seen.add(p));
-  if (seen.size >= 3) return `Directus exited while starting (pm2 restarted it ${seen.size - 1} times); see: pm2 logs ${app}`;
-  if (seen.size && !pids.length) { goneSince ??= Date.now(); if (Date.now() - goneSince > 5000) return `Directus exited while starting and is not running; see: pm2 logs ${app}`; }
-  else goneSince = null;
-  return null;
-};
+{crash_watch}
 (async () => {
   let ping = '';
   while (Date.now() - started < timeoutS * 1000) {
@@ -122,11 +107,12 @@ class Service:
         """Shell running the health gate (needs DIRECTUS_TOKEN from `secret_env`); it prints
         one JSON line. Kept separate so a switch and its gate can share a round trip.
 
-        Against DIRECTUS_URL, or straight at one blue/green `instance` on its port. The pm2
-        app is watched for a crash loop when it is known which one answers."""
+        Against DIRECTUS_URL, or straight at one blue/green `instance` on its port. The
+        runtime watches for a crash loop when it is known which instance answers."""
         url = instance.url if instance else self.config.directus_url
         watched = self.runtime.watched(instance)
-        return q("node", "-e", _HEALTH_JS, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
+        script = _HEALTH_JS.replace("{crash_watch}", self.runtime.crash_watch_js())
+        return q("node", "-e", script, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
 
     def clear_cache(self, session) -> None:
         """After the database changed under a running Directus (restore, migrations, schema

@@ -17,7 +17,8 @@ FORMAT = 1
 # one in its release (config/system/) or the release about to go live brings one
 PARTS = ("db", "files", "extensions", "env", "schema", "config")
 # one sha256 over every file of an exported system configuration (paths and contents)
-CONFIG_DIGEST = "cd {folder} && find . -type f | LC_ALL=C sort | xargs -r sha256sum -- | sha256sum | cut -c1-64"
+# (NUL-separated: a file name may hold spaces)
+CONFIG_DIGEST = "cd {folder} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum -- | sha256sum | cut -c1-64"
 # Directus writes these on its own (sessions, activity, health probes): their counts move
 # while a backup runs, so they are compared loosely when checking a dump against live counts.
 VOLATILE_TABLES = frozenset({

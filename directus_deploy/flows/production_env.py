@@ -29,11 +29,11 @@ from directus_deploy.flows import steps
 from directus_deploy.flows.backup import take_backup
 from directus_deploy.flows.switch import current_release
 from directus_deploy.state.production import SECRET_ENV_KEYS
+from directus_deploy.state.settings import dotenv_line
 
 TEMPLATE = "config/production.env"
 KEEP = "@host"
 _FROM_ENVIRONMENT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_BARE = re.compile(r"^[A-Za-z0-9_./:@,+*=-]*$")
 _LINE_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
 
 
@@ -121,17 +121,11 @@ def render(host_text: str, changes: list[Change], note: str) -> str:
     for number, line in enumerate(lines):
         match = _LINE_KEY.match(line)
         if match and match[1] in updates:
-            lines[number] = f"{match[1]}={_quoted(updates.pop(match[1]))}"
+            lines[number] = dotenv_line(match[1], updates.pop(match[1]))
     added = [c for c in changes if c.kind == "add"]
     if added:
-        lines += ["", f"# {note}"] + [f"{c.key}={_quoted(c.new)}" for c in added]
+        lines += ["", f"# {note}"] + [dotenv_line(c.key, c.new) for c in added]
     return "\n".join(lines) + "\n"
-
-
-def _quoted(value: str) -> str:
-    if _BARE.match(value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def describe(changes: list[Change]) -> list[list[str]]:

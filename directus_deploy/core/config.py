@@ -48,7 +48,7 @@ class HostSpec:
 def _hosts(value: str) -> tuple[HostSpec, ...]:
     hosts = []
     for entry in (part.strip() for part in value.split(",")):
-        match = _HOST_RE.match(entry)
+        match = _HOST_RE.fullmatch(entry)
         if not match:
             raise ValueError(f"{entry!r} is not user@host[:port] or an ssh_config alias")
         port = match["port"]
@@ -61,13 +61,13 @@ def _hosts(value: str) -> tuple[HostSpec, ...]:
 
 
 def _layout_root(value: str) -> str:
-    if not _SAFE_PATH_RE.match(value) or "/../" in value + "/" or value.rstrip("/") == "":
+    if not _SAFE_PATH_RE.fullmatch(value) or "/../" in value + "/" or value.rstrip("/") == "":
         raise ValueError("must be an absolute path of letters, digits and ._/+@- (not /)")
     return value.rstrip("/")
 
 
 def _absolute_dir(value: str) -> str:
-    if not _SAFE_PATH_RE.match(value):
+    if not _SAFE_PATH_RE.fullmatch(value):
         raise ValueError("must be an absolute path of letters, digits and ._/+@-")
     return value.rstrip("/") or "/"
 
@@ -108,7 +108,7 @@ def _count(value: str) -> int:
 
 
 def parse_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError("must be a name of letters, digits and ._@-")
     return value
 
@@ -127,7 +127,7 @@ def _two_ports(value: str) -> tuple[int, int]:
 
 
 def _absolute_file(value: str) -> str:
-    if not _SAFE_PATH_RE.match(value) or value.endswith("/"):
+    if not _SAFE_PATH_RE.fullmatch(value) or value.endswith("/"):
         raise ValueError("must be the absolute path of a file, of letters, digits and ._/+@-")
     return value
 

@@ -21,7 +21,7 @@ _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 def is_commit(value) -> bool:
     """A full commit id (40 hex digits): what a REVISION read from a host must hold before it
     reaches git, where anything else could be an option (`--output=...`)."""
-    return isinstance(value, str) and bool(_COMMIT_RE.match(value))
+    return isinstance(value, str) and bool(_COMMIT_RE.fullmatch(value))
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Source:
         """The tag to deploy: `name`, or the newest tag. Refuses what is not a plain, existing tag."""
         self.check_repository()
         if name:
-            if not _TAG_RE.match(name):
+            if not _TAG_RE.fullmatch(name):
                 raise Refused(f"tag {name!r} is not a plain tag name (letters, digits, . _ -)")
             commit = self.git("rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}", check=False).stdout.strip()
             if not commit:
@@ -73,7 +73,7 @@ class Source:
         tags = self.tags()
         if not tags:
             raise Refused(f"{self.path} has no tags; tag the commit to release (git tag v1.0.0)")
-        if not _TAG_RE.match(tags[0].name):
+        if not _TAG_RE.fullmatch(tags[0].name):
             raise Refused(f"newest tag {tags[0].name!r} is not a plain tag name; pass --tag")
         return tags[0]
 

@@ -14,7 +14,7 @@ _ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9._-]{1,80}$")
 
 
 def is_id(value) -> bool:
-    return isinstance(value, str) and bool(_ID_RE.match(value)) and ".." not in value
+    return isinstance(value, str) and bool(_ID_RE.fullmatch(value)) and ".." not in value
 
 
 def check_id(kind: str, value: str) -> str:

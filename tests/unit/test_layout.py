@@ -45,8 +45,6 @@ def test_anything_else_is_refused_naming_the_form(value):
     assert "backup id" in str(caught.value) and "20260101T120000Z-name" in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _ID_RE ends with `$`, which also matches before a final newline; "
-                   "is_id should use fullmatch or \\Z")
 def test_an_id_ending_in_a_newline_is_refused():
     assert not is_id("20260101T120000Z-v1\n")
 

@@ -27,7 +27,6 @@ def test_is_commit_accepts_only_forty_lowercase_hex_digits(value, ok):
     assert is_commit(value) is ok
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _COMMIT_RE ends with `$`, which matches before a final newline")
 def test_a_commit_id_with_a_trailing_newline_is_not_a_commit():
     assert not is_commit("0123456789abcdef0123456789abcdef01234567\n")
 

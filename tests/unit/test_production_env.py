@@ -73,7 +73,7 @@ def test_render_edits_lines_in_place_appends_new_keys_and_reads_back():
     lines = text.splitlines()
     assert lines[:3] == ["# production settings", "PORT=9000", 'CORS_ORIGIN=\'https://new.example.com "quoted"\'']  # as Node's dotenv reads it
     assert 'DB_PASSWORD="host secret"' in lines and "ONLY_HERE=1" in lines
-    assert lines[-2:] == ["# added by a test", 'NEW_PATH="C:\\\\dir with space"']
+    assert lines[-2:] == ["# added by a test", "NEW_PATH='C:\\dir with space'"]
     assert parse(text) == {**host, "PORT": "9000", "CORS_ORIGIN": 'https://new.example.com "quoted"',
                            "NEW_PATH": "C:\\dir with space"}
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, emit
 
 _LOCATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -101,9 +102,9 @@ def restore_lines(bucket: Bucket, source: str) -> list[str]:
 
 
 def check_lines(bucket: Bucket, copy: str, exact: bool) -> list[str]:
-    """Shell printing `@@bucket<TAB><location><TAB><differences>`: every object of the backup's
+    """Shell reporting a `bucket` record (`location`, `differences`): every object of the backup's
     copy in the bucket with its checksum (and, when exact, nothing else there)."""
     one_way = "" if exact else " --one-way"
-    return [bucket.settings_shell(),
+    return [EMIT_FUNCTION, bucket.settings_shell(),
             f"n=$({RCLONE} check --quiet{one_way} -- {q(copy)} {q(bucket.path)} 2>&1 | grep -c ERROR || true); "
-            f"printf '@@bucket\\t%s\\t%s\\n' {q(bucket.location)} \"$n\""]
+            + emit("bucket", location=q(bucket.location), differences='"$n"')]

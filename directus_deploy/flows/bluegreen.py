@@ -22,6 +22,7 @@ import posixpath
 
 from directus_deploy.core.errors import DeployError, RolledBack
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import Script, emit, parse_results
 from directus_deploy.runtimes import instances
 from directus_deploy.runtimes.base import Instance
 from directus_deploy.state.lock import serial_lock
@@ -71,7 +72,7 @@ def _move_traffic(session, live: Instance, new: Instance, release_id: str, expec
     include, nginx -t, `current`, the reload, the check through nginx, the drain, the stop."""
     config, layout, service = session.config, session.layout, session.service
     include, current = config.nginx_upstream_file, layout.current
-    script = "\n".join([
+    script = Script(
         serial_lock(layout),
         _still_serving(config, live_port),
         f"was=$(readlink -- {q(current)} || true)",
@@ -90,23 +91,24 @@ def _move_traffic(session, live: Instance, new: Instance, release_id: str, expec
         f"  if [ -n \"$was\" ]; then ln -sfn -- \"$was\" {q(current + '.new')} && mv -T -- {q(current + '.new')} {q(current)}; fi",
         f"  {nginx.reload_and_wait(config)}",
         f"  {session.runtime.retire(new)}",
-        "  echo '@@reverted'; exit 0",
+        f"  {emit('reverted')}; exit 0",
         "fi",
         f"cat {q(layout.tool_dir + '/bluegreen-gate')}",
         f"rm -f -- {q(include + '.before')}",
         nginx.drain(config, live_port),
         session.runtime.retire(live),
-    ])
+    ).text()
     result = session.remote().script(script, what=f"move nginx to {new} and retire {live}", critical=True,
                                      secret_env=service.secret_env, check=False)
     remote = session.remote()
     if not result.ok:
         raise RolledBack(f"{release_id} did not go live: {remote.error_line(result)}; {live} still serves")
     gate = _gate_report(result.stdout)
-    if "@@reverted" in result.stdout:
+    results = parse_results(result.stdout)
+    if results.has("reverted"):
         raise RolledBack(f"{release_id} passed its gate on {new} but not through nginx ({gate.get('failed')}: "
                          f"{gate.get('detail')}, {config.directus_url}); nginx and current are back, {live} still serves")
-    drained = next((float(l.split("\t")[1]) for l in result.stdout.splitlines() if l.startswith("@@drained\t")), 0.0)
+    drained = float(results.first("drained")["seconds"]) if results.has("drained") else 0.0
     return {"gate": gate, "drained": drained}
 
 

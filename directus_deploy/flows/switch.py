@@ -15,6 +15,7 @@ import posixpath
 from directus_deploy.core.errors import DeployError, RolledBack
 from directus_deploy.flows import bluegreen
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import Results, Script, emit, parse_results
 from directus_deploy.runtimes.service import Service
 from directus_deploy.state.lock import serial_lock
 
@@ -26,7 +27,8 @@ def current_release(remote, layout) -> str | None:
 
 def _go_live(layout, service: Service, release_id: str, expected: list[str], report: str) -> list[str]:
     """Shell (one && chain): point `current` at the release, restart from its real path, run
-    the gate into the file `report`; true only when every part worked and the gate passed."""
+    the gate into the file `report` (after a `restart-issued` record); true only when every
+    part worked and the gate passed. Needs `emit` (a Script)."""
     temp = f"{layout.current}.new"
     parts = [
         f"test -d {q(layout.release_dir(release_id))}",
@@ -34,7 +36,8 @@ def _go_live(layout, service: Service, release_id: str, expected: list[str], rep
         f"ln -sfn -- {q(posixpath.join('releases', release_id))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}",
         "started=$(date +%s.%N)",
         service.start(layout.release_dir(release_id)),
-        f"awk -v a=\"$(date +%s.%N)\" -v b=\"$started\" 'BEGIN {{print \"@@restart-issued\\t\" a - b}}' > {q(report)}",
+        emit("restart-issued", seconds='"$(awk -v a="$(date +%s.%N)" -v b="$started" \'BEGIN {print a - b}\')"')
+        + f" > {q(report)}",
         f"{service.health_check(expected)} >> {q(report)}",
     ]
     return " && ".join("{ " + part + "; }" for part in parts)
@@ -57,19 +60,19 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     lines = [serial_lock(layout), f"rm -f {q(report)} {q(back)}", f"if {going}; then cat {q(report)}"]
     if previous and previous != release_id:
         returning = _go_live(layout, service, previous, [], back)
-        lines += ["else", f"  cat {q(report)} 2>/dev/null; echo; echo '@@switched-back'",
+        lines += ["else", f"  cat {q(report)} 2>/dev/null; echo; {emit('switched-back')}",
                   f"  {returning} || true; cat {q(back)} 2>/dev/null || true"]
     else:
         lines += ["else", f"  cat {q(report)} 2>/dev/null || true"]
     lines.append("fi")
-    result = remote.script("\n".join(lines), critical=True, secret_env=service.secret_env,
+    result = remote.script(Script(*lines).text(), critical=True, secret_env=service.secret_env,
                            what=f"switch to {release_id}, restart Directus and check its health")
-    first, switched_back, _ = result.stdout.partition("@@switched-back")
+    first, back_part = parse_results(result.stdout).split_at("switched-back")
     gate = _report(first)
-    if switched_back:
+    if back_part is not None:
         session.console.say(f"    {release_id} failed its health gate: {gate.get('failed')}: {gate.get('detail')}")
         session.console.say(f"    switched back to {previous}")
-        again = _report(result.stdout.split("@@switched-back", 1)[1])
+        again = _report(back_part)
         if not again.get("ok"):
             raise DeployError(f"{release_id} failed its health gate and {previous} is not healthy either "
                               f"({again.get('failed')}: {again.get('detail')}); restore from a backup")
@@ -83,14 +86,12 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     return gate
 
 
-def _report(text: str) -> dict:
-    """The gate's JSON line and the restart timing printed before it."""
+def _report(results: Results) -> dict:
+    """The gate's JSON line and the restart timing reported before it."""
     report: dict = {}
-    issued = 0.0
-    for line in text.splitlines():
-        if line.startswith("@@restart-issued\t"):
-            issued = float(line.split("\t", 1)[1] or 0)
-        elif line.startswith("{"):
+    issued = float((results.first("restart-issued") or {}).get("seconds") or 0)
+    for line in results.lines:
+        if line.startswith("{"):
             try:
                 report = json.loads(line)
             except ValueError:

@@ -10,6 +10,7 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.production import locate
 
@@ -100,7 +101,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
     folder = layout.backup_dir(backup_id)
     results: list[tuple[str, str, str]] = []
     engine = None
-    lines = []
+    lines = [EMIT_FUNCTION]
     if manifest.get("database"):
         production = locate(remote, layout, install)
         engine = engine_for(production)
@@ -112,9 +113,9 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             "echo '@@section:db'",
             f"mkdir -p -m 0700 {q(work)}",
             engine.prelude(work),
-            f"echo \"@@dump\t$(sha256sum -- {q(dump)} | cut -c1-64)\"",
+            emit("dump", sha256=f'"$(sha256sum -- {q(dump)} | cut -c1-64)"'),
             f"rc=0; {{ {engine.scratch_restore_counts(dump, work, '@@scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
-            "[ $rc = 0 ] || echo '@@scratch-failed'",
+            "[ $rc = 0 ] || " + emit("scratch-failed"),
         ]
     lines.append("echo '@@section:files'")
     for part in mf.file_parts(manifest):  # `cd` follows an uploads folder shared with an older backup
@@ -123,15 +124,16 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
                          f"| sed -z 's|^\\([0-9a-f]*  \\)[.]/|\\1./{part}/|')")
     lines.append(f"cd {q(folder)} && sha256sum -z -- ./env ./schema.yaml 2>/dev/null || true")
     if manifest.get("config"):
-        lines.append(f"echo; echo \"@@config\t$({mf.CONFIG_DIGEST.format(folder=q(folder + '/config'))})\"")
+        lines.append("echo; " + emit("config", sha256=f'"$({mf.CONFIG_DIGEST.format(folder=q(folder + "/config"))})"'))
     out = remote.script("\n".join(lines), what="verify the backup",
                         secret_env=engine.secret_env() if engine else None).stdout
+    reported = parse_results(out)
     if engine:
         db = manifest["database"]
-        dump_hash = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@dump\t")), "")
+        dump_hash = (reported.first("dump") or {}).get("sha256", "")
         results.append(("db checksum", *_verdict(dump_hash == db["sha256"], "dump matches its sha256", "dump differs from its sha256")))
         counts = parse_counts(out, "@@scratch")
-        if "@@scratch-failed" in out or not counts:
+        if reported.has("scratch-failed") or not counts:
             results.append(("db restore", "FAIL", "the dump does not restore into a scratch database"))
         else:
             differ = sorted(t for t in set(counts) | set(db["tables"]) if counts.get(t) != db["tables"].get(t))
@@ -149,7 +151,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             ok = hashes.get(name) == manifest[part]["sha256"]
             results.append((part, *_verdict(ok, "matches its sha256", "missing or changed")))
     if manifest.get("config"):
-        digest = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@config\t")), "")
+        digest = (reported.first("config") or {}).get("sha256", "")
         results.append(("system configuration", *_verdict(digest == manifest["config"]["sha256"],
                                                           f"{manifest['config']['files']} files match their sha256",
                                                           "missing or changed")))

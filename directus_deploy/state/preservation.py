@@ -14,6 +14,7 @@ import posixpath
 from directus_deploy.core import manifest as mf
 from directus_deploy.engines import engine_for, object_storage, parse_counts
 from directus_deploy.host.remote import q, section, split_sections
+from directus_deploy.host.script import parse_results
 from directus_deploy.state.production import HEALTH_PROBE_FILE
 
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"
@@ -89,7 +90,7 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
                        f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
     for part, folder in folders.items():
         checks.append(_files_check(remote, part, folder, manifest[part]["files"], found))
-    differences = {line.split("\t")[1]: line.split("\t")[2] for line in out.splitlines() if line.startswith("@@bucket\t")}
+    differences = {record["location"]: record["differences"] for record in parse_results(out).all("bucket")}
     for part, bucket in buckets.items():
         count = differences.get(bucket.location, "?").strip()
         checks.append((part, "OK" if count == "0" else "FAIL",

@@ -27,6 +27,7 @@ from directus_deploy.core.extensions import (
 )
 from directus_deploy.core.source import Source, Tag
 from directus_deploy.host.remote import Remote, RemoteGroup, q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.state import deploylog
 from directus_deploy.state.layout import Layout
 from directus_deploy.state.shared import link_lines, shared_links
@@ -104,6 +105,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
     deps_key_prefix = code.lockfile_sha256[:16]
     links = shared_links(layout, env)
     return "\n".join([
+        EMIT_FUNCTION,
         f"rm -rf -- {q(temp)} && mkdir -- {q(temp)}",
         f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
         f"rm -f -- {q(incoming)}",
@@ -121,7 +123,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- \"../../shared/deps/$key/node_modules\" {q(temp + '/node_modules')}",
         f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
-        'printf "@@deps\\t%s\\t%s\\n" "$key" "$how"',
+        emit("deps", key='"$key"', how='"$how"'),
         # what Directus will load, read in the same round trip, checked before the switch
         f"cd {q(final)}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
     ])
@@ -130,8 +132,8 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
 def _made(revision: dict, out: str) -> dict:
     """The REVISION as made on one host, with how its dependencies came and its manifests."""
     made = dict(revision)
-    line = next((l for l in out.splitlines() if l.startswith("@@deps\t")), "@@deps\t?\t?")
-    _, made["deps"], made["deps_how"] = line.split("\t")
+    deps = parse_results(out).first("deps") or {"key": "?", "how": "?"}
+    made["deps"], made["deps_how"] = deps["key"], deps["how"]
     made["manifests_on_host"] = out
     return made
 
@@ -239,16 +241,17 @@ def cleanup_plan(releases: list[dict], entries: list[dict], keep: int) -> list[s
 
 def cleanup_lines(layout, doomed: list[str]) -> list[str]:
     """Shell deleting the doomed releases, leftovers of interrupted runs, and the dependency
-    stores no remaining release links to (each printed as @@store)."""
+    stores no remaining release links to (each reported as a `store` record with its key)."""
     deletions = []
     for release in doomed:  # renamed first: an interrupted deletion never leaves half a release
         gone = posixpath.join(layout.releases, f".tmp-deleting-{release}")
         deletions.append(f"mv -T -- {q(layout.release_dir(release))} {q(gone)} && rm -rf -- {q(gone)}")
     return [
+        EMIT_FUNCTION,
         *deletions,
         f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
         f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null || true; done | "
         "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
         f"for s in {q(layout.shared_deps)}/*/; do [ -d \"$s\" ] || continue; k=$(basename \"$s\"); "
-        "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; printf '@@store\\t%s\\n' \"$k\"; }; done",
+        "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; " + emit("store", key='"$k"') + "; }; done",
     ]

@@ -4,6 +4,7 @@ releases, its backups and the deploy log read together), never from a count alon
 from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
+from directus_deploy.host.script import parse_results
 from directus_deploy.state.backup_catalog import protected_backups, prune_lines, prune_plan
 from directus_deploy.state.inventory import read_inventory
 from directus_deploy.state.layout import check_id
@@ -37,4 +38,4 @@ def cleanup(session, keep: int) -> list[str]:
     stock = read_inventory(session.remote(), session.layout)
     doomed = cleanup_plan(stock.releases, stock.entries, keep)
     out = session.remote().script("\n".join(cleanup_lines(session.layout, doomed)), what="clean up releases").stdout
-    return doomed + [f"deps/{line.split(chr(9))[1]}" for line in out.splitlines() if line.startswith("@@store\t")]
+    return doomed + [f"deps/{store['key']}" for store in parse_results(out).all("store")]

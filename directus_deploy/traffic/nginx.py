@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import as_admin, q, section, split_sections
+from directus_deploy.host.script import Script, emit, parse_results, with_emit
 from directus_deploy.state.production import locate
 
 DIRECTUS_DEFAULT_PORT = 8055  # where Directus listens when its .env sets no PORT
@@ -58,19 +59,19 @@ def read_upstream(session) -> Upstream:
     """One round trip: the include's port, whether nginx routes to it, whether nginx -t passes."""
     config, layout = session.config, session.layout
     name = config.nginx_upstream
-    script = "\n".join([
+    script = Script(
         section("live"), live_port_shell(config),
         section("exists"), f"test -f {q(config.nginx_upstream_file)} && echo yes || true",
         section("routed"),
         # comments aside (the include's own mentions the proxy_pass to write)
         f"{{ {nginx(config, '-T')}; }} 2>/dev/null | sed 's/#.*//' | "
         f"grep -Ec {q(f'proxy_pass[[:space:]]+https?://{name}([;/[:space:]]|$)')} || true",
-        section("test"), f"{{ {nginx(config, '-t')}; }} 2>&1 | tail -1; echo \"@@rc $?\"",
+        section("test"), f"{{ {nginx(config, '-t')}; }} 2>&1 | tail -1; " + emit("rc", code='"$?"'),
         section("current"), f"readlink -- {q(layout.current)} || true",
-    ])
+    ).text()
     found = split_sections(session.remote().script(script, what="read nginx's upstream", changes=False).stdout)
-    test = found.get("test", "")
-    lines = [line for line in test.splitlines() if line.strip() and not line.startswith("@@rc")]
+    test = parse_results(found.get("test", "")).text
+    lines = [line for line in test.splitlines() if line.strip()]
     current = found.get("current", "").strip()
     return Upstream(
         live_port=parse_live_port(found.get("live", "")),
@@ -166,13 +167,13 @@ def reload_and_wait(config) -> str:
 
 def drain(config, live_port: int | None) -> str:
     """Shell waiting until no request to the old port is in flight (nginx holds a connection
-    to it per request), at most DEPLOY_DRAIN_SECONDS; prints @@drained<TAB>seconds."""
+    to it per request), at most DEPLOY_DRAIN_SECONDS; reports a `drained` record (`seconds`)."""
     if not live_port:
-        return "printf '@@drained\\t0\\n'"
-    return "; ".join([
+        return with_emit(emit("drained", seconds=q(0)))
+    return with_emit("; ".join([
         "started=$(date +%s.%N)",
         f"if command -v ss >/dev/null; then for _ in $(seq {config.drain_seconds * 10}); do "
         f"[ -z \"$(ss -Htn state established '( dport = :{live_port} )' 2>/dev/null)\" ] && break; sleep 0.1; done; "
         "else sleep 2; fi",
-        "awk -v a=\"$(date +%s.%N)\" -v b=\"$started\" 'BEGIN {print \"@@drained\\t\" a - b}'",
-    ])
+        emit("drained", seconds='"$(awk -v a="$(date +%s.%N)" -v b="$started" \'BEGIN {print a - b}\')"'),
+    ]))

@@ -1,8 +1,9 @@
 """Storage locations on S3-compatible object storage (Directus's `s3` driver), copied with rclone.
 
 A backup copies the bucket's objects into `storage/<location>/` of the backup: the previous
-backup's copy is hard-linked first (`cp -al`), then `rclone sync` replaces only what changed
-(rclone writes a new file and renames it, so the previous backup's files are never changed), and
+backup's copy is hard-linked first (`cp -al`), the objects that differ are unlinked from it,
+then `rclone sync` fetches only what changed (into new files: the previous backup's files are
+never changed, even by an rclone older than 1.63, which rewrites a file in place), and
 `rclone check` compares every object with its copy by checksum. A restore syncs the copy back
 (objects made since are removed, as a restore of local uploads removes files). The bucket's keys
 reach rclone as environment variables read from standard input, never a command line.
@@ -89,9 +90,16 @@ def copy_lines(bucket: Bucket, target: str, backups: str, part: str) -> list[str
         f"if [ -f {q(backups)}/\"$b\"/summary.json ] && [ -d {q(backups)}/\"$b\"/{q(part)} ]; then "
         f"prev={q(backups)}/\"$b\"/{q(part)}; break; fi; done",
         f"if [ -n \"$prev\" ]; then cp -al -- \"$prev\" {q(target)}; else mkdir -m 0700 {q(target)}; fi",
+        # rclone before 1.63 rewrites a changed file in place, which would change the previous
+        # backup's hard-linked copy: every object that differs is unlinked here first
+        f"if [ -n \"$prev\" ]; then {RCLONE} check --quiet --combined {q(target + '.changed')} -- "
+        f"{q(bucket.path)} {q(target)} 2>/dev/null || true; "
+        f"sed -n 's/^[*!] //p' {q(target + '.changed')} | while IFS= read -r f; do rm -f -- {q(target)}/\"$f\"; done; "
+        f"rm -f -- {q(target + '.changed')}; fi",
     ]
     lines += [
-        f"(umask 077 && {RCLONE} sync --quiet -- {q(bucket.path)} {q(target)})",
+        # --no-update-modtime: an identical file keeps its times (they are the previous backup's too)
+        f"(umask 077 && {RCLONE} sync --quiet --no-update-modtime -- {q(bucket.path)} {q(target)})",
         f"{RCLONE} check --quiet -- {q(bucket.path)} {q(target)}",
     ]
     return lines

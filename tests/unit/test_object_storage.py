@@ -112,11 +112,9 @@ def rclone_version() -> tuple[int, int]:
     return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
-# rclone before 1.63 writes a changed file in place (no temporary file and rename): the hard link
-# made by `cp -al` then carries the change into the previous backup
-@pytest.mark.xfail(rclone_version() < (1, 63), strict=True,
-                   reason="BUG with rclone < 1.63 (Debian 12 ships 1.60): `rclone sync` rewrites a changed file "
-                          "in place, so the previous backup's hard-linked copy changes too")
+# rclone before 1.63 writes a changed file in place (no temporary file and rename): without the
+# unlinking of changed objects first, the hard link made by `cp -al` would carry the change into
+# the previous backup (Debian 12 ships rclone 1.60)
 def test_a_backup_copies_the_prefix_and_the_next_one_builds_on_it_without_changing_it(bucket, tmp_path):
     found, client = bucket
     backups = tmp_path / "backups"

@@ -13,7 +13,7 @@ def parse_counts(output: str, mark: str = COUNT_MARK) -> dict[str, int]:
     counts = {}
     for line in output.splitlines():
         if line.startswith(mark + "\t"):
-            _, table, count = line.split("\t")
+            table, count = line.split("\t", 1)[1].rsplit("\t", 1)
             counts[table] = int(count)
     return counts
 
@@ -103,7 +103,9 @@ class Engine:
     @staticmethod
     def mark_lines(mark: str, separator: str) -> str:
         """A filter turning `table<sep>count` lines into `mark<TAB>table<TAB>count`."""
-        return f"awk -F'{separator}' '{{print \"{mark}\\t\" $1 \"\\t\" $2}}'"
+        # the count is the last field; the name is everything before it (it may hold the separator)
+        return (f"awk -F'{separator}' '{{c = $NF; t = substr($0, 1, length($0) - length(c) - 1); "
+                f"print \"{mark}\\t\" t \"\\t\" c}}'")
 
 
 def quote_identifier(name: str, quote: str = '"') -> str:

@@ -170,9 +170,6 @@ def test_sqlite_rehearsal_copy_is_counted_and_dropped(tmp_path):
 
 
 @needs_sqlite
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="BUG: counts are printed `name|count` and split at `|` by awk: a table whose name "
-                          "holds `|` breaks parse_counts (ValueError) or is counted wrong")
 def test_sqlite_counts_a_table_whose_name_holds_the_separator(tmp_path):
     engine, db, work = seeded(tmp_path)
     with sqlite3.connect(db) as connection:

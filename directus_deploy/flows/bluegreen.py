@@ -18,7 +18,6 @@ that defines the upstream (DEPLOY_NGINX_UPSTREAM_FILE).
 from __future__ import annotations
 
 import json
-import posixpath
 
 from directus_deploy.core.errors import DeployError, RolledBack
 from directus_deploy.host.remote import q
@@ -26,6 +25,7 @@ from directus_deploy.host.script import Script, emit, parse_results
 from directus_deploy.runtimes import instances
 from directus_deploy.runtimes.base import Instance
 from directus_deploy.state.lock import serial_lock
+from directus_deploy.state.releases import point_current
 from directus_deploy.traffic import nginx
 
 
@@ -82,13 +82,13 @@ def _move_traffic(session, live: Instance, new: Instance, release_id: str, expec
         f"  {nginx.restore_include(config)}; {session.runtime.retire(new)}",
         "  echo \"nginx -t failed with the new upstream: $(printf '%s' \"$out\" | tail -1)\" >&2; exit 1",
         "fi",
-        f"ln -sfn -- {q(posixpath.join('releases', release_id))} {q(current + '.new')} && mv -T -- {q(current + '.new')} {q(current)}",
+        point_current(layout, release_id),
         nginx.reload_and_wait(config),
         f"if ! {service.health_check(expected, timeout=30)} > {q(layout.tool_dir + '/bluegreen-gate')}; then",
         "  # through nginx it does not work: everything back as it was; the old instance never stopped",
         f"  cat {q(layout.tool_dir + '/bluegreen-gate')}",
         f"  {nginx.restore_include(config)}",
-        f"  if [ -n \"$was\" ]; then ln -sfn -- \"$was\" {q(current + '.new')} && mv -T -- {q(current + '.new')} {q(current)}; fi",
+        f"  if [ -n \"$was\" ]; then {point_current(layout, target_word=WAS)}; fi",
         f"  {nginx.reload_and_wait(config)}",
         f"  {session.runtime.retire(new)}",
         f"  {emit('reverted')}; exit 0",
@@ -110,6 +110,9 @@ def _move_traffic(session, live: Instance, new: Instance, release_id: str, expec
                          f"{gate.get('detail')}, {config.directus_url}); nginx and current are back, {live} still serves")
     drained = float(results.first("drained")["seconds"]) if results.has("drained") else 0.0
     return {"gate": gate, "drained": drained}
+
+
+WAS = '"$was"'  # the shell variable holding where `current` pointed before the move
 
 
 def _still_serving(config, live_port: int | None) -> str:

@@ -21,6 +21,7 @@ from directus_deploy.state.layout import check_id
 from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.preservation import check_preservation
 from directus_deploy.state.production import HEALTH_PROBE_FILE, locate
+from directus_deploy.state.releases import point_current
 
 RESTORABLE = ("db", "files", "extensions", "env", "config")
 
@@ -134,8 +135,7 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
     start_in = production.root
     if start_release:  # a database rollback goes live with the code that matches it
         start_in = layout.release_dir(start_release)
-        temp = layout.current + ".new"
-        lines.append(f"ln -sfn -- {q(posixpath.join('releases', start_release))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}")
+        lines.append(point_current(layout, start_release))
     # One script that runs to its end even if this side goes away: whatever happened to the
     # restore, Directus is started again (on the restored state, or on the untouched one).
     script = "\n".join([

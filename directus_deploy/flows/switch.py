@@ -18,6 +18,7 @@ from directus_deploy.host.remote import q
 from directus_deploy.host.script import Results, Script, emit, parse_results
 from directus_deploy.runtimes.service import Service
 from directus_deploy.state.lock import serial_lock
+from directus_deploy.state.releases import point_current
 
 
 def current_release(remote, layout) -> str | None:
@@ -29,11 +30,9 @@ def _go_live(layout, service: Service, release_id: str, expected: list[str], rep
     """Shell (one && chain): point `current` at the release, restart from its real path, run
     the gate into the file `report` (after a `restart-issued` record); true only when every
     part worked and the gate passed. Needs `emit` (a Script)."""
-    temp = f"{layout.current}.new"
     parts = [
         f"test -d {q(layout.release_dir(release_id))}",
-        # a relative link target: the layout keeps working if DEPLOY_PATH moves
-        f"ln -sfn -- {q(posixpath.join('releases', release_id))} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}",
+        point_current(layout, release_id),
         "started=$(date +%s.%N)",
         service.start(layout.release_dir(release_id)),
         emit("restart-issued", seconds='"$(awk -v a="$(date +%s.%N)" -v b="$started" \'BEGIN {print a - b}\')"')

@@ -35,6 +35,16 @@ from directus_deploy.state.shared import link_lines, shared_links
 NPM_CI = "npm ci --omit=dev --no-audit --no-fund --loglevel=error"
 
 
+def point_current(layout: Layout, release_id: str | None = None, *, target_word: str | None = None) -> str:
+    """Shell moving `current` to a release with one rename (a link made under a temporary name,
+    then `mv -T` over `current`): there is never a moment without `current`. The target is
+    relative (`releases/<id>`), so the layout keeps working if DEPLOY_PATH moves; `target_word`
+    is a shell word to use instead (a target read on the host, such as "$was")."""
+    word = target_word or q(posixpath.join("releases", release_id))
+    temp = layout.current + ".new"
+    return f"ln -sfn -- {word} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}"
+
+
 def release_id_for(tag: Tag, now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{tag.name}"

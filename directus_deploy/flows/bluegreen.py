@@ -17,13 +17,12 @@ that defines the upstream (DEPLOY_NGINX_UPSTREAM_FILE).
 
 from __future__ import annotations
 
-import json
-
 from directus_deploy.core.errors import DeployError, RolledBack
 from directus_deploy.host.remote import q
 from directus_deploy.host.script import Script, emit, parse_results
 from directus_deploy.runtimes import instances
 from directus_deploy.runtimes.base import Instance
+from directus_deploy.runtimes.service import gate_report
 from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.releases import point_current
 from directus_deploy.traffic import nginx
@@ -123,10 +122,4 @@ def _still_serving(config, live_port: int | None) -> str:
 
 
 def _gate_report(text: str) -> dict:
-    for line in reversed(text.splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
-    return {"ok": False, "failed": "start", "detail": "no health report (see the runtime's log of the instance)"}
+    return gate_report(text) or {"ok": False, "failed": "start", "detail": "no health report (see the runtime's log of the instance)"}

@@ -19,7 +19,6 @@ scratch folder (uploads are never opened), and its extensions are the release's 
 
 from __future__ import annotations
 
-import json
 import posixpath
 import time
 
@@ -28,6 +27,7 @@ from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.flows.schema import SNAPSHOT, errors_in
 from directus_deploy.host.remote import q
 from directus_deploy.runtimes.base import Instance
+from directus_deploy.runtimes.service import gate_report
 from directus_deploy.state.preservation import table_problems
 
 HEALTH_TIMEOUT = 90
@@ -207,11 +207,7 @@ def _start_and_gate(session, release_id: str, work: str, port: int, expected: li
         f"cat {gate}",
     ])
     result = session.remote().script(script, what="start Directus on the copy", secret_env=service.secret_env, check=False)
-    report = {}
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith("{"):
-            report = json.loads(line)
-            break
+    report = gate_report(result.stdout) or {}
     if not report.get("ok"):
         raise _fail("the health gate", f"{report.get('failed', 'start')}: {report.get('detail', session.remote().error_line(result))}")
     return report

@@ -9,14 +9,13 @@ on a healthy release instead of a stopped Directus or an unchecked one.
 
 from __future__ import annotations
 
-import json
 import posixpath
 
 from directus_deploy.core.errors import DeployError, RolledBack
 from directus_deploy.flows import bluegreen
 from directus_deploy.host.remote import q
 from directus_deploy.host.script import Results, Script, emit, parse_results
-from directus_deploy.runtimes.service import Service
+from directus_deploy.runtimes.service import Service, gate_report
 from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.releases import point_current
 
@@ -87,14 +86,8 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
 
 def _report(results: Results) -> dict:
     """The gate's JSON line and the restart timing reported before it."""
-    report: dict = {}
     issued = float((results.first("restart-issued") or {}).get("seconds") or 0)
-    for line in results.lines:
-        if line.startswith("{"):
-            try:
-                report = json.loads(line)
-            except ValueError:
-                pass
+    report = gate_report("\n".join(results.lines))
     if not report:
         return {"ok": False, "failed": "restart", "detail": "no health report (see the process manager's log)"}
     # Directus's own restart: the process manager's start, then the boot until healthy

@@ -76,6 +76,20 @@ fetch(process.argv[1] + '/utils/cache/clear?system=true', { method: 'POST',
 """
 
 
+def gate_report(text: str) -> dict | None:
+    """The health gate's report: the last line of `text` that is its JSON object (None if the
+    gate printed none: it could not run, or was killed)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(report, dict) and "ok" in report:
+                return report
+    return None
+
+
 class Service:
     def __init__(self, config, layout=None):
         self.config = config
@@ -135,10 +149,9 @@ class Service:
 
     def health_report(self, remote: Remote, result) -> dict:
         """Read the gate's JSON line; raise when any check failed."""
-        try:
-            report = json.loads(result.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise DeployError(f"{remote.name}: health check could not run: {remote.error_line(result)}") from None
+        report = gate_report(result.stdout)
+        if report is None:
+            raise DeployError(f"{remote.name}: health check could not run: {remote.error_line(result)}")
         if not report.get("ok"):
             raise DeployError(
                 f"{remote.name}: health gate failed at {report.get('failed')}: {report.get('detail')} "

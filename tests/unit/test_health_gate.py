@@ -100,3 +100,12 @@ def test_a_runtime_without_pid_files_watches_nothing(tmp_path):
     gate = service("systemd")
     assert gate.runtime.watched() == []
     assert "const crashed = () => null;" in shlex.split(gate.health_check([], 1))[2]
+
+
+def test_the_gate_report_is_its_last_json_object_among_other_output():
+    from directus_deploy.runtimes.service import gate_report
+
+    text = '{"ok": false, "failed": "ping"}\nstarting...\n{not json\n{"ok": true, "seconds": 1.5}\n[1, 2]\n'
+    assert gate_report(text) == {"ok": True, "seconds": 1.5}
+    assert gate_report("pm2: started\n{\"other\": 1}\n") is None  # an object that is not a report
+    assert gate_report("") is None

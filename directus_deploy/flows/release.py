@@ -1,4 +1,5 @@
-"""`fab release`: the whole chain of docs/architecture.md, one named step after another.
+"""`fab release`: the whole chain of docs/architecture.md, one named step after another (RELEASE,
+below: a declared list of steps that flows/pipeline.py runs).
 
     guards -> lock -> verified backup -> code -> extensions -> schema gate
            -> rehearsal on a copy (when asked for) -> migrations -> system configuration
@@ -18,13 +19,15 @@ before the next; a failure switches the hosts already switched back.
 from __future__ import annotations
 
 import secrets
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Callable
 
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source, Tag, is_commit
 from directus_deploy.flows import rehearsal, steps, system_config
 from directus_deploy.flows.backup import take_backup
+from directus_deploy.flows.pipeline import PLAN_HEADERS, Pipeline, Step, on_each_host
 from directus_deploy.flows.restore import restore_backup
 from directus_deploy.flows.schema import SchemaPlan
 from directus_deploy.flows.switch import current_release, switch_to
@@ -42,11 +45,52 @@ from directus_deploy.traffic import nginx
 DEPS_DISK = 1536 << 20  # a new dependency store (npm ci of Directus) takes about this much
 CODE_DISK = 64 << 20  # a release reusing its dependencies: the code, a few MB
 
+# The release, top to bottom. Each step puts back what its own failure leaves half done (the
+# database after failed migrations, every switched host after a failed gate); when a step
+# fails, the runner then undoes what the completed ones left: the unused release, the lock.
+RELEASE = Pipeline([
+    Step("check the tag", lambda run: check_tag(run),
+         plan="the tag exists (a local tag unlike origin's is warned about); the configuration reads"),
+    Step("connect", lambda run: connect(run),
+         plan="SSH to every host (DEPLOY_HOSTS), the primary first"),
+    Step("check the primary", lambda run: check_host(run.primary, run),
+         plan="node, npm/tar/zstd/rsync, free disk, the layout, production healthy (nginx too, blue/green)"),
+    Step("check the other hosts", lambda run, view: check_host(view, run), scope="each",
+         hosts=lambda run: run.fleet[1:], plan="the same checks on every other host"),
+    Step("lock", lambda run: take_lock(run), undo=lambda run: run.lock.close(),
+         plan="the deploy lock (.deploy/lock) on every host"),
+    Step("back up", lambda run: back_up(run),
+         plan="verified backup: the database on the primary; each host what it alone holds"),
+    Step("deploy the code", lambda run: deploy_code(run), undo=lambda run: discard_unused_release(run),
+         plan="pack the tag once; upload and unpack it on every host in parallel"),
+    Step("check the extensions", lambda run: check_extensions(run),
+         plan="every extension manifest Directus will load, on each host"),
+    Step("schema gate", lambda run: plan_schema(run),
+         plan="read the schema plan; drops refused without --allow-destructive (then confirmed)"),
+    Step("rehearse", lambda run: rehearse(run),
+         plan="the release on a copy of production first, when asked for (--rehearse, DEPLOY_REHEARSE)"),
+    Step("migrate", lambda run: migrate(run),
+         plan="migrations and the schema apply, once; if they fail, the database back from the backup"),
+    Step("system configuration", lambda run: apply_system_config(run),
+         plan="config/system applied (merge; mirror with --allow-destructive)"),
+    Step("switch", lambda run: switch(run),
+         plan="switch and health gate, --batch hosts at a time; a failure puts every switched host back"),
+    Step("verify", lambda run: verify(run),
+         plan="every row, upload and extension still there; else code and database go back"),
+    Step("record", lambda run: record(run), plan="one line in every host's deploy log"),
+    Step("clean up", lambda run, view: clean_up_on(run, view), scope="each",
+         plan="releases and backups beyond KEEP_RELEASES / KEEP_BACKUPS, on every host"),
+    Step("unlock", lambda run: run.lock.close(), plan="the deploy lock given back"),
+], hosts=lambda run: run.fleet)
+
 
 @dataclass
 class ReleaseRun:
-    tag: Tag
-    allow_destructive: bool
+    session: object = None
+    tag_name: str | None = None  # as asked for (None: the newest tag)
+    tag: Tag | None = None
+    allow_destructive: bool = False
+    confirm: Callable | None = None  # asks before a destructive change (None: never asks)
     previous: str | None = None  # the release live before this one
     previous_commit: str | None = None
     backup: dict | None = None
@@ -69,6 +113,8 @@ class ReleaseRun:
     host_backups: dict = field(default_factory=dict)  # host -> its own backup (hosts other than the primary)
     switched_hosts: list = field(default_factory=list)  # views that went live on the release
     shared_uploads: bool | None = None  # every host sees the primary's uploads folder (one storage)
+    lock: ExitStack = field(default_factory=ExitStack)  # the deploy lock, while held
+    step_results: list = field(default_factory=list)  # the runner's StepResults (pipeline.py)
 
     @property
     def primary(self):
@@ -77,37 +123,36 @@ class ReleaseRun:
 
 def release(session, tag_name: str | None, *, allow_destructive: bool = False, confirm=None,
             rehearse_mode: str | None = None, batch: int = 1) -> ReleaseRun:
+    run = ReleaseRun(session, tag_name, allow_destructive=allow_destructive, confirm=confirm,
+                     rehearse=rehearse_mode or session.config.rehearse, batch=batch)
+    if session.dry_run:
+        session.console.say("The release, step by step:")
+        session.console.table(PLAN_HEADERS, RELEASE.plan())
+    RELEASE.run(run, say=session.console.say, report=run.step_results)
+    return run
+
+
+def check_tag(run: ReleaseRun) -> None:
+    session = run.session
     console = session.console
     source = Source(session.config.source)
     with console.step("check the tag and the configuration") as step:
-        tag = source.resolve(tag_name)
-        run = ReleaseRun(tag, allow_destructive, rehearse=rehearse_mode or session.config.rehearse, batch=batch)
+        tag = run.tag = source.resolve(run.tag_name)
         mismatch = source.remote_tag_mismatch(tag)
         if mismatch:
             run.warnings.append(mismatch)
             console.say(f"    warning: {mismatch}")
         run.carries_config = bool(source.files(tag, system_config.EXPORT_DIR + "/data"))
         step.detail = f"{tag.name} = {tag.commit[:10]}" + (f"; brings {system_config.EXPORT_DIR}" if run.carries_config else "")
-    run.fleet = session.fleet()
-    check_host(run.primary, run)
-    on_each_host(run.fleet[1:], lambda view: check_host(view, run))
-    with lock.held(session, f"release {tag.name}"):
-        back_up(session, run)
-        deploy_code(session, run)
-        try:
-            check_extensions(run)
-            plan_schema(run.primary, run, confirm)
-            rehearse(run.primary, run)
-            migrate(run)
-            apply_system_config(run, confirm)
-            switch(session, run)
-        except BaseException:
-            discard_unused_release(run)
-            raise
-        verify(run)
-        record(run)
-        clean_up(run)
-    return run
+
+
+def connect(run: ReleaseRun) -> None:
+    run.fleet = run.session.fleet()
+
+
+def take_lock(run: ReleaseRun) -> None:
+    """Held from here to the "unlock" step; given back by the undo when a step fails."""
+    run.lock.enter_context(lock.held(run.session, f"release {run.tag.name}"))
 
 
 def check_host(session, run: ReleaseRun) -> None:
@@ -150,7 +195,8 @@ def check_host(session, run: ReleaseRun) -> None:
                            f"the release will start on {instances.idle(session.config, serving)}")
 
 
-def back_up(session, run: ReleaseRun) -> None:
+def back_up(run: ReleaseRun) -> None:
+    session = run.session
     if not run.previous:
         session.console.say("==> no production yet: nothing to back up")
         return
@@ -191,7 +237,8 @@ def uploads_shared(run: ReleaseRun) -> bool:
     return shared
 
 
-def deploy_code(session, run: ReleaseRun) -> None:
+def deploy_code(run: ReleaseRun) -> None:
+    session = run.session
     if len(run.fleet) == 1:
         made = {run.primary: steps.deploy_code(run.primary, run.tag)}
     else:
@@ -211,7 +258,8 @@ def check_extensions(run: ReleaseRun) -> None:
             step.detail = f"{len(revision['loadable'])} valid"
 
 
-def plan_schema(session, run: ReleaseRun, confirm) -> None:
+def plan_schema(run: ReleaseRun) -> None:
+    session, confirm = run.primary, run.confirm
     if session.dry_run:
         session.console.say("    would read the schema plan, run migrations and apply the snapshot")
         return
@@ -224,8 +272,9 @@ def plan_schema(session, run: ReleaseRun, confirm) -> None:
         confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
 
 
-def rehearse(session, run: ReleaseRun) -> None:
+def rehearse(run: ReleaseRun) -> None:
     """On a copy of production first, when asked for (DEPLOY_REHEARSE, --rehearse)."""
+    session = run.primary
     if session.dry_run or not run.backup:
         return
     go, why = rehearsal.wanted(session, run.release_id, run.rehearse)
@@ -258,10 +307,10 @@ def migrate(run: ReleaseRun) -> None:
         raise
 
 
-def apply_system_config(run: ReleaseRun, confirm) -> None:
+def apply_system_config(run: ReleaseRun) -> None:
     """Roles, policies, flows, settings... from the release's config/system, after the schema
     they refer to: merge (adds and updates) unless deletions were allowed (mirror)."""
-    session = run.primary
+    session, confirm = run.primary, run.confirm
     if session.dry_run or not run.carries_config:
         return
     export = session.layout.release_dir(run.release_id) + "/" + system_config.EXPORT_DIR
@@ -290,7 +339,8 @@ def apply_system_config(run: ReleaseRun, confirm) -> None:
 SYSTEM_CONFIG_MODES = {"merge": "merge: adds and updates, never deletes", "mirror": "mirror: production made to match"}
 
 
-def switch(session, run: ReleaseRun) -> None:
+def switch(run: ReleaseRun) -> None:
+    session = run.session
     if session.dry_run:
         session.console.say("    would switch to the new release and pass the health gate"
                             + (f", {run.batch} host(s) at a time" if len(run.fleet) > 1 else ""))
@@ -396,34 +446,19 @@ def record_everywhere(run: ReleaseRun, outcome: str) -> None:
     on_each_host(run.fleet, lambda view: steps.record(view, entry))
 
 
-def clean_up(run: ReleaseRun) -> None:
-    if run.primary.dry_run:
+def clean_up_on(run: ReleaseRun, view) -> None:
+    if view.dry_run:
         return
-
-    def clean_up_on(view) -> None:
-        with view.console.step("clean up old releases and backups") as step:
-            stock = read_inventory(view.remote(), view.layout)
-            config = view.config
-            releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
-            kept = {r["id"] for r in stock.releases} - set(releases)
-            backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, view.console.say)
-            lines = cleanup_lines(view.layout, releases) + prune_lines(view.layout, stock.backups, backups,
-                                                                       stock.incomplete_backups)
-            view.remote().script("\n".join(lines), what="delete old releases and backups")
-            step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
-
-    on_each_host(run.fleet, clean_up_on)
-
-
-def on_each_host(views: list, call) -> list:
-    """`call(view)` for every host of `views`, all at once when there are several (each host's
-    work is its own); the results in host order. A failure is raised once every host is done,
-    the first host's first."""
-    if len(views) <= 1:
-        return [call(view) for view in views]
-    with ThreadPoolExecutor(max_workers=len(views)) as pool:
-        futures = [pool.submit(call, view) for view in views]
-    return [future.result() for future in futures]
+    with view.console.step("clean up old releases and backups") as step:
+        stock = read_inventory(view.remote(), view.layout)
+        config = view.config
+        releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
+        kept = {r["id"] for r in stock.releases} - set(releases)
+        backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, view.console.say)
+        lines = cleanup_lines(view.layout, releases) + prune_lines(view.layout, stock.backups, backups,
+                                                                   stock.incomplete_backups)
+        view.remote().script("\n".join(lines), what="delete old releases and backups")
+        step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
 
 
 # -- putting things back --------------------------------------------------------------------

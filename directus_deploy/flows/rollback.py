@@ -8,17 +8,37 @@ a safety backup of the current state, which keeps every write made since).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.flows import steps
+from directus_deploy.flows.pipeline import PLAN_HEADERS, Pipeline, Step
 from directus_deploy.flows.restore import restore_backup
 from directus_deploy.flows.switch import switch_to
 from directus_deploy.state.backup_catalog import read_manifest
 from directus_deploy.state.inventory import read_inventory
 
 SUCCESS_ACTIONS = ("release", "adopt", "extensions-sync", "switch", "rollback")
+
+# The rollback, top to bottom (flows/pipeline.py runs it; tasks/rollback.py holds the lock).
+ROLLBACK = Pipeline([
+    Step("choose", lambda run: choose_target(run),
+         plan="the release to go back to, from the deploy log; code-only refused if the database has "
+              "migrations it does not know (then --with-db)"),
+    Step("read the backup", lambda run: read_backup(run),
+         plan="with --with-db: the backup taken before the next release, and the writes it sets aside (confirmed)"),
+    Step("connect", lambda run: connect(run), plan="SSH to every host, the primary first (a dry run stops here)"),
+    Step("deploy again", lambda run: deploy_again(run),
+         plan="a release pruned on some host: its tag deployed again, on every host"),
+    Step("check the extensions", lambda run: check_extensions(run),
+         plan="the extension manifests of the release, on each host"),
+    Step("go back", lambda run: go_back(run),
+         plan="switch host after host, each through its gate (with --with-db: the database restored, then started); "
+              "a failure is recorded"),
+    Step("record", lambda run: record(run), plan="one line in every host's deploy log"),
+])
 
 
 @dataclass
@@ -114,10 +134,35 @@ def restore_config(session, target: Target, outcome: dict) -> None:
 
 
 def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
-    console = session.console
-    with console.step("choose the release to go back to") as step:
-        current, target = choose(session, to_tag)
-        step.detail = f"{current} -> {target.release} ({target.tag})" + ("" if target.present else ", deployed again from the tag")
+    run = RollbackRun(session, to_tag, with_db, confirm)
+    if session.dry_run:
+        session.console.say("The rollback, step by step:")
+        session.console.table(PLAN_HEADERS, ROLLBACK.plan())
+    ROLLBACK.run(run, say=session.console.say, report=run.step_results)
+    return run.outcome
+
+
+@dataclass
+class RollbackRun:
+    session: object
+    to_tag: str | None
+    with_db: bool
+    confirm: Callable | None = None
+    current: str | None = None  # the release serving now
+    target: Target | None = None
+    fleet: list = field(default_factory=list)  # one view per host, the primary first
+    release_id: str | None = None  # the target's folder (a new one when its tag is deployed again)
+    names: dict = field(default_factory=dict)  # host -> the extensions the gate expects
+    outcome: dict = field(default_factory=dict)  # the deploy log entry, and what the task prints
+    step_results: list = field(default_factory=list)  # the runner's StepResults (pipeline.py)
+
+
+def choose_target(run: RollbackRun) -> None:
+    session, with_db = run.session, run.with_db
+    with session.console.step("choose the release to go back to") as step:
+        run.current, run.target = choose(session, run.to_tag)
+        target = run.target
+        step.detail = f"{run.current} -> {target.release} ({target.tag})" + ("" if target.present else ", deployed again from the tag")
         if target.unknown_migrations and not with_db:
             raise Refused(
                 f"the database has {len(target.unknown_migrations)} migration(s) that {target.tag} does not know "
@@ -125,55 +170,90 @@ def rollback(session, to_tag: str | None, with_db: bool, confirm) -> dict:
                 f"restore the database as {target.tag} left it"
                 + (f" (backup {target.db_backup})" if target.db_backup else "")
             )
-    manifest = None
-    if with_db:
-        if not target.db_backup:
-            raise Refused(f"no backup holds the database as {target.tag} left it (none was taken before the next release)")
-        with console.step(f"read backup {target.db_backup}") as step:
-            manifest = read_manifest(session.remote(), session.layout, target.db_backup)
-            changes = writes_since(session, manifest)
-            step.detail = f"taken {manifest['created_at']}"
-        console.say(f"    writes since {manifest['created_at']} will be set aside (kept in a safety backup): "
-                    + ("; ".join(changes) if changes else "no row counts changed"))
-        if confirm and not session.dry_run:
-            confirm(f"Restore the database from backup {target.db_backup} ({manifest['created_at']}) and go back to {target.tag}?")
+
+
+def read_backup(run: RollbackRun) -> None:
+    session, target, console = run.session, run.target, run.session.console
+    if not run.with_db:
+        return
+    if not target.db_backup:
+        raise Refused(f"no backup holds the database as {target.tag} left it (none was taken before the next release)")
+    with console.step(f"read backup {target.db_backup}") as step:
+        manifest = read_manifest(session.remote(), session.layout, target.db_backup)
+        changes = writes_since(session, manifest)
+        step.detail = f"taken {manifest['created_at']}"
+    console.say(f"    writes since {manifest['created_at']} will be set aside (kept in a safety backup): "
+                + ("; ".join(changes) if changes else "no row counts changed"))
+    if run.confirm and not session.dry_run:
+        run.confirm(f"Restore the database from backup {target.db_backup} ({manifest['created_at']}) and go back to {target.tag}?")
+
+
+def connect(run: RollbackRun) -> None:
+    """Every host, the primary first; a dry run says what it would do and stops here (no host
+    is connected, none of the steps below does anything)."""
+    session, target = run.session, run.target
+    run.release_id = target.release
     if session.dry_run:
         config = ", and put the system configuration back from backup " + str(target.db_backup) \
-            if target.config_changed and not with_db else ""
-        console.say(f"    would {'restore the database and ' if with_db else ''}switch to {target.release}{config}")
-        return {"release": target.release}
+            if target.config_changed and not run.with_db else ""
+        session.console.say(f"    would {'restore the database and ' if run.with_db else ''}switch to {target.release}{config}")
+        run.outcome = {"release": target.release}
+        return
+    run.fleet = session.fleet()
 
-    fleet = session.fleet()
-    primary = fleet[0]
-    release_id = target.release
-    present = target.present and all(view.remote().is_dir(view.layout.release_dir(release_id)) for view in fleet[1:])
-    if not present:
-        tag = Source(session.config.source).resolve(target.tag)  # pruned somewhere: the tag again, everywhere
-        made = ({primary: steps.deploy_code(primary, tag)} if len(fleet) == 1
-                else steps.deploy_code_everywhere(session, fleet, tag))
-        release_id = next(iter(made.values()))["release"]
-    names = {view.name: steps.check_host_extensions(view, release_id, target.manifests if view is primary and
-                                                    release_id == target.release else None) for view in fleet}
-    outcome = {"action": "rollback", "release": release_id, "tag": target.tag, "commit": target.commit,
-               "from": current, "with_db": with_db}
+
+def deploy_again(run: RollbackRun) -> None:
+    """A target pruned on any host: its tag deployed again, everywhere."""
+    if not run.fleet:
+        return
+    session, fleet, primary = run.session, run.fleet, run.fleet[0]
+    present = run.target.present and all(view.remote().is_dir(view.layout.release_dir(run.release_id))
+                                         for view in fleet[1:])
+    if present:
+        return
+    tag = Source(session.config.source).resolve(run.target.tag)
+    made = ({primary: steps.deploy_code(primary, tag)} if len(fleet) == 1
+            else steps.deploy_code_everywhere(session, fleet, tag))
+    run.release_id = next(iter(made.values()))["release"]
+
+
+def check_extensions(run: RollbackRun) -> None:
+    target, release_id = run.target, run.release_id
+    run.names = {view.name: steps.check_host_extensions(view, release_id, target.manifests if view is run.fleet[0]
+                                                        and release_id == target.release else None)
+                 for view in run.fleet}
+
+
+def go_back(run: RollbackRun) -> None:
+    """The switch (and the system configuration put back), or the database restore; a failure
+    is recorded in every host's deploy log."""
+    if not run.fleet:
+        return
+    fleet, target, release_id = run.fleet, run.target, run.release_id
+    run.outcome = {"action": "rollback", "release": release_id, "tag": target.tag, "commit": target.commit,
+                   "from": run.current, "with_db": run.with_db}
     if len(fleet) > 1:
-        outcome["hosts"] = [view.name for view in fleet]
+        run.outcome["hosts"] = [view.name for view in fleet]
     try:
-        if with_db:
-            restore_everywhere(fleet, target, release_id, names, outcome)
+        if run.with_db:
+            restore_everywhere(fleet, target, release_id, run.names, run.outcome)
         else:
-            switch_everywhere(fleet, release_id, names, current)
+            switch_everywhere(fleet, release_id, run.names, run.current)
             if target.config_changed:
-                restore_config(primary, target, outcome)
+                restore_config(fleet[0], target, run.outcome)
     except Exception:
         for view in fleet:
-            steps.record(view, {**outcome, "outcome": "failed"})
+            steps.record(view, {**run.outcome, "outcome": "failed"})
         raise
+
+
+def record(run: RollbackRun) -> None:
+    if not run.fleet:
+        return
     # a code-only rollback leaves the database as it was
-    outcome["migrations"] = steps.migrations_now(primary)[0] if with_db else target.migrations_now
-    for view in fleet:
-        steps.record(view, {**outcome, "outcome": "ok"})
-    return outcome
+    run.outcome["migrations"] = steps.migrations_now(run.fleet[0])[0] if run.with_db else run.target.migrations_now
+    for view in run.fleet:
+        steps.record(view, {**run.outcome, "outcome": "ok"})
 
 
 def switch_everywhere(fleet, release_id: str, names: dict, current: str) -> None:

@@ -21,6 +21,7 @@ from directus_deploy.flows.adoption_plan import adopted_env_text, plan_adoption
 from directus_deploy.flows.backup import take_backup
 from directus_deploy.flows.switch import switch_to
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.runtimes.service import Service
 from directus_deploy.state import deploylog
 from directus_deploy.state.preservation import check_preservation
@@ -97,20 +98,20 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         adopted_env = posixpath.join(layout.tool_dir, "adopted.env")
         with console.step("stop Directus and move its state into shared/") as step:
             # the rewritten .env comes on stdin (it holds secrets): read first, before anything else can
-            script = [f"(umask 077 && cat > {q(adopted_env)})"] if new_env is not None else []
+            script = [EMIT_FUNCTION] + ([f"(umask 077 && cat > {q(adopted_env)})"] if new_env is not None else [])
             script += [service.stop() or "true",
                        f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
             for source_path, target, kind in moves:
                 if kind == "dir":
                     script.append(f"if [ -e {q(source_path)} ]; then mkdir -p {q(posixpath.dirname(target))} && "
                                   f"mv -T -- {q(source_path)} {q(target)}; "
-                                  f"printf '@@moved\\t%s\\n' {q(source_path)}; else mkdir -p {q(target)}; fi")
+                                  f"{report_moved(source_path)}; else mkdir -p {q(target)}; fi")
                 elif kind == "optional":
                     script.append(f"if [ -e {q(source_path)} ]; then mkdir -p {q(posixpath.dirname(target))} && "
-                                  f"mv -T -- {q(source_path)} {q(target)} && printf '@@moved\\t%s\\n' {q(source_path)}; fi")
+                                  f"mv -T -- {q(source_path)} {q(target)} && {report_moved(source_path)}; fi")
                 else:
                     script.append(f"mkdir -p {q(posixpath.dirname(target))} && "
-                                  f"mv -T -- {q(source_path)} {q(target)} && printf '@@moved\\t%s\\n' {q(source_path)}")
+                                  f"mv -T -- {q(source_path)} {q(target)} && {report_moved(source_path)}")
             if new_env is not None:
                 # the install keeps its .env as it was (an undo needs nothing); shared/ gets the new one
                 script.append(f"mv -f -- {q(adopted_env)} {q(layout.shared_env)}")
@@ -118,7 +119,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
             script += _seed_dependencies(layout, production.root, code.lockfile_sha256)
             out = remote.script("\n".join(script), what="move the install's state into shared/", check=False,
                                 stdin=new_env)
-            moved = [line.split("\t", 1)[1] for line in out.stdout.splitlines() if line.startswith("@@moved\t")]
+            moved = [record["path"] for record in parse_results(out.stdout).all("moved")]
             if not out.ok:
                 _undo(session, moves, moved, production.root, service)
                 raise DeployError(f"{remote.name}: moving state failed: {remote.error_line(out)}; undone, the install runs again")
@@ -167,6 +168,11 @@ def _moves(layout, production, links, plan, env_written: bool) -> list[tuple[str
     return moves
 
 
+def report_moved(path: str) -> str:
+    """Shell reporting that `path` was moved (so a failure can put back exactly what moved)."""
+    return emit("moved", path=q(path))
+
+
 def _seed_dependencies(layout, install: str, lockfile_sha256: str) -> list[str]:
     """The install's node_modules becomes the dependency store when its lockfile is the tag's:
     the first release then needs no `npm ci`."""
@@ -178,7 +184,7 @@ def _seed_dependencies(layout, install: str, lockfile_sha256: str) -> list[str]:
         f"  store={q(layout.shared_deps)}/{q(lockfile_sha256[:16])}-node$major",
         "  if [ ! -e \"$store\" ]; then mkdir -p \"$store\" && "
         f"mv -T -- {q(modules)} \"$store/node_modules\" && cp -- {q(lock)} {q(install + '/package.json')} \"$store/\" && "
-        "touch \"$store/.complete\" && printf '@@moved\\t%s\\n' " + q(modules) + "; fi",
+        f"touch \"$store/.complete\" && {report_moved(modules)}; fi",
         "fi",
     ]
 

@@ -26,6 +26,7 @@ from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.flows.schema import SNAPSHOT, errors_in
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.runtimes.base import Instance
 from directus_deploy.runtimes.service import gate_report
 from directus_deploy.state.preservation import table_problems
@@ -65,17 +66,16 @@ def wanted(session, release_id: str, mode: str) -> tuple[bool, str]:
         return mode == "always", "asked for" if mode == "always" else "not asked for"
     layout = session.layout
     sides = {"now": layout.current, "new": layout.release_dir(release_id)}
-    script = "\n".join(
-        f"cd {q(folder)} && printf '@@fp\\t{side}\\tdirectus\\t%s\\n' \"$(sed -n 's/^ *\"version\": *\"\\([^\"]*\\)\".*/\\1/p' "
+    script = EMIT_FUNCTION + "\n" + "\n".join(
+        f"cd {q(folder)} && emit fp side {side} what 'directus' value \"$(sed -n 's/^ *\"version\": *\"\\([^\"]*\\)\".*/\\1/p' "
         "node_modules/directus/package.json | head -1)\" && "
-        f"printf '@@fp\\t{side}\\tschema snapshot\\t%s\\n' \"$(sha256sum {SNAPSHOT} 2>/dev/null | cut -c1-64)\" && "
-        f"printf '@@fp\\t{side}\\tmigrations\\t%s\\n' \"$(find migrations -type f 2>/dev/null | LC_ALL=C sort | "
+        f"emit fp side {side} what 'schema snapshot' value \"$(sha256sum {SNAPSHOT} 2>/dev/null | cut -c1-64)\" && "
+        f"emit fp side {side} what 'migrations' value \"$(find migrations -type f 2>/dev/null | LC_ALL=C sort | "
         "xargs -r sha256sum | sha256sum | cut -c1-64)\""
         for side, folder in sides.items()
     )
     out = session.remote().script(script, what="compare the release with production", changes=False).stdout
-    found = {(side, what): value for _, side, what, value in
-             (line.split("\t") for line in out.splitlines() if line.startswith("@@fp\t"))}
+    found = {(r["side"], r["what"]): r["value"] for r in parse_results(out).all("fp")}
     changed = [what for what in ("directus", "schema snapshot", "migrations") if found.get(("now", what)) != found.get(("new", what))]
     if not changed:
         return False, "no change of the Directus version, the schema snapshot or the migrations"
@@ -150,13 +150,13 @@ def _prepare(session, engine, backup: dict, work: str) -> int:
         # later lines win in a dotenv file: production's settings, then the copy's own
         f"{{ umask 077; {{ cat -- {q(session.production.env_file)}; printf '\\n%s' {q(lines)}; {secret_lines}"
         f"echo \"PORT=$port\"; echo \"PUBLIC_URL=http://127.0.0.1:$port\"; }} > {q(env_file)}; }}",
-        "echo \"@@port\t$port\"",
+        EMIT_FUNCTION, emit("port", port='"$port"'),
     ])
     result = session.remote().script(script, what="prepare the rehearsal", secret_env={**engine.secret_env(), **from_stdin},
                                      check=False)
     if not result.ok:
         raise _fail("restoring the backup into a scratch database", session.remote().error_line(result))
-    return int(next(line.split("\t")[1] for line in result.stdout.splitlines() if line.startswith("@@port\t")))
+    return int(parse_results(result.stdout).first("port")["port"])
 
 
 def _in_copy(work: str, command: str) -> str:

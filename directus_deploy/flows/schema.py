@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.state.lock import serial_lock
 
 SNAPSHOT = "snapshots/schema.yaml"
@@ -83,12 +84,12 @@ def parse_plan(output: str) -> SchemaPlan:
 def read_plan(remote, runtime, release_dir: str) -> SchemaPlan:
     snapshot = posixpath.join(release_dir, SNAPSHOT)
     script = (
-        f"if [ ! -f {q(snapshot)} ]; then echo '@@no-snapshot'; exit 0; fi\n"
+        f"{EMIT_FUNCTION}\nif [ ! -f {q(snapshot)} ]; then {emit('no-snapshot')}; exit 0; fi\n"
         + runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1"
     )
     result = remote.script(script, what="read the schema plan", changes=False, check=False)
     output = result.stdout
-    if "@@no-snapshot" in output:
+    if parse_results(output).has("no-snapshot"):
         return SchemaPlan(has_snapshot=False)
     plan = parse_plan(output)
     if not plan.installed:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import Remote, q
+from directus_deploy.state.layout import Layout
 
 # What the tool may call on a host, and why (the runtime adds its own: runtimes/).
 TOOLS = {
@@ -47,6 +48,7 @@ class HostFacts:
 
 
 def read_host_facts(remote: Remote, deploy_path: str, tools: dict | None = None) -> HostFacts:
+    layout = Layout(deploy_path)
     script = "; ".join(
         [
             'echo "user=$(id -un)"',
@@ -57,11 +59,11 @@ def read_host_facts(remote: Remote, deploy_path: str, tools: dict | None = None)
             f"d={q(deploy_path)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done",
             'echo "disk_of=$d"',
             'echo "free_kib=$(df -Pk "$d" | awk \'NR==2 {print $4}\')"',
-            f"test -d {q(deploy_path + '/shared')} && echo layout=yes",
-            f"for s in {q(deploy_path + '/shared/deps')}/*/.complete; do [ -f \"$s\" ] && "
+            f"test -d {q(layout.shared)} && echo layout=yes",
+            f"for s in {q(layout.shared_deps)}/*/.complete; do [ -f \"$s\" ] && "
             "echo \"deps=$(basename \"$(dirname \"$s\")\")\"; done",
-            f"c=$(readlink -- {q(deploy_path + '/current')}) && echo \"current=$(basename \"$c\")\" && "
-            f"echo \"revision=$(tr -d '\\n' < {q(deploy_path + '/current/REVISION')})\"",
+            f"c=$(readlink -- {q(layout.current)}) && echo \"current=$(basename \"$c\")\" && "
+            f"echo \"revision=$(tr -d '\\n' < {q(layout.current + '/REVISION')})\"",
             "true",
         ]
     )

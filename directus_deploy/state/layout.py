@@ -34,12 +34,6 @@ class Layout:
     def releases(self) -> str:
         return self._path("releases")
 
-    @property
-    def deps_from_release(self) -> str:
-        """shared/deps as a release's `node_modules` link reaches it (relative: the layout keeps
-        working if DEPLOY_PATH moves)."""
-        return posixpath.relpath(self.shared_deps, posixpath.join(self.releases, "release"))
-
     def release_dir(self, release_id: str) -> str:
         return self._path("releases", check_id("release", release_id))
 

@@ -130,7 +130,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         "  rm -f -- \"$work.log\"; touch \"$work/.complete\"",
         "  mv -T -- \"$work\" \"$store\" 2>/dev/null || rm -rf -- \"$work\"",  # another run won the race
         "fi",
-        f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- {q(layout.deps_from_release)}/\"$key/node_modules\" {q(temp + '/node_modules')}",
+        f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- \"../../shared/deps/$key/node_modules\" {q(temp + '/node_modules')}",
         f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         emit("deps", key='"$key"', how='"$how"'),
@@ -261,7 +261,7 @@ def cleanup_lines(layout, doomed: list[str]) -> list[str]:
         *deletions,
         f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
         f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null || true; done | "
-        f"sed -n 's|^{layout.deps_from_release.replace('.', '[.]')}/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
+        "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
         f"for s in {q(layout.shared_deps)}/*/; do [ -d \"$s\" ] || continue; k=$(basename \"$s\"); "
         "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; " + emit("store", key='"$k"') + "; }; done",
     ]

@@ -1,21 +1,31 @@
-"""What every engine offers. Scripts print `table<TAB>count` lines for row counts."""
+"""What every engine offers. Its scripts report through host/script.py's records: `count`
+(table, rows, and `of`: which database or copy was counted), `dbsize` (bytes) and `migration`
+(version), so counts of several databases can share one script's output."""
 
 from __future__ import annotations
 
 import secrets
 
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import emit, pairs, parse_results, records, with_emit
 
-COUNT_MARK = "@@count"  # prefix of row-count lines, so counts can share a script's output
+LIVE = "live"  # the label (`of`) of counts read from production's own database
 
 
-def parse_counts(output: str, mark: str = COUNT_MARK) -> dict[str, int]:
-    counts = {}
-    for line in output.splitlines():
-        if line.startswith(mark + "\t"):
-            table, count = line.split("\t", 1)[1].rsplit("\t", 1)
-            counts[table] = int(count)
-    return counts
+def parse_counts(output: str, of: str = LIVE) -> dict[str, int]:
+    """Rows per table of the counts labelled `of` in a script's output."""
+    return {r["table"]: int(r["rows"]) for r in parse_results(output).all("count") if r.get("of") == of}
+
+
+def parse_migrations(output: str) -> list[str]:
+    """The applied Directus migrations a script's `migrations()` reported, in order."""
+    return [r["version"] for r in parse_results(output).all("migration")]
+
+
+def parse_size(output: str) -> int:
+    """The database size a script's `size()` reported (0 when unknown)."""
+    found = parse_results(output).first("dbsize")
+    return int(found["bytes"]) if found and found["bytes"].isdigit() else 0
 
 
 class Engine:
@@ -41,14 +51,14 @@ class Engine:
         """Shell put once at the start of a script using this engine (e.g. an option file)."""
         return ""
 
-    # Each returns a POSIX shell fragment; `mark` labels count lines.
+    # Each returns a POSIX shell fragment; `of` labels its count records.
     def dump(self, target: str) -> str:
         raise NotImplementedError
 
-    def counts(self, mark: str = COUNT_MARK) -> str:
+    def counts(self, of: str = LIVE) -> str:
         raise NotImplementedError
 
-    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+    def scratch_restore_counts(self, dump: str, work_dir: str, of: str = LIVE) -> str:
         raise NotImplementedError
 
     def restore(self, dump: str, work_dir: str) -> str:
@@ -68,7 +78,7 @@ class Engine:
         """Settings of the copy that hold a password (passed on stdin, never in a script)."""
         return {}
 
-    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
+    def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
         raise NotImplementedError
 
     def rehearsal_drop(self, work_dir: str) -> str:
@@ -79,11 +89,19 @@ class Engine:
         return f"{self.database_name()}_scratch_rehearsal"
 
     def size(self) -> str:
-        """Prints `@@dbsize<TAB>bytes`."""
+        """Reports `dbsize` (bytes)."""
+        return with_emit(emit("dbsize", bytes=f'"$({self.size_query()})"'))
+
+    def size_query(self) -> str:
+        """Shell printing the database's size in bytes."""
         raise NotImplementedError
 
     def migrations(self) -> str:
-        """Prints `@@migration<TAB>version` per applied Directus migration."""
+        """Reports one `migration` (version) per applied Directus migration, in order."""
+        return f"{self.migrations_query()} | {records('migration', 'version', separator=chr(9))}"
+
+    def migrations_query(self) -> str:
+        """Shell printing the version of each applied Directus migration, one per line, in order."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -101,11 +119,9 @@ class Engine:
         return f"rc=0; {{ {body}; }} || rc=$?; {cleanup}; test $rc = 0"
 
     @staticmethod
-    def mark_lines(mark: str, separator: str) -> str:
-        """A filter turning `table<sep>count` lines into `mark<TAB>table<TAB>count`."""
-        # the count is the last field; the name is everything before it (it may hold the separator)
-        return (f"awk -F'{separator}' '{{c = $NF; t = substr($0, 1, length($0) - length(c) - 1); "
-                f"print \"{mark}\\t\" t \"\\t\" c}}'")
+    def count_records(of: str, separator: str) -> str:
+        """A filter turning `table<separator>rows` lines into `count` records labelled `of`."""
+        return pairs("count", "table", "rows", separator=separator, of=of)
 
 
 def quote_identifier(name: str, quote: str = '"') -> str:

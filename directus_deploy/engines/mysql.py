@@ -9,7 +9,7 @@ from __future__ import annotations
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
 
-from .base import COUNT_MARK, Engine, quote_identifier
+from .base import LIVE, Engine, quote_identifier
 
 # Exact counts: build one UNION query from the table list, then run it.
 _COUNT_SQL = (
@@ -86,10 +86,10 @@ class MysqlEngine(Engine):
             f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
         )
 
-    def counts(self, mark: str = COUNT_MARK, database: str | None = None) -> str:
-        return f"{self._mysql(_COUNT_SQL, database)} | {self.mark_lines(mark, chr(92) + 't')}"
+    def counts(self, of: str = LIVE, database: str | None = None) -> str:
+        return f"{self._mysql(_COUNT_SQL, database)} | {self.count_records(of, chr(92) + 't')}"
 
-    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+    def scratch_restore_counts(self, dump: str, work_dir: str, of: str = LIVE) -> str:
         scratch = self.scratch_name()
         raw = f"{work_dir}/scratch-verify.sql"
         create = f"CREATE DATABASE {quote_identifier(scratch, '`')} CHARACTER SET utf8mb4"
@@ -99,7 +99,7 @@ class MysqlEngine(Engine):
             "{ " + self.always(
                 f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
                 f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
-                f"{self.counts(mark, scratch)}",
+                f"{self.counts(of, scratch)}",
                 f"rm -f -- {q(raw)}; {self._mysql(drop)}",
             ) + "; }"
         )
@@ -127,15 +127,15 @@ class MysqlEngine(Engine):
     def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
         return {"DB_DATABASE": self.rehearsal_name()}
 
-    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
-        return self.counts(mark, self.rehearsal_name())
+    def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
+        return self.counts(of, self.rehearsal_name())
 
     def rehearsal_drop(self, work_dir: str) -> str:
         return self._mysql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name(), '`')}")
 
-    def size(self) -> str:
-        sql = "SELECT IFNULL(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()"
-        return f"echo \"@@dbsize\t$({self._mysql(sql)})\""
+    def size_query(self) -> str:
+        return self._mysql("SELECT IFNULL(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                           "WHERE table_schema = DATABASE()")
 
-    def migrations(self) -> str:
-        return f"{self._mysql('SELECT version FROM directus_migrations ORDER BY version')} | sed 's/^/@@migration\t/'"
+    def migrations_query(self) -> str:
+        return self._mysql("SELECT version FROM directus_migrations ORDER BY version")

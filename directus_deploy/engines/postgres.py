@@ -7,7 +7,7 @@ from urllib.parse import quote, unquote, urlparse, urlunparse
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
 
-from .base import COUNT_MARK, Engine, quote_identifier
+from .base import LIVE, Engine, quote_identifier
 
 # Exact row counts of every table in the current schema, in one statement (no \gexec needed).
 _COUNT_SQL = (
@@ -73,10 +73,10 @@ class PostgresEngine(Engine):
     def dump(self, target: str) -> str:
         return f"{self._env()} pg_dump -Fc --no-password -f {q(target)}"
 
-    def counts(self, mark: str = COUNT_MARK, database: str | None = None) -> str:
-        return f"{self._psql(_COUNT_SQL, database)} | {self.mark_lines(mark, '|')}"
+    def counts(self, of: str = LIVE, database: str | None = None) -> str:
+        return f"{self._psql(_COUNT_SQL, database)} | {self.count_records(of, '|')}"
 
-    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+    def scratch_restore_counts(self, dump: str, work_dir: str, of: str = LIVE) -> str:
         scratch = self.scratch_name()
         create = f"CREATE DATABASE {quote_identifier(scratch)}"
         drop = f"DROP DATABASE IF EXISTS {quote_identifier(scratch)}"
@@ -85,7 +85,7 @@ class PostgresEngine(Engine):
             f"{self.fail('cannot create a scratch database to verify the dump: the database user needs CREATEDB')}; }} && "
             "{ " + self.always(
                 f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
-                f"{self.counts(mark, scratch)}",
+                f"{self.counts(of, scratch)}",
                 self._psql(drop),
             ) + "; }"
         )
@@ -120,15 +120,15 @@ class PostgresEngine(Engine):
         # the same server, user and options; the scratch database instead of production's
         return {"DB_CONNECTION_STRING": urlunparse(urlparse(self.url)._replace(path="/" + quote(self.rehearsal_name())))}
 
-    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
-        return self.counts(mark, self.rehearsal_name())
+    def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
+        return self.counts(of, self.rehearsal_name())
 
     def rehearsal_drop(self, work_dir: str) -> str:
         # FORCE: a scratch Directus killed a moment ago may still hold a connection
         return self._psql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name())} WITH (FORCE)")
 
-    def size(self) -> str:
-        return f"echo \"@@dbsize\t$({self._psql('SELECT pg_database_size(current_database())')})\""
+    def size_query(self) -> str:
+        return self._psql("SELECT pg_database_size(current_database())")
 
-    def migrations(self) -> str:
-        return f"{self._psql('SELECT version FROM directus_migrations ORDER BY version')} | sed 's/^/@@migration\t/'"
+    def migrations_query(self) -> str:
+        return self._psql("SELECT version FROM directus_migrations ORDER BY version")

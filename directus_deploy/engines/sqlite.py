@@ -5,7 +5,7 @@ from __future__ import annotations
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
 
-from .base import COUNT_MARK, Engine
+from .base import LIVE, Engine
 
 # Lists `SELECT 'name', COUNT(*) FROM "name";` for every table; fed to a second sqlite3.
 _COUNT_QUERIES = (
@@ -38,11 +38,11 @@ class SqliteEngine(Engine):
         # sqlite3 would create a missing file: an empty database passed off as production
         return f"test -f {q(self.file)} || {self.fail(f'database file {self.file} not found')}\n"
 
-    def _counts_of(self, path: str, mark: str) -> str:
+    def _counts_of(self, path: str, of: str) -> str:
         return (
             f"sqlite3 -batch -readonly {q(path)} {q(_COUNT_QUERIES)} "
             f"| sqlite3 -batch -readonly -list -separator '|' {q(path)} "
-            f"| {self.mark_lines(mark, '|')}"
+            f"| {self.count_records(of, '|')}"
         )
 
     def dump(self, target: str) -> str:
@@ -52,19 +52,19 @@ class SqliteEngine(Engine):
         return (
             f"sqlite3 -batch {q(self.file)} {q('.backup ' + _dot_quote(raw))} && "
             f"test \"$(sqlite3 -batch {q(raw)} 'PRAGMA integrity_check')\" = ok && "
-            f"{self._counts_of(raw, COUNT_MARK + 'dump')} && "
+            f"{self._counts_of(raw, 'dump')} && "
             f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
         )
 
-    def counts(self, mark: str = COUNT_MARK) -> str:
-        return self._counts_of(self.file, mark)
+    def counts(self, of: str = LIVE) -> str:
+        return self._counts_of(self.file, of)
 
-    def scratch_restore_counts(self, dump: str, work_dir: str, mark: str = COUNT_MARK) -> str:
+    def scratch_restore_counts(self, dump: str, work_dir: str, of: str = LIVE) -> str:
         scratch = f"{work_dir}/scratch-verify.sqlite"
         return self.always(
             f"zstd -q -d -f -o {q(scratch)} -- {q(dump)} && "
             f"test \"$(sqlite3 -batch {q(scratch)} 'PRAGMA integrity_check')\" = ok && "
-            f"{self._counts_of(scratch, mark)}",
+            f"{self._counts_of(scratch, of)}",
             f"rm -f -- {q(scratch)}",
         )
 
@@ -88,20 +88,17 @@ class SqliteEngine(Engine):
     def rehearsal_settings(self, work_dir: str) -> dict[str, str]:
         return {"DB_FILENAME": f"{work_dir}/database.sqlite"}
 
-    def rehearsal_counts(self, work_dir: str, mark: str = COUNT_MARK) -> str:
-        return self._counts_of(f"{work_dir}/database.sqlite", mark)
+    def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
+        return self._counts_of(f"{work_dir}/database.sqlite", of)
 
     def rehearsal_drop(self, work_dir: str) -> str:
         return f"rm -f -- {q(work_dir)}/database.sqlite*"
 
-    def size(self) -> str:
-        return f"echo \"@@dbsize\t$(stat -c %s -- {q(self.file)})\""
+    def size_query(self) -> str:
+        return f"stat -c %s -- {q(self.file)}"
 
-    def migrations(self) -> str:
-        return (
-            f"sqlite3 -batch -readonly {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version' "
-            "| sed 's/^/@@migration\t/'"
-        )
+    def migrations_query(self) -> str:
+        return f"sqlite3 -batch -readonly {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version'"
 
 
 def _dot_quote(path: str) -> str:

@@ -18,9 +18,10 @@ import socket
 from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed
-from directus_deploy.engines import engine_for, object_storage, parse_counts
+from directus_deploy.engines import engine_for, object_storage, parse_counts, parse_migrations, parse_size
 from directus_deploy.flows.system_config import EXPORT_DIR, export_lines
 from directus_deploy.host.remote import Remote, q, section, split_sections
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
 from directus_deploy.state.layout import is_id
 from directus_deploy.state.production import HEALTH_PROBE_FILE, Production, locate
 from directus_deploy.state.settings import process_env_shell
@@ -158,7 +159,7 @@ class BackupRun:
         self.reuse_uploads = bool(self.previous) and mf.same_listing(self.live_uploads, previous_files)
         need = mf.bytes_to_copy(self.live_uploads, previous_files)
         need += int(found.get("extsize", "0").strip() or 0)
-        need += _dbsize(found.get("dbsize", "")) * 2  # the dump, and its uncompressed scratch copy while verifying
+        need += parse_size(found.get("dbsize", "")) * 2  # the dump, and its uncompressed scratch copy while verifying
         free = int(found.get("free", "0").strip() or 0)
         if need + DISK_MARGIN > free:
             raise Refused(
@@ -170,7 +171,7 @@ class BackupRun:
 
     def copy(self) -> str:
         """One round trip: the database dump and its scratch restore, then the files."""
-        lines = [f"mkdir -p -m 0700 {q(self.layout.backups)} && chmod 0700 {q(self.layout.backups)}",
+        lines = [EMIT_FUNCTION, f"mkdir -p -m 0700 {q(self.layout.backups)} && chmod 0700 {q(self.layout.backups)}",
                  f"mkdir -m 0700 {q(self.staging)}"]
         if "db" in self.parts:
             lines += [_clock("db")] + self.database_lines()
@@ -180,7 +181,7 @@ class BackupRun:
         secrets = {**(self.engine.secret_env() if self.engine else {}), **self.production.storage_secret_env()}
         out = self._write("\n".join(lines), what="back up", secret_env=secrets or None).stdout
         details = []
-        clocks = {l.split("\t")[1]: float(l.split("\t")[2]) for l in out.splitlines() if l.startswith("@@clock\t")}
+        clocks = {r["name"]: float(r["at"]) for r in parse_results(out).all("clock")}
         # seconds each part took on the host (kept in the manifest: the benchmark reads them)
         self.timings = {}
         if "db" in self.parts:
@@ -198,29 +199,30 @@ class BackupRun:
         return [
             f"mkdir -m 0700 {q(db_dir)}",
             engine.prelude(db_dir),
-            engine.counts("@@before"),
+            engine.counts("before"),
             engine.dump(dump),
-            engine.counts("@@after"),
-            engine.scratch_restore_counts(dump, db_dir, "@@scratch"),
+            engine.counts("after"),
+            engine.scratch_restore_counts(dump, db_dir, "scratch"),
             engine.migrations(),
             f"chmod 0600 {q(dump)}",
-            f"echo \"@@dump\t$(stat -c %s -- {q(dump)})\t$(sha256sum -- {q(dump)} | cut -c1-64)\"",
+            emit("dump", size=f'"$(stat -c %s -- {q(dump)})"', sha256=f'"$(sha256sum -- {q(dump)} | cut -c1-64)"'),
         ]
 
     def read_database(self, out: str) -> str:
         engine = self.engine
-        before, after = parse_counts(out, "@@before"), parse_counts(out, "@@after")
-        restored = parse_counts(out, "@@scratch")
+        before, after = parse_counts(out, "before"), parse_counts(out, "after")
+        restored = parse_counts(out, "scratch")
         if not restored:
             raise DeployError(f"{self.remote.name}: the dump restored into a scratch database shows no tables")
         problems = mf.compare_counts(restored, before, after)
-        dumped = parse_counts(out, "@@countdump")  # SQLite counts its copy directly
+        dumped = parse_counts(out, "dump")  # SQLite counts its copy directly
         if dumped and dumped != restored:
             problems.append("the scratch restore's row counts differ from the backup copy's")
         if problems:
             raise DeployError(f"{self.remote.name}: the dump failed verification: {'; '.join(problems[:3])}")
-        migrations = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
-        size, digest = next(line.split("\t")[1:] for line in out.splitlines() if line.startswith("@@dump\t"))
+        migrations = parse_migrations(out)
+        dumped_file = parse_results(out).first("dump")
+        size, digest = dumped_file["size"], dumped_file["sha256"]
         self.manifest["database"] = {
             "engine": engine.name,
             "file": f"db/{engine.dump_file}",
@@ -260,7 +262,7 @@ class BackupRun:
         if "env" in self.parts:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
-                      f"echo \"@@env\t$(sha256sum -- {q(self.staging + '/env')} | cut -c1-64)\""]
+                      emit("env", sha256=f'"$(sha256sum -- {q(self.staging + "/env")} | cut -c1-64)"')]
         return lines
 
     def _reuse_lines(self, prev_dir: str, copy: list[str]) -> list[str]:
@@ -274,7 +276,7 @@ class BackupRun:
             f"if [ \"$now\" = {q(mf.listing_digest(self.live_uploads))} ]; then",
             # always point at the folder's real owner, so links never chain
             f"  owner=$(basename \"$(dirname \"$(readlink -f -- {q(owner_of)})\")\")",
-            f"  ln -s -- \"../$owner/uploads\" {q(target)} && printf '@@uploads-reused\\t%s\\n' \"$owner\"",
+            f"  ln -s -- \"../$owner/uploads\" {q(target)} && " + emit("uploads-reused", owner='"$owner"'),
             "else",
             *copy,
             "fi",
@@ -285,7 +287,8 @@ class BackupRun:
         found = split_sections(out)
         previous = self.previous or {}
         details = []
-        reused = next((l.split("\t")[1] for l in out.splitlines() if l.startswith("@@uploads-reused\t")), None)
+        reported = parse_results(out)
+        reused = (reported.first("uploads-reused") or {}).get("owner")
         if reused:
             entries = (previous.get("uploads") or {}).get("files", {})
             size = sum(entry[0] for entry in entries.values())
@@ -324,9 +327,9 @@ class BackupRun:
                 e.name for e in check_printed(found.get("extension-manifests", "")) if e.ok)
             self.manifest["extensions"]["registry"] = sorted(
                 {p.split("/")[1] for p in self.manifest["extensions"]["files"] if p.startswith(".registry/")})
-        env_line = next((l for l in out.splitlines() if l.startswith("@@env\t")), None)
-        if env_line:
-            self.manifest["env"] = {"file": "env", "sha256": env_line.split("\t")[1]}
+        env_copy = reported.first("env")
+        if env_copy:
+            self.manifest["env"] = {"file": "env", "sha256": env_copy["sha256"]}
             details.append(".env")
         return "; ".join(details)
 
@@ -370,27 +373,29 @@ class BackupRun:
         prod = self.production
         target = posixpath.join(self.staging, "schema.yaml")
         settings_from_process = process_env_shell(prod.root, prod.settings.from_process if prod.settings else ())
-        script = settings_from_process + (
+        script = EMIT_FUNCTION + "\n" + settings_from_process + (
             f"cd {q(prod.root)} && {q(*prod.directus_cli())} schema snapshot --yes --format yaml {q(target)} "
             f"> {q(self.staging + '/schema.log')} 2>&1 || {{ tail -5 {q(self.staging + '/schema.log')} >&2; exit 1; }}\n"
             f"rm -f {q(self.staging + '/schema.log')}; chmod 0600 {q(target)}\n"
-            f"echo \"@@schema\t$(sha256sum -- {q(target)} | cut -c1-64)\t$(stat -c %s -- {q(target)})\""
+            + emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"')
         )
         out = self._write(script, what="take a schema snapshot").stdout
-        line = next(l for l in out.splitlines() if l.startswith("@@schema\t"))
-        _, digest, size = line.split("\t")
+        snapshot = parse_results(out).first("schema")
+        digest, size = snapshot["sha256"], snapshot["size"]
         self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size)}
         return f"schema.yaml, {int(size) // 1024} KiB"
 
     def export_config(self) -> str:
         """Production's system configuration, through Directus's own CLI, into config/."""
         into = posixpath.join(self.staging, "config")
-        lines = export_lines(self.session.config, posixpath.join(self.staging, ".config-work"), into)
-        lines.append(f"echo \"@@config\t$({mf.CONFIG_DIGEST.format(folder=q(into))})\t$(find {q(into)} -type f | wc -l)\"")
+        lines = [EMIT_FUNCTION, *export_lines(self.session.config, posixpath.join(self.staging, ".config-work"), into)]
+        lines.append("echo; " + emit("config", sha256=f'"$({mf.CONFIG_DIGEST.format(folder=q(into))})"',
+                                     files=f'"$(find {q(into)} -type f | wc -l)"'))
         token = self.session.config.directus_token
         out = self._write("\n".join(lines), what="export the system configuration",
                           secret_env={"DIRECTUS_PRODUCTION_TOKEN": token, "DIRECTUS_TOKEN": token}).stdout
-        _, digest, count = next(l for l in out.splitlines() if l.startswith("@@config\t")).split("\t")
+        exported = parse_results(out).first("config")
+        digest, count = exported["sha256"], exported["files"].strip()
         self.manifest["config"] = {"folder": "config", "sha256": digest, "files": int(count)}
         return f"config/: {count} files"
 
@@ -455,15 +460,7 @@ class BackupRun:
 
 def _clock(name: str) -> str:
     # on a line of its own: the output before it (sha256sum -z) may not end with a newline
-    return f"echo; echo \"@@clock\t{name}\t$(date +%s.%N)\""
-
-
-def _dbsize(text: str) -> int:
-    for line in text.splitlines():
-        if line.startswith("@@dbsize\t"):
-            value = line.split("\t", 1)[1].strip()
-            return int(value) if value.isdigit() else 0
-    return 0
+    return "echo; " + emit("clock", name=q(name), at='"$(date +%s.%N)"')
 
 
 def _mib(size: int) -> str:

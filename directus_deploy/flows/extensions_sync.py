@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import posixpath
 import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,72 +19,150 @@ from directus_deploy.core.errors import Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, printed_manifests
 from directus_deploy.core.source import Source, Tag, is_commit
 from directus_deploy.flows import steps
-from directus_deploy.flows.steps import check_host_extensions, record, switch
+from directus_deploy.flows.pipeline import PLAN_HEADERS, Pipeline, Step
 from directus_deploy.flows.switch import current_release
 from directus_deploy.host.remote import q
 from directus_deploy.state import deploylog
 from directus_deploy.state.releases import compress, prepare_code, release_id_for
 
+# The hotfix, top to bottom. Production serves the current release, untouched, until the switch.
+EXTENSIONS_SYNC = Pipeline([
+    Step("compare", lambda run: compare(run),
+         plan="the tag differs from the current release only under extensions/"),
+    Step("pack", lambda run: pack(run),
+         plan="check the tag's extension manifests, build what needs building, pack extensions/"),
+    Step("make the release", lambda run: make_release(run), undo=lambda run: discard_unused(run),
+         plan="a copy of the current release with the tag's extensions/ (the marketplace's .registry kept)"),
+    Step("check the extensions", lambda run: check_extensions(run),
+         plan="every extension manifest Directus will load, on the host"),
+    Step("switch", lambda run: switch(run),
+         plan="switch and health gate; a failure switches back (the release is kept, marked failed)"),
+    Step("record", lambda run: record(run), plan="one line in the deploy log"),
+])
+
+
+@dataclass
+class SyncRun:
+    session: object
+    tag: Tag
+    current: str | None = None  # the release live before
+    revision: dict = field(default_factory=dict)  # its REVISION
+    changed: list = field(default_factory=list)  # files changed under extensions/
+    code: object = None  # the packed tag (releases.PreparedCode)
+    release_id: str | None = None  # the release made, once it exists on the host
+    extensions: list = field(default_factory=list)  # the names Directus must load after the switch
+    switch_attempted: bool = False
+    work: ExitStack = field(default_factory=ExitStack)  # the local folder the tag is packed in
+
 
 def sync_extensions(session, tag: Tag) -> dict:
-    remote, layout, console = session.remote(), session.layout, session.console
-    source = Source(session.config.source)
-    with console.step(f"compare tag {tag.name} with the current release") as step:
-        current = current_release(remote, layout)
-        if not current:
+    """Ship the extensions of `tag` as a new release cloned from the current one."""
+    run = SyncRun(session, tag)
+    if session.dry_run:
+        session.console.say("The extension hotfix, step by step:")
+        session.console.table(PLAN_HEADERS, EXTENSIONS_SYNC.plan())
+    with run.work:
+        EXTENSIONS_SYNC.run(run, say=session.console.say)
+    return {"release": run.release_id, "changed": run.changed}
+
+
+def compare(run: SyncRun) -> None:
+    session, tag = run.session, run.tag
+    remote, layout = session.remote(), session.layout
+    with session.console.step(f"compare tag {tag.name} with the current release") as step:
+        run.current = current_release(remote, layout)
+        if not run.current:
             raise Refused("no current release: make one with fab release")
-        revision = json.loads(remote.read_file(posixpath.join(layout.release_dir(current), "REVISION")))
+        revision = run.revision = json.loads(remote.read_file(posixpath.join(layout.release_dir(run.current), "REVISION")))
         if not is_commit(revision.get("commit")):
-            raise Refused(f"the REVISION of release {current} names commit {revision.get('commit')!r}, not a commit id "
-                          "(40 hex digits); ship the tag with fab release")
-        changed = source.changed_files(revision["commit"], tag.commit)
+            raise Refused(f"the REVISION of release {run.current} names commit {revision.get('commit')!r}, not a "
+                          "commit id (40 hex digits); ship the tag with fab release")
+        changed = Source(session.config.source).changed_files(revision["commit"], tag.commit)
         outside = [f for f in changed if not f.startswith("extensions/")]
         if outside:
             raise Refused(f"tag {tag.name} changes more than extensions/ ({', '.join(outside[:4])}); "
                           "ship it with fab release")
         if not changed:
-            raise Refused(f"tag {tag.name} has the same extensions as the current release {current}")
+            raise Refused(f"tag {tag.name} has the same extensions as the current release {run.current}")
+        run.changed = changed
         step.detail = f"{len(changed)} files changed under extensions/ since {revision['tag']}"
 
-    with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
-        with console.step(f"check and pack the extensions of {tag.name}") as step:
-            code = prepare_code(source, tag, Path(work), console.say)
-            step.detail = f"{len(code.extensions)} manifests valid"
-        if session.dry_run:
-            console.say(f"    would copy release {current} with the extensions of {tag.name} and switch to it")
-            return {"release": None, "changed": changed}
-        release_id = release_id_for(tag)
-        with console.step(f"make release {release_id} from {current} with the new extensions"):
-            archive = compress(code.archive)
-            incoming = posixpath.join(layout.releases, f".incoming-{release_id}.tar.zst")
-            temp = posixpath.join(layout.releases, f".tmp-{release_id}")
-            remote.upload(archive, incoming)
-            new_revision = {**revision, "release": release_id, "tag": tag.name, "commit": tag.commit,
-                            "tag_date": tag.date, "base_release": current, "deployed_by": deploylog.who(),
-                            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                            "extensions": sorted(e.name for e in code.extensions), "built_extensions": code.built}
-            script = "\n".join([
-                f"cp -a -- {q(layout.release_dir(current))} {q(temp)}",
-                f"find {q(temp + '/extensions')} -mindepth 1 -maxdepth 1 ! -name .registry -exec rm -rf -- {{}} +",
-                f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)} extensions",
-                f"rm -f -- {q(incoming)}",
-                f"cat > {q(temp + '/REVISION')}",
-                f"mv -T -- {q(temp)} {q(layout.release_dir(release_id))}",
-            ])
-            try:
-                remote.script(script, stdin=json.dumps(new_revision, indent=1) + "\n", what="make the release")
-            except BaseException:
-                remote.run(["rm", "-rf", "--", temp, incoming], check=False)
-                raise
-    names = check_host_extensions(session, release_id)
+
+def pack(run: SyncRun) -> None:
+    console = run.session.console
+    work = run.work.enter_context(tempfile.TemporaryDirectory(prefix="directus-deploy-"))
+    with console.step(f"check and pack the extensions of {run.tag.name}") as step:
+        run.code = prepare_code(Source(run.session.config.source), run.tag, Path(work), console.say)
+        step.detail = f"{len(run.code.extensions)} manifests valid"
+
+
+def make_release(run: SyncRun) -> None:
+    session, tag, current = run.session, run.tag, run.current
+    remote, layout = session.remote(), session.layout
+    if session.dry_run:
+        session.console.say(f"    would copy release {current} with the extensions of {tag.name} and switch to it")
+        return
+    release_id = release_id_for(tag)
+    with session.console.step(f"make release {release_id} from {current} with the new extensions"):
+        archive = compress(run.code.archive)
+        incoming = posixpath.join(layout.releases, f".incoming-{release_id}.tar.zst")
+        temp = posixpath.join(layout.releases, f".tmp-{release_id}")
+        remote.upload(archive, incoming)
+        new_revision = {**run.revision, "release": release_id, "tag": tag.name, "commit": tag.commit,
+                        "tag_date": tag.date, "base_release": current, "deployed_by": deploylog.who(),
+                        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "extensions": sorted(e.name for e in run.code.extensions), "built_extensions": run.code.built}
+        script = "\n".join([
+            f"cp -a -- {q(layout.release_dir(current))} {q(temp)}",
+            f"find {q(temp + '/extensions')} -mindepth 1 -maxdepth 1 ! -name .registry -exec rm -rf -- {{}} +",
+            f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)} extensions",
+            f"rm -f -- {q(incoming)}",
+            f"cat > {q(temp + '/REVISION')}",
+            f"mv -T -- {q(temp)} {q(layout.release_dir(release_id))}",
+        ])
+        try:
+            remote.script(script, stdin=json.dumps(new_revision, indent=1) + "\n", what="make the release")
+        except BaseException:
+            remote.run(["rm", "-rf", "--", temp, incoming], check=False)
+            raise
+        run.release_id = release_id
+
+
+def discard_unused(run: SyncRun) -> None:
+    """A release that never went live leaves nothing behind; one switched back is kept, marked failed."""
+    if not run.release_id or run.switch_attempted:
+        return
+    session = run.session
     try:
-        switch(session, release_id, names)
+        session.remote().run(["rm", "-rf", "--", session.layout.release_dir(run.release_id)],
+                             what="remove the unused release")
+        session.console.say(f"    removed release {run.release_id} (never went live)")
+    except Exception:  # noqa: BLE001 - the original failure matters more; cleanup removes it later
+        pass
+
+
+def check_extensions(run: SyncRun) -> None:
+    if run.release_id:
+        run.extensions = steps.check_host_extensions(run.session, run.release_id)
+
+
+def switch(run: SyncRun) -> None:
+    if not run.release_id:
+        return
+    run.switch_attempted = True
+    try:
+        steps.switch(run.session, run.release_id, run.extensions)
     except Exception:
-        record(session, {"action": "extensions-sync", "release": release_id, "from": current, "outcome": "failed"})
+        steps.record(run.session, {"action": "extensions-sync", "release": run.release_id, "from": run.current,
+                                   "outcome": "failed"})
         raise
-    record(session, {"action": "extensions-sync", "release": release_id, "from": current, "tag": tag.name,
-                     "outcome": "ok", "migrations": steps.migrations_now(session)[0]})
-    return {"release": release_id, "changed": changed}
+
+
+def record(run: SyncRun) -> None:
+    if not run.release_id:
+        return
+    steps.record(run.session, {"action": "extensions-sync", "release": run.release_id, "from": run.current,
+                               "tag": run.tag.name, "outcome": "ok", "migrations": steps.migrations_now(run.session)[0]})
 
 
 def loaded_extensions(session) -> list[list[str]]:

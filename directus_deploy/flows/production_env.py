@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -27,6 +27,7 @@ from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
 from directus_deploy.flows.backup import take_backup
+from directus_deploy.flows.pipeline import Pipeline, Step
 from directus_deploy.flows.switch import current_release
 from directus_deploy.state.production import SECRET_ENV_KEYS
 from directus_deploy.state.settings import dotenv_line
@@ -154,31 +155,89 @@ def read_both(session, tag, file: str | None) -> tuple[str, str, list[Change]]:
     return host_text, origin, plan(wanted, host)
 
 
+# The push, top to bottom: production serves on its previous .env until the switch.
+CONFIG_PUSH = Pipeline([
+    Step("back up the .env", lambda run: back_up(run), plan="a verified backup holding the .env as it is"),
+    Step("check the extensions", lambda run: check_extensions(run),
+         plan="every extension manifest Directus will load, on the host"),
+    Step("write the .env", lambda run: write(run), undo=lambda run: put_back(run),
+         plan="the new .env (0600, through a rename)"),
+    Step("switch", lambda run: switch(run),
+         plan="restart on the new .env through the health gate; a failure puts the previous .env back"),
+    Step("record", lambda run: record(run), plan="one line in the deploy log"),
+])
+
+
+@dataclass
+class PushRun:
+    session: object
+    host_text: str  # the .env on the host before the push
+    changes: list
+    origin: str  # where the template came from
+    backup: dict | None = None
+    release: str | None = None  # the current release, restarted on the new .env
+    extensions: list = field(default_factory=list)
+    written: bool = False
+    switch_attempted: bool = False
+
+
 def push(session, host_text: str, changes: list[Change], origin: str) -> dict:
-    """Back up the .env, write the new one (0600, through a rename), go live on it with the
-    normal switch and health gate; if that fails, the previous .env goes back."""
-    remote, layout, console = session.remote(), session.layout, session.console
-    backup = take_backup(session, reason="pre-config-push", parts=("env",))
-    release = current_release(remote, layout)
-    names = steps.check_host_extensions(session, release)
-    with console.step(f"write the production .env from {origin}") as step:
-        remote.write_file(layout.shared_env, render(host_text, changes, f"added by fab config.push from {origin}"),
-                          mode="0600")
-        step.detail = f"{len([c for c in changes if c.kind != 'host-only'])} settings changed; previous in backup {backup['id']}"
+    """Back up the .env, write the new one, go live on it with the normal switch and health
+    gate; if that fails, the previous .env goes back."""
+    run = PushRun(session, host_text, changes, origin)
+    CONFIG_PUSH.run(run, say=session.console.say)
+    return {"backup": run.backup["id"], "release": run.release}
+
+
+def back_up(run: PushRun) -> None:
+    run.backup = take_backup(run.session, reason="pre-config-push", parts=("env",))
+
+
+def check_extensions(run: PushRun) -> None:
+    run.release = current_release(run.session.remote(), run.session.layout)
+    run.extensions = steps.check_host_extensions(run.session, run.release)
+
+
+def write(run: PushRun) -> None:
+    session, changes = run.session, run.changes
+    with session.console.step(f"write the production .env from {run.origin}") as step:
+        session.remote().write_file(session.layout.shared_env,
+                                    render(run.host_text, changes, f"added by fab config.push from {run.origin}"),
+                                    mode="0600")
+        run.written = True
+        step.detail = (f"{len([c for c in changes if c.kind != 'host-only'])} settings changed; "
+                       f"previous in backup {run.backup['id']}")
+
+
+def put_back(run: PushRun) -> None:
+    """The previous .env, when the new one was written but never went live (the switch puts
+    it back itself when the gate fails)."""
+    if run.written and not run.switch_attempted:
+        run.session.remote().write_file(run.session.layout.shared_env, run.host_text, mode="0600")
+        run.session.console.say("    the previous .env is back")
+
+
+def switch(run: PushRun) -> None:
+    session, release = run.session, run.release
+    run.switch_attempted = True
     try:
-        steps.switch(session, release, names, previous=release)
+        steps.switch(session, release, run.extensions, previous=release)
     except DeployError as failure:
-        console.say(f"    {failure}: putting the previous .env back")
-        remote.write_file(layout.shared_env, host_text, mode="0600")
+        session.console.say(f"    {failure}: putting the previous .env back")
+        session.remote().write_file(session.layout.shared_env, run.host_text, mode="0600")
         if isinstance(failure, RolledBack) and session.switch_method == "bluegreen":
             # the instance on the new .env never received a request; the old one serves on
             raise RolledBack(f"Directus did not pass its health gate with the new .env ({failure}); "
                              "the previous .env is back") from None
         try:
-            steps.switch(session, release, names, previous=release)
+            steps.switch(session, release, run.extensions, previous=release)
         except DeployError as again:
             raise DeployError(f"the new .env failed ({failure}) and so did the previous one ({again}); "
-                              f"the .env before the push is in backup {backup['id']}") from None
+                              f"the .env before the push is in backup {run.backup['id']}") from None
         raise RolledBack(f"Directus did not pass its health gate with the new .env ({failure}); "
                          f"the previous .env is back and serving") from None
-    return {"backup": backup["id"], "release": release}
+
+
+def record(run: PushRun) -> None:
+    steps.record(run.session, {"action": "config-push", "release": run.release, "backup": run.backup["id"],
+                               "changed": [c.key for c in run.changes if c.kind != "host-only"], "outcome": "ok"})

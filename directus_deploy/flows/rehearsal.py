@@ -214,9 +214,9 @@ def _start_and_gate(session, release_id: str, work: str, port: int, expected: li
 
 
 def _verify(session, engine, backup: dict, work: str, plan) -> str:
-    out = session.remote().script(engine.prelude(work, must_exist=False) + engine.rehearsal_counts(work, "@@copy"),
+    out = session.remote().script(engine.prelude(work, must_exist=False) + engine.rehearsal_counts(work, "copy"),
                                   what="count the copy's rows", secret_env=engine.secret_env(), changes=False).stdout
-    copy = parse_counts(out, "@@copy")
+    copy = parse_counts(out, "copy")
     expected = backup["database"]["tables"]
     problems = table_problems(expected, copy, exact=False, allowed_losses=plan.allowed_losses() if plan else None)
     if problems:

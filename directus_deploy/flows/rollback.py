@@ -105,9 +105,9 @@ def writes_since(session, manifest: dict) -> list[str]:
     """Tables with rows added or removed since the backup: what a database rollback sets aside."""
     production = steps.production_now(session)
     engine = engine_for(production)
-    out = session.remote().script(engine.prelude(session.layout.backups) + engine.counts("@@live"),
+    out = session.remote().script(engine.prelude(session.layout.backups) + engine.counts(),
                                   what="count rows", changes=False, secret_env=engine.secret_env()).stdout
-    live = parse_counts(out, "@@live")
+    live = parse_counts(out)
     then = manifest["database"]["tables"]
     changes = []
     for table in sorted(set(live) | set(then)):

@@ -182,7 +182,7 @@ def record(session, entry: dict) -> dict:
 def migrations_now(session, manifests_of: str | None = None) -> tuple[list[str], str | None]:
     """The Directus migrations the production database has applied; with `manifests_of`, the
     extension manifests of that release too, read in the same round trip."""
-    from directus_deploy.engines import engine_for
+    from directus_deploy.engines import engine_for, parse_migrations
 
     production = session.production or production_now(session)
     engine = engine_for(production)
@@ -190,5 +190,5 @@ def migrations_now(session, manifests_of: str | None = None) -> tuple[list[str],
     if manifests_of:
         script += f"\ncd {q(session.layout.release_dir(manifests_of))}/extensions 2>/dev/null && {PRINT_MANIFESTS}"
     out = session.remote().script(script, what="read migrations", changes=False, secret_env=engine.secret_env()).stdout
-    migrations = [line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t")]
+    migrations = parse_migrations(out)
     return migrations, (out if manifests_of else None)

@@ -56,6 +56,15 @@ _RECORDS_AWK = (  # KIND N COLUMN1..N [KEY VALUE]..., then every line of standar
     + '{ ' + _START + r'o = o f; for (i = 1; i <= n; i++) o = o "," s(c[i]) ":" s($i); print o "}" }'
 )
 
+_PAIRS_AWK = (  # KIND NAME VALUE [KEY VALUE]..., then `name<sep>value` lines on standard input
+    _AWK_STRING + 'BEGIN { ' + _AWK_ESCAPES
+    + r'k = ARGV[1]; nk = ARGV[2]; vk = ARGV[3]; '
+    + r'f = ""; for (i = 4; i + 1 < ARGC; i += 2) f = f "," s(ARGV[i]) ":" s(ARGV[i + 1]); '
+    + r'ARGC = 1 } '
+    + r'NF { v = $NF; n = substr($0, 1, length($0) - length(v) - 1); '
+    + _START + r'print o f "," s(nk) ":" s(n) "," s(vk) ":" s(v) "}" }'
+)
+
 # The definition, on one line so it fits any script (`;` or newline joined). Defining it twice
 # is harmless, so a fragment that emits may carry it along (`with_emit`).
 EMIT_FUNCTION = f"emit() {{ LC_ALL=C awk -- '{_EMIT_AWK}' \"$@\"; }}"
@@ -80,6 +89,16 @@ def records(kind: str, *columns: str, separator: str, **fixed: object) -> str:
     for key, value in fixed.items():
         words += [key, value]
     return f"LC_ALL=C awk -F {q(separator)} -- '{_RECORDS_AWK}' {q(*words)}"
+
+
+def pairs(kind: str, name: str, value: str, *, separator: str, **fixed: object) -> str:
+    """Shell filter: every `name<separator>value` line of its input becomes one record of `kind`
+    with fields `name` and `value`, cut at the line's last separator (one character), so the name
+    may hold the separator itself (a table called `a|b`). `fixed` as for `records`."""
+    words = [kind, name, value]
+    for key, field_value in fixed.items():
+        words += [key, field_value]
+    return f"LC_ALL=C awk -F {q(separator)} -- '{_PAIRS_AWK}' {q(*words)}"
 
 
 def with_emit(fragment: str) -> str:

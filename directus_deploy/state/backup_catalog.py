@@ -10,7 +10,7 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, with_emit
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.production import locate
 
@@ -22,44 +22,44 @@ def list_backups(remote, layout) -> tuple[list[dict], list[str]]:
 
 
 def backups_script(layout) -> str:
-    return (
+    return with_emit(
         f"cd {q(layout.backups)} 2>/dev/null || exit 0; "
         "for d in $(ls -1r); do "
-        "  if [ -f \"$d/summary.json\" ]; then printf '@@backup\\t%s\\t' \"$d\"; tr -d '\\n' < \"$d/summary.json\"; echo; "
-        "    [ -L \"$d/uploads\" ] && printf '@@shares\\t%s\\t%s\\n' \"$d\" \"$(readlink \"$d/uploads\")\"; "
-        "    [ -f \"$d/verifications.jsonl\" ] && { printf '@@verified\\t%s\\t' \"$d\"; tail -1 \"$d/verifications.jsonl\"; }; "
+        "  if [ -f \"$d/summary.json\" ]; then "
+        + emit("backup", id='"$d"', summary='"$(cat -- "$d/summary.json")"',
+               shares='"$(readlink -- "$d/uploads" 2>/dev/null)"',
+               verified='"$(tail -n 1 -- "$d/verifications.jsonl" 2>/dev/null)"') + "; "
         # a folder without its summary is no backup: a deletion was interrupted halfway
-        "  elif [ -d \"$d\" ]; then printf '@@incomplete\\t%s\\n' \"$d\"; fi; "
-        "done; for d in .tmp-*; do [ -d \"$d\" ] && printf '@@incomplete\\t%s\\n' \"$d\"; done; true"
+        "  elif [ -d \"$d\" ]; then " + emit("incomplete", id='"$d"') + "; fi; "
+        "done; for d in .tmp-*; do if [ -d \"$d\" ]; then " + emit("incomplete", id='"$d"') + "; fi; done; true"
     )
 
 
 def parse_backups(out: str) -> tuple[list[dict], list[str]]:
-    backups, incomplete, latest_check, shares = [], [], {}, {}
-    for line in out.splitlines():
-        kind, _, rest = line.partition("\t")
-        name, _, body = rest.partition("\t")
-        if kind == "@@backup":
-            try:
-                summary = json.loads(body)
-            except ValueError:
-                continue
-            summary["id"] = name
+    backups, incomplete = [], []
+    for record in parse_results(out).records:
+        if record["kind"] == "incomplete":
+            incomplete.append(record["id"])
+        elif record["kind"] == "backup":
+            summary = _json_object(record["summary"])
+            if summary is None:
+                continue  # a summary cut short (a full disk): no backup
+            summary["id"] = record["id"]
+            shares = record["shares"]
+            summary["uploads_in"] = (shares.split("/")[1] if shares.startswith("../") else shares) or None
+            last_check = _json_object(record["verified"])
+            if last_check is not None:
+                summary["last_check"] = last_check
             backups.append(summary)
-        elif kind == "@@shares":
-            shares[name] = body.split("/")[1] if body.startswith("../") else body
-        elif kind == "@@verified":
-            try:
-                latest_check[name] = json.loads(body)
-            except ValueError:
-                pass
-        elif kind == "@@incomplete":
-            incomplete.append(rest)
-    for summary in backups:
-        if summary["id"] in latest_check:
-            summary["last_check"] = latest_check[summary["id"]]
-        summary["uploads_in"] = shares.get(summary["id"])
     return backups, incomplete
+
+
+def _json_object(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def read_manifest(remote, layout, backup_id: str) -> dict:
@@ -114,7 +114,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             f"mkdir -p -m 0700 {q(work)}",
             engine.prelude(work),
             emit("dump", sha256=f'"$(sha256sum -- {q(dump)} | cut -c1-64)"'),
-            f"rc=0; {{ {engine.scratch_restore_counts(dump, work, '@@scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
+            f"rc=0; {{ {engine.scratch_restore_counts(dump, work, 'scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
             "[ $rc = 0 ] || " + emit("scratch-failed"),
         ]
     lines.append("echo '@@section:files'")
@@ -132,7 +132,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
         db = manifest["database"]
         dump_hash = (reported.first("dump") or {}).get("sha256", "")
         results.append(("db checksum", *_verdict(dump_hash == db["sha256"], "dump matches its sha256", "dump differs from its sha256")))
-        counts = parse_counts(out, "@@scratch")
+        counts = parse_counts(out, "scratch")
         if reported.has("scratch-failed") or not counts:
             results.append(("db restore", "FAIL", "the dump does not restore into a scratch database"))
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 
 from directus_deploy.core import manifest as mf
-from directus_deploy.engines import engine_for, object_storage, parse_counts
+from directus_deploy.engines import engine_for, object_storage, parse_counts, parse_migrations
 from directus_deploy.host.remote import q, section, split_sections
 from directus_deploy.host.script import parse_results
 from directus_deploy.state.production import HEALTH_PROBE_FILE
@@ -49,7 +49,7 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
     engine = engine_for(production) if "db" in parts and manifest.get("database") else None
     lines = []
     if engine:
-        lines += [engine.prelude(session.layout.backups), engine.counts("@@live")]
+        lines += [engine.prelude(session.layout.backups), engine.counts()]
         if migrations is not None:
             lines.append(engine.migrations())
     folders = {}  # part -> the live folder it was copied from: uploads, and each other local location
@@ -80,10 +80,10 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
                         ).stdout
     found = split_sections(out)
     if migrations is not None:
-        migrations.extend(line.split("\t", 1)[1] for line in out.splitlines() if line.startswith("@@migration\t"))
+        migrations.extend(parse_migrations(out))
     checks = []
     if engine:
-        live = parse_counts(out, "@@live")
+        live = parse_counts(out)
         expected = manifest["database"]["tables"]
         problems = table_problems(expected, live, exact=exact, allowed_losses=allowed_losses)
         checks.append(("database", "OK" if not problems else "FAIL",

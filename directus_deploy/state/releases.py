@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ from directus_deploy.core.extensions import (
 )
 from directus_deploy.core.source import Source, Tag
 from directus_deploy.host.remote import Remote, RemoteGroup, q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, with_emit
 from directus_deploy.state import deploylog
 from directus_deploy.state.layout import Layout
 from directus_deploy.state.shared import link_lines, shared_links
@@ -130,7 +131,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         "  rm -f -- \"$work.log\"; touch \"$work/.complete\"",
         "  mv -T -- \"$work\" \"$store\" 2>/dev/null || rm -rf -- \"$work\"",  # another run won the race
         "fi",
-        f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- \"../../shared/deps/$key/node_modules\" {q(temp + '/node_modules')}",
+        f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- {q(layout.DEPS_FROM_RELEASE)}\"/$key/node_modules\" {q(temp + '/node_modules')}",
         f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         emit("deps", key='"$key"', how='"$how"'),
@@ -189,33 +190,30 @@ def list_releases(remote, layout) -> list[dict]:
 
 
 def releases_script(layout) -> str:
-    return (
+    return with_emit(
         f"cd {q(layout.releases)} 2>/dev/null || exit 0; "
-        f"echo \"@@current\t$(readlink -- {q(layout.current)} 2>/dev/null)\"; "
+        + emit("current", target=f'"$(readlink -- {q(layout.current)} 2>/dev/null)"') + "; "
         "for d in $(ls -1); do case \"$d\" in .*) continue;; esac; "
-        "printf '@@release\\t%s\\t%s\\t' \"$d\" \"$(readlink \"$d/node_modules\")\"; "
-        "tr -d '\\n' < \"$d/REVISION\" 2>/dev/null; echo; done"
+        + emit("release", id='"$d"', modules='"$(readlink -- "$d/node_modules" 2>/dev/null)"',
+               revision='"$(cat -- "$d/REVISION" 2>/dev/null)"') + "; done"
     )
 
 
 def parse_releases(out: str) -> list[dict]:
-    current = ""
+    reported = parse_results(out)
+    current = posixpath.basename((reported.first("current") or {}).get("target", "").strip())
     releases = []
-    for line in out.splitlines():
-        kind, _, rest = line.partition("\t")
-        if kind == "@@current":
-            current = posixpath.basename(rest.strip())
-        elif kind == "@@release":
-            name, modules, body = (rest.split("\t", 2) + ["", ""])[:3]
-            try:
-                revision = json.loads(body) if body else {}
-            except ValueError:
-                revision = {}
-            # the node_modules link names the dependency store (shared/deps/<key>/node_modules)
-            revision["deps"] = posixpath.basename(posixpath.dirname(modules)) if modules else "?"
-            releases.append({"id": name, "revision": revision})
-    for release in releases:
-        release["current"] = release["id"] == current
+    for record in reported.all("release"):
+        try:
+            revision = json.loads(record["revision"]) if record["revision"] else {}
+        except ValueError:
+            revision = {}
+        if not isinstance(revision, dict):
+            revision = {}
+        modules = record["modules"]
+        # the node_modules link names the dependency store (shared/deps/<key>/node_modules)
+        revision["deps"] = posixpath.basename(posixpath.dirname(modules)) if modules else "?"
+        releases.append({"id": record["id"], "revision": revision, "current": record["id"] == current})
     return releases
 
 
@@ -261,7 +259,7 @@ def cleanup_lines(layout, doomed: list[str]) -> list[str]:
         *deletions,
         f"rm -rf -- {q(layout.releases)}/.tmp-* {q(layout.releases)}/.incoming-* {q(layout.shared_deps)}/.tmp-* 2>/dev/null || true",
         f"used=$(for r in {q(layout.releases)}/*/; do readlink \"$r/node_modules\" 2>/dev/null || true; done | "
-        "sed -n 's|^../../shared/deps/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
+        f"sed -n 's|^{re.escape(layout.DEPS_FROM_RELEASE)}/\\([^/]*\\)/node_modules$|\\1|p' | sort -u)",
         f"for s in {q(layout.shared_deps)}/*/; do [ -d \"$s\" ] || continue; k=$(basename \"$s\"); "
         "echo \"$used\" | grep -qxF \"$k\" || { rm -rf -- \"$s\"; " + emit("store", key='"$k"') + "; }; done",
     ]

@@ -3,7 +3,7 @@ system configuration (roles, policies, flows...) exported from a development ins
 
 from directus_deploy.core.errors import Refused
 from directus_deploy.core.source import Source
-from directus_deploy.flows import production_env, steps, system_config
+from directus_deploy.flows import production_env, system_config
 from directus_deploy.flows.session import open_session
 from directus_deploy.state import lock
 
@@ -43,8 +43,6 @@ def push(c, tag="", file="", allow_secret_change=False, allow_db_change=False, d
                 return
             confirm("Write the new production .env and restart Directus?", yes)
             outcome = production_env.push(session, host_text, changes, origin)
-            steps.record(session, {"action": "config-push", "release": outcome["release"], "backup": outcome["backup"],
-                                   "changed": [c.key for c in changes if c.kind != "host-only"], "outcome": "ok"})
         session.console.summary("Production .env updated", [("from", origin), ("previous .env in backup", outcome["backup"])])
 
 

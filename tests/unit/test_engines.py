@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from directus_deploy.core.errors import Refused
-from directus_deploy.engines import engine_for, parse_counts
+from directus_deploy.engines import engine_for, parse_counts, parse_migrations, parse_size
 from directus_deploy.engines.base import Engine, quote_identifier
 from directus_deploy.engines.mysql import MysqlEngine
 from directus_deploy.engines.postgres import PostgresEngine
@@ -30,10 +30,12 @@ def production(root, **env) -> Production:
                       release_id=None)
 
 
-def test_parse_counts_reads_only_its_own_mark():
-    out = "noise\n@@count\tarticles\t12\n@@countdump\tx\t1\n@@count\tdirectus_users\t0\n"
+def test_parse_counts_reads_only_its_own_label():
+    out = ('noise\n@@{"kind":"count","of":"live","table":"articles","rows":"12"}\n'
+           '@@{"kind":"count","of":"dump","table":"x","rows":"1"}\n'
+           '@@{"kind":"count","of":"live","table":"directus_users","rows":"0"}\n')
     assert parse_counts(out) == {"articles": 12, "directus_users": 0}
-    assert parse_counts(out, "@@countdump") == {"x": 1}
+    assert parse_counts(out, "dump") == {"x": 1}
 
 
 @pytest.mark.parametrize("name, quote, expected", [
@@ -104,17 +106,16 @@ def test_sqlite_dump_makes_a_compressed_copy_and_counts_its_rows(tmp_path):
     target = work / "database.sqlite.zst"
     out = run(strict(engine.prelude(str(work)), engine.dump(str(target)))).stdout
     assert target.exists() and not (work / "database.sqlite").exists()
-    assert parse_counts(out, "@@countdump") == EXPECTED
+    assert parse_counts(out, "dump") == EXPECTED
 
 
 @needs_sqlite
 def test_sqlite_counts_and_size_and_migrations_read_production(tmp_path):
     engine, db, work = seeded(tmp_path)
-    out = run(strict(engine.counts("@@live"), engine.size(), engine.migrations())).stdout
-    assert parse_counts(out, "@@live") == EXPECTED
-    assert f"@@dbsize\t{db.stat().st_size}" in out.splitlines()
-    assert [line for line in out.splitlines() if line.startswith("@@migration")] == [
-        "@@migration\t20240101A", "@@migration\t20250101B"]
+    out = run(strict(engine.counts(), engine.size(), engine.migrations())).stdout
+    assert parse_counts(out) == EXPECTED
+    assert parse_size(out) == db.stat().st_size > 0
+    assert parse_migrations(out) == ["20240101A", "20250101B"]
 
 
 @needs_sqlite
@@ -122,8 +123,8 @@ def test_sqlite_verify_restores_the_dump_into_a_scratch_file_and_removes_it(tmp_
     engine, db, work = seeded(tmp_path)
     dump = work / "database.sqlite.zst"
     run(strict(engine.dump(str(dump))))
-    out = run(strict(engine.scratch_restore_counts(str(dump), str(work), "@@scratch"))).stdout
-    assert parse_counts(out, "@@scratch") == EXPECTED
+    out = run(strict(engine.scratch_restore_counts(str(dump), str(work), "scratch"))).stdout
+    assert parse_counts(out, "scratch") == EXPECTED
     assert sorted(p.name for p in work.iterdir()) == ["database.sqlite.zst"]
 
 

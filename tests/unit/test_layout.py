@@ -3,6 +3,8 @@ backup ids from walking out of their folder or carrying shell syntax."""
 
 from __future__ import annotations
 
+import posixpath
+
 import pytest
 
 from directus_deploy.core.errors import Refused
@@ -80,3 +82,8 @@ def test_release_and_backup_folders_are_checked_ids():
         LAYOUT.release_dir("../shared")
     with pytest.raises(Refused, match="backup id"):
         LAYOUT.backup_dir("20260101T120000Z-x/../../../etc")
+
+
+def test_a_release_reaches_the_dependency_stores_by_its_relative_link():
+    release = LAYOUT.release_dir("20260101T120000Z-v1")
+    assert posixpath.normpath(posixpath.join(release, LAYOUT.DEPS_FROM_RELEASE)) == LAYOUT.shared_deps

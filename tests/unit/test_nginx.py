@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
+from directus_deploy.host.remote import q
 from directus_deploy.runtimes import load_config
 from directus_deploy.traffic import nginx
-from directus_deploy.host.remote import q
 
 from ..helpers import write_env
 from .local import run, strict

@@ -390,3 +390,110 @@ def test_a_code_only_rollback_over_unknown_migrations_is_refused_before_anything
     with pytest.raises(Refused, match="--with-db"):
         flow.rollback(session, None, False, None)
     assert calls == []
+
+
+class FakeRemote:
+    """What the config push and the extension hotfix ask of a host, recorded."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def write_file(self, path, text, mode):
+        self.calls.append(("write", path, text))
+
+    def run(self, command, **kwargs):
+        self.calls.append(("run", *command))
+
+
+def fake_session(calls, stream, **config):
+    from types import SimpleNamespace
+
+    from directus_deploy.core.console import Console
+    from directus_deploy.state.layout import Layout
+
+    remote = FakeRemote(calls)
+    return SimpleNamespace(dry_run=False, remote=lambda: remote, layout=Layout("/srv/d"), switch_method="restart",
+                           config=SimpleNamespace(**config), console=Console(stream=stream))
+
+
+def fake_push(monkeypatch, *, fails=None):
+    import io
+
+    from directus_deploy.core.errors import RolledBack
+    from directus_deploy.flows import production_env as flow
+
+    calls, stream = [], io.StringIO()
+
+    def maybe_fail(name):
+        calls.append(name)
+        if name == fails:
+            raise RolledBack(f"{name} failed")
+
+    monkeypatch.setattr(flow, "take_backup", lambda session, **kw: (maybe_fail("backup"), {"id": "B"})[1])
+    monkeypatch.setattr(flow, "current_release", lambda remote, layout: "R")
+    monkeypatch.setattr(flow.steps, "check_host_extensions", lambda session, release: (maybe_fail("check"), ["x"])[1])
+    monkeypatch.setattr(flow.steps, "switch", lambda session, release, names, previous=None: maybe_fail("switch"))
+    monkeypatch.setattr(flow.steps, "record", lambda session, entry: maybe_fail(("record", entry["outcome"])))
+    changes = [flow.Change("CORS_ORIGIN", "add", None, "https://example.com")]
+    return flow, fake_session(calls, stream), calls, changes, stream
+
+
+def test_the_config_push_backs_up_writes_switches_and_records(monkeypatch):
+    flow, session, calls, changes, _ = fake_push(monkeypatch)
+    assert flow.push(session, "KEY=old\n", changes, "a template") == {"backup": "B", "release": "R"}
+    assert [c if isinstance(c, str) else c[:2] for c in calls] == [
+        "backup", "check", ("write", "/srv/d/shared/.env"), "switch", ("record", "ok")]
+    assert "CORS_ORIGIN=https://example.com" in calls[2][2] and "KEY=old" in calls[2][2]
+
+
+def test_a_config_push_whose_gate_fails_puts_the_previous_env_back_and_switches_again(monkeypatch):
+    from directus_deploy.core.errors import DeployError
+
+    flow, session, calls, changes, _ = fake_push(monkeypatch, fails="switch")
+    with pytest.raises(DeployError, match="so did the previous one"):  # the fake's second switch fails too
+        flow.push(session, "KEY=old\n", changes, "a template")
+    writes = [c[2] for c in calls if isinstance(c, tuple) and c[0] == "write"]
+    assert writes[-1] == "KEY=old\n" and calls.count("switch") == 2
+    assert not [c for c in calls if isinstance(c, tuple) and c[0] == "record"]
+
+
+def test_a_config_push_stopped_before_its_switch_writes_nothing_or_puts_the_env_back(monkeypatch):
+    from directus_deploy.core.errors import RolledBack
+
+    flow, session, calls, changes, _ = fake_push(monkeypatch, fails="check")
+    with pytest.raises(RolledBack):
+        flow.push(session, "KEY=old\n", changes, "a template")
+    assert not [c for c in calls if isinstance(c, tuple)]  # nothing written
+    flow, session, calls, changes, stream = fake_push(monkeypatch)
+    monkeypatch.setattr(flow.steps, "switch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    run = flow.PushRun(session, "KEY=old\n", changes, "a template", written=True)
+    flow.put_back(run)
+    assert calls[-1] == ("write", "/srv/d/shared/.env", "KEY=old\n") and "previous .env is back" in stream.getvalue()
+
+
+def test_the_extension_hotfix_is_declared_and_discards_a_release_that_never_went_live(monkeypatch):
+    import io
+
+    from directus_deploy.core.errors import Refused
+    from directus_deploy.flows import extensions_sync as flow
+
+    assert [s.name for s in flow.EXTENSIONS_SYNC.steps] == [
+        "compare", "pack", "make the release", "check the extensions", "switch", "record"]
+    assert all(s.plan for s in flow.EXTENSIONS_SYNC.steps)
+    calls, stream = [], io.StringIO()
+    session = fake_session(calls, stream, source=".")
+
+    def make(run):
+        run.release_id = "20260101T120000Z-v2"
+
+    def bad_manifest(session, release):
+        raise Refused("extension x: package.json is not valid JSON")
+
+    monkeypatch.setattr(flow, "compare", lambda run: calls.append("compare"))
+    monkeypatch.setattr(flow, "pack", lambda run: calls.append("pack"))
+    monkeypatch.setattr(flow, "make_release", make)
+    monkeypatch.setattr(flow.steps, "check_host_extensions", bad_manifest)
+    with pytest.raises(Refused, match="not valid JSON"):
+        flow.sync_extensions(session, tag=None)
+    assert calls[-1] == ("run", "rm", "-rf", "--", "/srv/d/releases/20260101T120000Z-v2")
+    assert "removed release 20260101T120000Z-v2 (never went live)" in stream.getvalue()

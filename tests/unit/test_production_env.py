@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from directus_deploy.core.errors import Refused
-from directus_deploy.flows.production_env import Change, describe, is_secret, parse, plan, refuse_protected, render, resolve
+from directus_deploy.flows.production_env import (
+    Change,
+    describe,
+    is_secret,
+    parse,
+    plan,
+    refuse_protected,
+    render,
+    resolve,
+)
 
 HOST_TEXT = """# production settings
 PORT=8055

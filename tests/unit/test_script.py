@@ -13,8 +13,8 @@ import subprocess
 
 import pytest
 
-from directus_deploy.host.script import EMIT_FUNCTION, Script, emit, parse_results, records, with_emit
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import EMIT_FUNCTION, Script, emit, pairs, parse_results, records, with_emit
 
 AWKS = [name for name in ("gawk", "mawk") if shutil.which(name)] or ["awk"]
 
@@ -198,12 +198,12 @@ def test_split_at_a_record_gives_the_two_phases_of_the_output(run):
 
 @pytest.mark.parametrize("separator, data", [("|", "users|3\nodd \"ta\\ble\t|42|extra\n"), ("\\t", "users\t3\nodd \"ta\\ble|\t42\textra\n")])
 def test_records_turns_each_input_line_into_one_record(run, separator, data):
-    script = Script(f"printf %s {q(data)} | " + records("count", "table", "rows", separator=separator, mark="@@before"),
+    script = Script(f"printf %s {q(data)} | " + records("count", "table", "rows", separator=separator, of="before"),
                     "echo other")
     results = parse_results(out(run(script)))
     table = 'odd "ta\\ble' + ("\t" if separator == "|" else "|")
-    assert results.all("count") == [{"kind": "count", "mark": "@@before", "table": "users", "rows": "3"},
-                                     {"kind": "count", "mark": "@@before", "table": table, "rows": "42"}]
+    assert results.all("count") == [{"kind": "count", "of": "before", "table": "users", "rows": "3"},
+                                     {"kind": "count", "of": "before", "table": table, "rows": "42"}]
     assert results.lines == ["other"]
 
 
@@ -211,6 +211,19 @@ def test_records_needs_no_definition_and_reads_nothing_when_there_is_no_input(ru
     assert parse_results(out(run("true | " + records("k", "a", separator=" ")))).records == []
     assert parse_results(out(run("echo 'x y' | " + records("k", "a", "b", separator=" ", mark="$(touch p)")))).records == [
         {"kind": "k", "mark": "$(touch p)", "a": "x", "b": "y"}]
+    assert list(run.work.iterdir()) == []
+
+
+@pytest.mark.parametrize("separator", ["|", "\\t"])
+def test_pairs_cut_each_line_at_its_last_separator(run, separator):
+    sep = "|" if separator == "|" else "\t"
+    data = f"users{sep}3\na{sep}b \"c\"{sep}42\n\nnone\n"
+    results = parse_results(out(run(f"printf %s {q(data)} | " + pairs("count", "table", "rows", separator=separator,
+                                                                    of="$(touch p)"))))
+    assert results.all("count") == [
+        {"kind": "count", "of": "$(touch p)", "table": "users", "rows": "3"},
+        {"kind": "count", "of": "$(touch p)", "table": f'a{sep}b "c"', "rows": "42"},
+        {"kind": "count", "of": "$(touch p)", "table": "", "rows": "none"}]
     assert list(run.work.iterdir()) == []
 
 

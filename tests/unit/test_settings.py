@@ -13,8 +13,8 @@ import pytest
 from dotenv import dotenv_values
 
 from directus_deploy.core.errors import Refused
-from directus_deploy.host.remote import q
 from directus_deploy.flows.production_env import parse
+from directus_deploy.host.remote import q
 from directus_deploy.state.settings import as_text, dotenv_line, find_process_shell, process_env_shell, settings_from
 
 from .local import run

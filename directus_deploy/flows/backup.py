@@ -20,8 +20,8 @@ from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed
 from directus_deploy.engines import engine_for, object_storage, parse_counts, parse_migrations, parse_size
 from directus_deploy.flows.system_config import EXPORT_DIR, export_lines
-from directus_deploy.host.remote import Remote, q, section, split_sections
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
+from directus_deploy.host.remote import Remote, q
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, section, split_sections
 from directus_deploy.state.layout import is_id
 from directus_deploy.state.production import HEALTH_PROBE_FILE, Production, locate
 from directus_deploy.state.settings import process_env_shell

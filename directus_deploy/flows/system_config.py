@@ -35,6 +35,7 @@ from pathlib import Path
 
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.host.remote import q
+from directus_deploy.host.script import section, split_sections
 
 CLI_PACKAGE = "@directus/cli@12.2.1"
 EXPORT_DIR = "config/system"
@@ -205,19 +206,19 @@ def apply(session, export: str, mode: str, *, plan_only: bool = False) -> dict:
     lines = _workspace_lines(work, "production", config.directus_url, export, id_map) + [
         f"cd {q(work)}",
         "export CI=1",
-        "printf '\\n@@section:plan\\n'",
+        section("plan"),
         f"{_d6s('--json', 'sync', 'diff', '--to', 'production', '--mode', mode, *D6S_FLAGS)} 2>{q(work + '/diff.log')} "
         f"|| {{ tail -3 {q(work + '/diff.log')} >&2; exit 1; }}",
     ]
     if not plan_only:
         lines += [
-            "printf '\\n@@section:push\\n'",
+            section("push"),
             f"{_d6s('sync', 'push', '--to', 'production', *push_flags, *D6S_FLAGS)} > {q(work + '/push.log')} 2>&1 "
             f"|| {{ tail -3 {q(work + '/push.log')} >&2; exit 1; }}",
             f"tail -1 {q(work + '/push.log')}",
             f"if [ -f directus/default/id_map.json ]; then cp -- directus/default/id_map.json {q(id_map + '.tmp')} && "
             f"mv -f -- {q(id_map + '.tmp')} {q(id_map)}; fi",
-            "printf '\\n@@section:presets\\n'",
+            section("presets"),
             f"if [ -f {q(export + '/presets.json')} ]; then {_presets(config.directus_url, 'apply', export + '/presets.json', mode)}; "
             "else echo '{}'; fi",
         ]
@@ -229,8 +230,6 @@ def apply(session, export: str, mode: str, *, plan_only: bool = False) -> dict:
     if not result.ok:
         raise DeployError(f"{remote.name}: system configuration {'plan' if plan_only else 'push'} failed: "
                           f"{remote.error_line(result)}")
-    from directus_deploy.host.remote import split_sections
-
     found = split_sections(result.stdout)
     outcome = {"plan": describe_plan(found.get("plan", ""))}
     if not plan_only:

@@ -40,20 +40,6 @@ def as_admin(*words: object) -> str:
     return f'if [ "$(id -u)" = 0 ]; then {q(*words)}; else sudo -n {q(*words)}; fi'
 
 
-def section(name: str) -> str:
-    """Shell printing a `@@section:<name>` line: one script's output, read as named parts."""
-    return f"printf '\\n@@section:{name}\\n'"
-
-
-def split_sections(output: str) -> dict[str, str]:
-    """The parts of a script's output that follow each `@@section:<name>` line."""
-    found = {}
-    for chunk in ("\n" + output).split("\n@@section:")[1:]:
-        name, _, body = chunk.partition("\n")
-        found[name.strip()] = body
-    return found
-
-
 @dataclass
 class Result:
     command: str

@@ -11,6 +11,10 @@ breaking the line it travels on. The JSON is made on the host by awk alone: host
 neither node nor jq, and awk is on every one of them. Everything else a script prints stays
 ordinary output (`Results.lines`).
 
+Bulk output (a file listing, hashes, a JSON document a tool printed) is not made into records:
+`section(name)` prints a line that starts a named part of the output, and `split_sections`
+cuts the output into those parts.
+
 Values enter a script only quoted (`q`); secrets never do: `Remote.script(secret_env=...)`
 reads them from standard input.
 """
@@ -132,6 +136,21 @@ class Script:
         return "\n".join(self.steps)
 
     __str__ = text
+
+
+def section(name: str) -> str:
+    """Shell printing a `@@section:<name>` line (after a newline, so it starts a line even
+    after output that did not end one): the output that follows is the part called `name`."""
+    return f"printf '\\n{PREFIX}section:%s\\n' {q(name)}"
+
+
+def split_sections(output: str) -> dict[str, str]:
+    """The parts of a script's output that follow each `section(name)` line."""
+    found = {}
+    for chunk in ("\n" + output).split(f"\n{PREFIX}section:")[1:]:
+        name, _, body = chunk.partition("\n")
+        found[name.strip()] = body
+    return found
 
 
 @dataclass

@@ -10,7 +10,7 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, with_emit
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, section, split_sections, with_emit
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.production import locate
 
@@ -110,14 +110,14 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
         dump = posixpath.join(folder, manifest["database"]["file"])
         work = posixpath.join(layout.backups, f".tmp-verify-{backup_id}")
         lines += [
-            "echo '@@section:db'",
+            section("db"),
             f"mkdir -p -m 0700 {q(work)}",
             engine.prelude(work),
             emit("dump", sha256=f'"$(sha256sum -- {q(dump)} | cut -c1-64)"'),
             f"rc=0; {{ {engine.scratch_restore_counts(dump, work, 'scratch')}; }} || rc=$?; rm -rf -- {q(work)}; "
             "[ $rc = 0 ] || " + emit("scratch-failed"),
         ]
-    lines.append("echo '@@section:files'")
+    lines.append(section("files"))
     for part in mf.file_parts(manifest):  # `cd` follows an uploads folder shared with an older backup
         if part in manifest:
             lines.append(f"(cd {q(folder + '/' + part)} && find . -type f -print0 | xargs -0 -r sha256sum -z -- "
@@ -139,7 +139,7 @@ def verify_backup(session, backup_id: str, install: str | None = None) -> list[t
             differ = sorted(t for t in set(counts) | set(db["tables"]) if counts.get(t) != db["tables"].get(t))
             results.append(("db restore", *_verdict(not differ, f"{len(counts)} tables, row counts match the manifest",
                                                      "row counts differ: " + ", ".join(differ[:5]))))
-    hashes = mf.parse_hashes(out.split("@@section:files", 1)[-1])
+    hashes = mf.parse_hashes(split_sections(out).get("files", ""))
     for part in mf.file_parts(manifest):
         expected = {f"{part}/{p}": v[2] for p, v in manifest[part]["files"].items()}
         found = {p: h for p, h in hashes.items() if p.startswith(part + "/")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from directus_deploy.host.remote import section, split_sections
+from directus_deploy.host.script import section, split_sections
 from directus_deploy.state import deploylog
 from directus_deploy.state.backup_catalog import backups_script, parse_backups
 from directus_deploy.state.releases import parse_releases, releases_script

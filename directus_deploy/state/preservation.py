@@ -13,8 +13,8 @@ import posixpath
 
 from directus_deploy.core import manifest as mf
 from directus_deploy.engines import engine_for, object_storage, parse_counts, parse_migrations
-from directus_deploy.host.remote import q, section, split_sections
-from directus_deploy.host.script import parse_results
+from directus_deploy.host.remote import q
+from directus_deploy.host.script import parse_results, section, split_sections
 from directus_deploy.state.production import HEALTH_PROBE_FILE
 
 SKIP_PROBE = f"! -path ./{HEALTH_PROBE_FILE}"

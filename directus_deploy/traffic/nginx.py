@@ -11,8 +11,8 @@ import posixpath
 from dataclasses import dataclass
 
 from directus_deploy.core.errors import Refused
-from directus_deploy.host.remote import as_admin, q, section, split_sections
-from directus_deploy.host.script import Script, emit, parse_results, with_emit
+from directus_deploy.host.remote import as_admin, q
+from directus_deploy.host.script import Script, emit, parse_results, section, split_sections, with_emit
 from directus_deploy.state.production import locate
 
 DIRECTUS_DEFAULT_PORT = 8055  # where Directus listens when its .env sets no PORT

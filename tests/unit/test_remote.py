@@ -1,4 +1,4 @@
-"""host.remote: `q` quoting, sections of one script's output, and Remote's running of commands
+"""host.remote: `q` quoting and Remote's running of commands
 (secrets through standard input, --dry-run, scrubbing, scripts under pipefail, file helpers),
 with the SSH channel replaced by a local shell."""
 
@@ -9,7 +9,7 @@ import os
 import pytest
 
 from directus_deploy.core.errors import DeployError
-from directus_deploy.host.remote import as_admin, q, section, split_sections
+from directus_deploy.host.remote import as_admin, q
 
 from .local import LocalRemote, run
 
@@ -49,17 +49,6 @@ def test_as_admin_runs_the_command_quoted_as_root(tmp_path):
     assert "else sudo -n printf %s 'x y'; fi" in script
     if os.getuid() == 0:  # root: no sudo involved, the words arrive intact
         assert run(script).stdout == "x y"
-
-
-def test_sections_printed_by_a_script_are_read_back_by_name():
-    script = "\n".join([section("one"), "echo first", section("two"), "printf 'a\\nb\\n'", section("empty")])
-    found = split_sections(run(script).stdout)
-    assert found == {"one": "first\n", "two": "a\nb\n", "empty": ""}
-
-
-def test_output_before_the_first_section_is_not_a_section():
-    assert split_sections("noise\nmore\n@@section:x\nbody\n") == {"x": "body\n"}
-    assert split_sections("no sections at all") == {}
 
 
 def test_secret_env_values_reach_the_command_on_stdin_and_never_its_command_line():

@@ -14,7 +14,17 @@ import subprocess
 import pytest
 
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import EMIT_FUNCTION, Script, emit, pairs, parse_results, records, with_emit
+from directus_deploy.host.script import (
+    EMIT_FUNCTION,
+    Script,
+    emit,
+    pairs,
+    parse_results,
+    records,
+    section,
+    split_sections,
+    with_emit,
+)
 
 AWKS = [name for name in ("gawk", "mawk") if shutil.which(name)] or ["awk"]
 
@@ -225,6 +235,17 @@ def test_pairs_cut_each_line_at_its_last_separator(run, separator):
         {"kind": "count", "of": "$(touch p)", "table": f'a{sep}b "c"', "rows": "42"},
         {"kind": "count", "of": "$(touch p)", "table": "", "rows": "none"}]
     assert list(run.work.iterdir()) == []
+
+
+def test_sections_printed_by_a_script_are_read_back_by_name(run):
+    script = "\n".join([section("one"), "echo first", section("two"), "printf 'a\\nb\\n'", section("empty")])
+    found = split_sections(out(run(script)))
+    assert found == {"one": "first\n", "two": "a\nb\n", "empty": ""}
+
+
+def test_output_before_the_first_section_is_not_a_section():
+    assert split_sections("noise\nmore\n@@section:x\nbody\n") == {"x": "body\n"}
+    assert split_sections("no sections at all") == {}
 
 
 # -- the scripts converted to records, run here as far as they go without a host -------------

@@ -373,12 +373,14 @@ class BackupRun:
         prod = self.production
         target = posixpath.join(self.staging, "schema.yaml")
         settings_from_process = process_env_shell(prod.root, prod.settings.from_process if prod.settings else ())
-        script = EMIT_FUNCTION + "\n" + settings_from_process + (
-            f"cd {q(prod.root)} && {q(*prod.directus_cli())} schema snapshot --yes --format yaml {q(target)} "
-            f"> {q(self.staging + '/schema.log')} 2>&1 || {{ tail -5 {q(self.staging + '/schema.log')} >&2; exit 1; }}\n"
-            f"rm -f {q(self.staging + '/schema.log')}; chmod 0600 {q(target)}\n"
-            + emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"')
-        )
+        log = q(self.staging + "/schema.log")
+        snapshot = self.session.runtime.cli(prod.root, "schema", "snapshot", "--yes", "--format", "yaml", target)
+        script = "\n".join([
+            EMIT_FUNCTION,
+            settings_from_process + f"{snapshot} > {log} 2>&1 || {{ tail -5 {log} >&2; exit 1; }}",
+            f"rm -f {log}; chmod 0600 {q(target)}",
+            emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"'),
+        ])
         out = self._write(script, what="take a schema snapshot").stdout
         snapshot = parse_results(out).first("schema")
         digest, size = snapshot["sha256"], snapshot["size"]

@@ -55,10 +55,6 @@ class Production:
     def db_client(self) -> str:
         return str(self.env.get("DB_CLIENT", "")).strip()
 
-    def directus_cli(self) -> list[str]:
-        """The Directus CLI without the npm update check that `directus` runs first."""
-        return ["node", posixpath.join(self.root, "node_modules/@directus/api/dist/cli/run.js")]
-
     def resolve(self, relative: str) -> str:
         return posixpath.normpath(posixpath.join(self.root, relative))
 

@@ -4,6 +4,11 @@
 plan (`--dry-run`) is read first and any deletion stops the release unless explicitly allowed.
 Directus can log an error and still exit 0 (e.g. "isn't installed"), so its output is read,
 not only its exit code.
+
+Migrations run only when there is something to migrate: a migration file of the new release
+(Directus's own, or the project's in MIGRATIONS_PATH) whose version the database has not
+recorded in `directus_migrations`. The files are listed with the plan, the versions read from
+the database; Directus's own rules decide which files count (`pending_migrations`).
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from dataclasses import dataclass, field
 
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results
+from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, records
 from directus_deploy.state.lock import serial_lock
 
 SNAPSHOT = "snapshots/schema.yaml"
+SYSTEM_MIGRATIONS = "node_modules/@directus/api/dist/database/migrations"  # in a release
+# which files Directus runs as migrations (its database/migrations/run.js)
+_SYSTEM_MIGRATION = re.compile(r"^[0-9]+[A-Z]-[^.]+\.(?:js|ts)$")
+_CUSTOM_MIGRATION = re.compile(r"^[^/]*-[^/]*\.(?:c|m)?js$")
 _ERROR_LINE = re.compile(r'(\bERROR\b|"level":\s*50|\bFATAL\b)')
 _CHANGE = re.compile(r"^\s+- (Create|Update|Delete) (.+?)\s*$")
 
@@ -28,6 +37,8 @@ class SchemaPlan:
     has_snapshot: bool = True
     changes: list = field(default_factory=list)  # "Create tags", "Delete articles.body", ...
     deletions: list = field(default_factory=list)
+    # the release's migration files: {"system": [...], "custom": [...]}; None when not read
+    migration_files: dict | None = None
 
     @property
     def empty(self) -> bool:
@@ -81,20 +92,51 @@ def parse_plan(output: str) -> SchemaPlan:
     return plan
 
 
-def read_plan(remote, runtime, release_dir: str) -> SchemaPlan:
+def pending_migrations(files: dict | None, applied: list[str] | None) -> list[str] | None:
+    """The versions of the migration files the database has not applied, in the order Directus
+    runs them; None when that cannot be told (the files or the applied versions unknown, or no
+    file of Directus's own found: a release whose Directus is not where it is looked for)."""
+    if files is None or applied is None:
+        return None
+    system = [f for f in files.get("system", []) if _SYSTEM_MIGRATION.match(f)]
+    if not system:
+        return None
+    custom = [f for f in files.get("custom", []) if _CUSTOM_MIGRATION.match(f)]
+    done = set(applied)
+    return sorted({f.split("-", 1)[0] for f in system + custom} - done)
+
+
+def migration_files_lines(release_dir: str, migrations_path: str) -> list[str]:
+    """Shell reporting the release's migration files as `migration-file` records (`where`:
+    system or custom). MIGRATIONS_PATH is relative to the release, as Directus resolves it."""
+    custom = posixpath.join(release_dir, migrations_path or "./migrations")
+    return [f"(cd {q(posixpath.join(release_dir, SYSTEM_MIGRATIONS))} 2>/dev/null && ls -1A) "
+            f"| {records('migration-file', 'name', separator=chr(9), where='system')} || true",
+            f"(cd {q(custom)} 2>/dev/null && ls -1A) "
+            f"| {records('migration-file', 'name', separator=chr(9), where='custom')} || true"]
+
+
+def read_plan(remote, runtime, release_dir: str, migrations_path: str = "./migrations") -> SchemaPlan:
     snapshot = posixpath.join(release_dir, SNAPSHOT)
-    script = (
-        f"{EMIT_FUNCTION}\nif [ ! -f {q(snapshot)} ]; then {emit('no-snapshot')}; exit 0; fi\n"
-        + runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1"
-    )
+    script = "\n".join([
+        EMIT_FUNCTION,
+        *migration_files_lines(release_dir, migrations_path),
+        f"if [ ! -f {q(snapshot)} ]; then {emit('no-snapshot')}; exit 0; fi",
+        runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1",
+    ])
     result = remote.script(script, what="read the schema plan", changes=False, check=False)
     output = result.stdout
-    if parse_results(output).has("no-snapshot"):
-        return SchemaPlan(has_snapshot=False)
-    plan = parse_plan(output)
+    reported = parse_results(output)
+    files = {"system": [], "custom": []}
+    for record in reported.all("migration-file"):
+        files[record["where"]].append(record["name"])
+    if reported.has("no-snapshot"):
+        return SchemaPlan(has_snapshot=False, migration_files=files)
+    plan = parse_plan(reported.text)
+    plan.migration_files = files
     if not plan.installed:
         return plan
-    problems = errors_in(output)
+    problems = errors_in(reported.text)
     if result.exit_code != 0 or problems:
         raise DeployError(f"{remote.name}: schema plan failed: {(problems or [remote.error_line(result)])[0][:300]}")
     return plan
@@ -108,15 +150,21 @@ def refuse_deletions(plan: SchemaPlan, allow_destructive: bool) -> None:
         )
 
 
-def migrate_and_apply(remote, layout, runtime, release_dir: str, plan: SchemaPlan) -> dict:
-    """Migrations (or the first install, on an empty database), then the snapshot."""
+def migrate_and_apply(remote, layout, runtime, release_dir: str, plan: SchemaPlan,
+                      applied: list[str] | None = None) -> dict:
+    """Migrations (or the first install, on an empty database), then the snapshot. `applied`:
+    the versions `directus_migrations` holds; with them, migrations run only when some are
+    pending, and the outcome names the versions applied."""
+    pending = pending_migrations(plan.migration_files, applied)
+    outcome = {}
     if not plan.installed:
         steps = [("bootstrap", runtime.cli(release_dir, "bootstrap"))]
+    elif pending == []:
+        steps, outcome["migrations"] = [], []  # nothing to migrate: no Directus started for it
     else:
         steps = [("migrations", runtime.cli(release_dir, "database", "migrate:latest"))]
     if plan.has_snapshot and (plan.changes or not plan.installed):
         steps.append(("schema apply", runtime.cli(release_dir, "schema", "apply", "--yes", SNAPSHOT)))
-    outcome = {}
     for name, command in steps:
         # runs to its end on the host even if this side is interrupted: half a migration is worse
         result = remote.script(serial_lock(layout) + "\n" + command + " 2>&1", what=name, check=False, critical=True)
@@ -124,6 +172,10 @@ def migrate_and_apply(remote, layout, runtime, release_dir: str, plan: SchemaPla
         if result.exit_code != 0 or problems:
             detail = (problems or [remote.error_line(result)])[0][:300]
             raise DeployError(f"{remote.name}: {name} failed: {detail}")
-        applied = re.findall(r"Applying (.+?)\.\.\.", result.stdout)
-        outcome[name] = applied if name != "schema apply" else "applied"
+        if name == "migrations" and pending is not None:
+            outcome[name] = pending  # what was pending is what ran: migrate:latest stops at the first failure
+        elif name == "schema apply":
+            outcome[name] = "applied"
+        else:
+            outcome[name] = re.findall(r"Applying (.+?)\.\.\.", result.stdout)
     return outcome

@@ -9,7 +9,7 @@ from pathlib import Path
 from directus_deploy.core.errors import Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed, describe_problems
 from directus_deploy.core.source import Source, Tag
-from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, read_plan, refuse_deletions
+from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, pending_migrations, read_plan, refuse_deletions
 from directus_deploy.flows.switch import current_release, switch_to
 from directus_deploy.host.remote import q
 from directus_deploy.state import deploylog
@@ -85,7 +85,8 @@ def check_host_extensions(session, release_id: str, manifests: str | None = None
 
 def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan:
     with session.console.step("read the schema plan (dry run)") as step:
-        plan = read_plan(session.remote(), session.runtime, session.layout.release_dir(release_id))
+        plan = read_plan(session.remote(), session.runtime, session.layout.release_dir(release_id),
+                         str(read_shared_env(session).get("MIGRATIONS_PATH") or "./migrations"))
         if not plan.installed:
             step.detail = "empty database: Directus will be installed (bootstrap)"
         elif not plan.has_snapshot:
@@ -98,9 +99,15 @@ def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan
 
 def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     with session.console.step("run migrations and apply the schema") as step:
-        outcome = migrate_and_apply(session.remote(), session.layout, session.runtime, session.layout.release_dir(release_id), plan)
+        applied_before = migrations_now(session)[0] if plan.installed else None
+        outcome = migrate_and_apply(session.remote(), session.layout, session.runtime,
+                                    session.layout.release_dir(release_id), plan, applied_before)
         applied = outcome.get("migrations") or outcome.get("bootstrap") or []
-        step.detail = f"{len(applied)} migrations applied" + ("; schema applied" if "schema apply" in outcome else "")
+        if pending_migrations(plan.migration_files, applied_before) == []:
+            step.detail = "no migration pending"
+        else:
+            step.detail = f"{len(applied)} migrations applied" + (f" ({', '.join(applied[:8])})" if applied else "")
+        step.detail += "; schema applied" if "schema apply" in outcome else ""
     return outcome
 
 

@@ -374,18 +374,23 @@ class BackupRun:
         target = posixpath.join(self.staging, "schema.yaml")
         settings_from_process = process_env_shell(prod.root, prod.settings.from_process if prod.settings else ())
         log = q(self.staging + "/schema.log")
-        snapshot = self.session.runtime.cli(prod.root, "schema", "snapshot", "--yes", "--format", "yaml", target)
+        service = self.session.service
+        # the running Directus answers in a moment; its CLI (a few seconds to start) when it does not
+        cli = self.session.runtime.cli(prod.root, "schema", "snapshot", "--yes", "--format", "yaml", target)
         script = "\n".join([
             EMIT_FUNCTION,
-            settings_from_process + f"{snapshot} > {log} 2>&1 || {{ tail -5 {log} >&2; exit 1; }}",
+            f"if {service.snapshot_to(target)} 2>{log}; then how=http; else rm -f -- {q(target)}",
+            settings_from_process + f"{cli} > {log} 2>&1 || {{ tail -5 {log} >&2; exit 1; }}; how=cli; fi",
             f"rm -f {log}; chmod 0600 {q(target)}",
-            emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"'),
+            emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"',
+                 how='"$how"'),
         ])
-        out = self._write(script, what="take a schema snapshot").stdout
+        out = self._write(script, what="take a schema snapshot", secret_env=service.secret_env).stdout
         snapshot = parse_results(out).first("schema")
         digest, size = snapshot["sha256"], snapshot["size"]
-        self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size)}
-        return f"schema.yaml, {int(size) // 1024} KiB"
+        self.manifest["schema"] = {"file": "schema.yaml", "sha256": digest, "size": int(size), "taken_by": snapshot["how"]}
+        how = "from the running Directus" if snapshot["how"] == "http" else "with Directus's CLI"
+        return f"schema.yaml, {int(size) // 1024} KiB, {how}"
 
     def export_config(self) -> str:
         """Production's system configuration, through Directus's own CLI, into config/."""

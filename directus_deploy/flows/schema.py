@@ -39,6 +39,7 @@ class SchemaPlan:
     deletions: list = field(default_factory=list)
     # the release's migration files: {"system": [...], "custom": [...]}; None when not read
     migration_files: dict | None = None
+    checked_by: str = "cli"  # http: the running Directus found nothing to change (no CLI started)
 
     @property
     def empty(self) -> bool:
@@ -116,15 +117,22 @@ def migration_files_lines(release_dir: str, migrations_path: str) -> list[str]:
             f"| {records('migration-file', 'name', separator=chr(9), where='custom')} || true"]
 
 
-def read_plan(remote, runtime, release_dir: str, migrations_path: str = "./migrations") -> SchemaPlan:
+def read_plan(remote, runtime, release_dir: str, migrations_path: str = "./migrations", service=None) -> SchemaPlan:
+    """The schema plan of a release. With `service` (the running Directus), a snapshot it finds
+    nothing to change in is told in a moment over HTTP; only a snapshot with changes (or one
+    the running Directus cannot compare: another version or vendor) starts the new release's
+    CLI, whose dry run lists the changes."""
     snapshot = posixpath.join(release_dir, SNAPSHOT)
+    unchanged = [f"if {service.schema_unchanged(snapshot)}; then {emit('schema-unchanged')}; exit 0; fi"] if service else []
     script = "\n".join([
         EMIT_FUNCTION,
         *migration_files_lines(release_dir, migrations_path),
         f"if [ ! -f {q(snapshot)} ]; then {emit('no-snapshot')}; exit 0; fi",
+        *unchanged,
         runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1",
     ])
-    result = remote.script(script, what="read the schema plan", changes=False, check=False)
+    result = remote.script(script, what="read the schema plan", changes=False, check=False,
+                           secret_env=service.secret_env if service else None)
     output = result.stdout
     reported = parse_results(output)
     files = {"system": [], "custom": []}
@@ -132,6 +140,8 @@ def read_plan(remote, runtime, release_dir: str, migrations_path: str = "./migra
         files[record["where"]].append(record["name"])
     if reported.has("no-snapshot"):
         return SchemaPlan(has_snapshot=False, migration_files=files)
+    if reported.has("schema-unchanged"):
+        return SchemaPlan(migration_files=files, checked_by="http")
     plan = parse_plan(reported.text)
     plan.migration_files = files
     if not plan.installed:

@@ -86,13 +86,14 @@ def check_host_extensions(session, release_id: str, manifests: str | None = None
 def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan:
     with session.console.step("read the schema plan (dry run)") as step:
         plan = read_plan(session.remote(), session.runtime, session.layout.release_dir(release_id),
-                         str(read_shared_env(session).get("MIGRATIONS_PATH") or "./migrations"))
+                         str(read_shared_env(session).get("MIGRATIONS_PATH") or "./migrations"), session.service)
         if not plan.installed:
             step.detail = "empty database: Directus will be installed (bootstrap)"
         elif not plan.has_snapshot:
             step.detail = "no snapshots/schema.yaml in the release: schema left as it is"
         else:
-            step.detail = "no changes" if plan.empty else "; ".join(plan.changes[:6])
+            step.detail = ("no changes" + (" (asked the running Directus)" if plan.checked_by == "http" else "")
+                           if plan.empty else "; ".join(plan.changes[:6]))
         refuse_deletions(plan, allow_destructive)
     return plan
 

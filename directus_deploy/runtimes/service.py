@@ -76,6 +76,32 @@ fetch(process.argv[1] + '/utils/cache/clear?system=true', { method: 'POST',
 """
 
 
+# GET /schema/snapshot?export=yaml into a file (0600): the schema as the running Directus sees
+# it, with no Directus CLI started. Exit 1 (and the file not written) on any failure.
+_SNAPSHOT_JS = r"""
+const [url, out] = process.argv.slice(1);
+fetch(url + '/schema/snapshot?export=yaml', { headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN },
+  signal: AbortSignal.timeout(60000) })
+  .then(async (r) => { if (!r.ok) throw new Error('HTTP ' + r.status); const text = await r.text();
+    if (!/^collections:/m.test(text)) throw new Error('not a schema snapshot');
+    require('fs').writeFileSync(out, text, { mode: 0o600 }); })
+  .catch((e) => { console.error('schema snapshot over HTTP: ' + String(e.cause?.code || e.message)); process.exit(1); });
+"""
+
+# POST /schema/diff with a snapshot file: exit 0 when the running Directus finds nothing to
+# change (204), 1 otherwise (changes, or a snapshot of another Directus version or database
+# vendor, which Directus refuses without `force`, or any failure).
+_UNCHANGED_JS = r"""
+const [url, file] = process.argv.slice(1);
+const form = new FormData();
+form.append('file', new Blob([require('fs').readFileSync(file)], { type: 'text/yaml' }), 'schema.yaml');
+fetch(url + '/schema/diff', { method: 'POST', body: form, headers: { Authorization: 'Bearer ' + process.env.DIRECTUS_TOKEN },
+  signal: AbortSignal.timeout(60000) })
+  .then((r) => process.exit(r.status === 204 ? 0 : 1))
+  .catch(() => process.exit(1));
+"""
+
+
 def gate_report(text: str) -> dict | None:
     """The health gate's report: the last line of `text` that is its JSON object (None if the
     gate printed none: it could not run, or was killed)."""
@@ -127,6 +153,16 @@ class Service:
         watched = self.runtime.watched(instance)
         script = _HEALTH_JS.replace("{crash_watch}", self.runtime.crash_watch_js())
         return q("node", "-e", script, url, str(timeout), json.dumps(sorted(expected_extensions)), *watched)
+
+    def snapshot_to(self, target: str) -> str:
+        """Shell writing the running Directus's schema snapshot (YAML) to `target` over HTTP;
+        it fails when Directus does not answer (needs `secret_env`)."""
+        return q("node", "-e", _SNAPSHOT_JS, self.config.directus_url, target)
+
+    def schema_unchanged(self, snapshot: str) -> str:
+        """Shell that succeeds only when the running Directus reports no difference between
+        its schema and the snapshot file (needs `secret_env`)."""
+        return q("node", "-e", _UNCHANGED_JS, self.config.directus_url, snapshot)
 
     def clear_cache(self, session) -> None:
         """After the database changed under a running Directus (restore, migrations, schema

@@ -84,7 +84,7 @@ def check_host_extensions(session, release_id: str, manifests: str | None = None
 
 
 def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan:
-    with session.console.step("read the schema plan (dry run)") as step:
+    with session.console.step("read the schema plan") as step:
         plan = read_plan(session.remote(), session.runtime, session.layout.release_dir(release_id),
                          str(read_shared_env(session).get("MIGRATIONS_PATH") or "./migrations"), session.service)
         if not plan.installed:

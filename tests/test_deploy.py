@@ -176,3 +176,40 @@ def test_cleanup_keeps_current_and_last_good_and_drops_failed_ones(bed, deployed
     assert len(left) == 2  # the current one and the last good one (v1)
     stores = list((srv / "shared" / "deps").iterdir())
     assert len(stores) == 1 and (stores[0] / ".complete").exists()
+
+
+def test_the_running_directus_and_the_cli_agree_on_whether_a_snapshot_changes_anything(deployed):
+    """The schema plan asks the running Directus first (POST /schema/diff) and starts the new
+    release's CLI only when that finds changes: on the same snapshots both must say the same."""
+    import yaml
+
+    from directus_deploy.flows.schema import read_plan
+
+    from .helpers import session_for
+
+    setup = deployed["sqlite"]
+    current = (setup["srv"] / "current").resolve()
+    scratch = setup["folder"] / "plan-check"  # the current release, its snapshot replaced
+    (scratch / "snapshots").mkdir(parents=True)
+    for entry in current.iterdir():
+        if entry.name != "snapshots":
+            (scratch / entry.name).symlink_to(entry)
+    unchanged = (current / "snapshots" / "schema.yaml").read_text()
+    noted, dropped = yaml.safe_load(unchanged), yaml.safe_load(unchanged)
+    noted["collections"][0]["meta"]["note"] = "changed by the test"
+    victim = next(f for f in dropped["fields"] if f["collection"] == "articles" and f["field"] != "id")
+    dropped["fields"].remove(victim)
+    session = session_for(setup["env"])
+    try:
+        remote, runtime, service = session.remote(), session.runtime, session.service
+        for name, text in (("unchanged", unchanged), ("a note changed", yaml.safe_dump(noted, sort_keys=False)),
+                           ("a field dropped", yaml.safe_dump(dropped, sort_keys=False))):
+            (scratch / "snapshots" / "schema.yaml").write_text(text)
+            by_cli = read_plan(remote, runtime, str(scratch))
+            asked_first = read_plan(remote, runtime, str(scratch), service=service)
+            assert (asked_first.checked_by == "http") == by_cli.empty, name
+            assert (asked_first.changes, asked_first.deletions) == (by_cli.changes, by_cli.deletions), name
+            assert by_cli.empty == (name == "unchanged"), (name, by_cli.changes)
+        assert by_cli.deletions == [f"field articles.{victim['field']}"]
+    finally:
+        session.close()

@@ -373,18 +373,9 @@ class BackupRun:
         prod = self.production
         target = posixpath.join(self.staging, "schema.yaml")
         settings_from_process = process_env_shell(prod.root, prod.settings.from_process if prod.settings else ())
-        log = q(self.staging + "/schema.log")
         service = self.session.service
-        # the running Directus answers in a moment; its CLI (a few seconds to start) when it does not
-        cli = self.session.runtime.cli(prod.root, "schema", "snapshot", "--yes", "--format", "yaml", target)
-        script = "\n".join([
-            EMIT_FUNCTION,
-            f"if {service.snapshot_to(target)} 2>{log}; then how=http; else rm -f -- {q(target)}",
-            settings_from_process + f"{cli} > {log} 2>&1 || {{ tail -5 {log} >&2; exit 1; }}; how=cli; fi",
-            f"rm -f {log}; chmod 0600 {q(target)}",
-            emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"',
-                 how='"$how"'),
-        ])
+        script = schema_snapshot_script(service, self.session.runtime, prod.root, target, self.staging + "/schema.log",
+                                        settings_from_process)
         out = self._write(script, what="take a schema snapshot", secret_env=service.secret_env).stdout
         snapshot = parse_results(out).first("schema")
         digest, size = snapshot["sha256"], snapshot["size"]
@@ -463,6 +454,22 @@ class BackupRun:
             self.console.say(f"    incomplete backup {self.staging} removed")
         except Exception:  # noqa: BLE001 - the connection may be gone; prune removes it later
             self.console.say(f"    incomplete backup left at {self.staging} (never listed as good; prune removes it)")
+
+
+def schema_snapshot_script(service, runtime, root: str, target: str, log: str, settings_shell: str = "") -> str:
+    """Shell writing production's schema snapshot to `target` and reporting it (`schema`:
+    sha256, size, how). The running Directus answers in a moment (GET /schema/snapshot); when
+    it does not, Directus's CLI of `root` (a few seconds to start) with the settings Directus
+    runs with (`settings_shell`: exported from its process when not in its .env)."""
+    cli = runtime.cli(root, "schema", "snapshot", "--yes", "--format", "yaml", target)
+    return "\n".join([
+        EMIT_FUNCTION,
+        f"if {service.snapshot_to(target)} 2>{q(log)}; then how=http; else rm -f -- {q(target)}",
+        settings_shell + f"{cli} > {q(log)} 2>&1 || {{ tail -5 {q(log)} >&2; exit 1; }}; how=cli; fi",
+        f"rm -f -- {q(log)}; chmod 0600 {q(target)}",
+        emit("schema", sha256=f'"$(sha256sum -- {q(target)} | cut -c1-64)"', size=f'"$(stat -c %s -- {q(target)})"',
+             how='"$how"'),
+    ])
 
 
 def _clock(name: str) -> str:

@@ -100,7 +100,7 @@ def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan
 
 def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     with session.console.step("run migrations and apply the schema") as step:
-        applied_before = migrations_now(session)[0] if plan.installed else None
+        applied_before = _applied_migrations(session) if plan.installed else None
         outcome = migrate_and_apply(session.remote(), session.layout, session.runtime,
                                     session.layout.release_dir(release_id), plan, applied_before)
         applied = outcome.get("migrations") or outcome.get("bootstrap") or []
@@ -110,6 +110,15 @@ def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
             step.detail = f"{len(applied)} migrations applied" + (f" ({', '.join(applied[:8])})" if applied else "")
         step.detail += "; schema applied" if "schema apply" in outcome else ""
     return outcome
+
+
+def _applied_migrations(session) -> list[str] | None:
+    """The versions directus_migrations holds, read through the live production; None when
+    there is none yet (the first release after deploy.setup): then migrate:latest decides."""
+    try:
+        return migrations_now(session)[0]
+    except Refused:
+        return None
 
 
 def switch(session, release_id: str, extensions: list[str], previous: str | None = None) -> dict:

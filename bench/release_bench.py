@@ -3,9 +3,11 @@
     .venv/bin/python bench/release_bench.py
 
 On a fresh SQLite production of the test bed (adopted into the layout first):
-  1. `fab release` of a tag whose package-lock.json is unchanged (dependencies reused)
-  2. `fab release` of a tag whose package-lock.json changed (npm ci into a new store)
-  3. `fab rollback` (code only): total time, Directus's own restart (process manager start
+  1. `fab release` of a tag with a schema change, its package-lock.json unchanged (dependencies
+     reused; Directus's CLI lists the changes and applies them)
+  2. `fab release` of a tag that changes code only (same schema, no migration: no Directus CLI)
+  3. `fab release` of a tag whose package-lock.json changed (npm ci into a new store)
+  4. `fab rollback` (code only): total time, Directus's own restart (process manager start
      until /server/ping and /server/health answer), and the tool's time beyond it
 Each `fab` runs as a user runs it (a new process, over SSH); SSH commands are counted by the tool.
 """
@@ -23,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testbed.bed import TestBed  # noqa: E402
-from testbed.project import add_tag, clone_project  # noqa: E402
+from testbed.project import add_tag, clone_project, hook_extension  # noqa: E402
 from testbed.tool import fab  # noqa: E402
 
 
@@ -39,11 +41,13 @@ def main() -> int:
         package["version"] = lock["version"] = lock["packages"][""]["version"] = "2.0.1"
         add_tag(project, "v2-new-lockfile", {"package.json": json.dumps(package, indent=2) + "\n",
                                              "package-lock.json": json.dumps(lock, indent=2) + "\n"})
+        add_tag(project, "v2-code", hook_extension("directus-extension-bench", "export default () => {};\n"))
         env_file = bed.tool_env(production, work / "tool", DEPLOY_SOURCE=str(project))
         fab(env_file, "deploy.adopt", f"--from={production.folder}")
 
         rows = []
-        for label, tag in (("release, lockfile unchanged", "v2"), ("release, lockfile changed (npm ci)", "v2-new-lockfile")):
+        for label, tag in (("release, schema change", "v2"), ("release, code only", "v2-code"),
+                           ("release, lockfile changed (npm ci)", "v2-new-lockfile")):
             seconds, out = fab(env_file, "release", f"--tag={tag}", "--yes", "--json")
             summary = json.loads(out)
             rows.append((label, seconds, summary["round_trips"], summary["steps"]))
@@ -55,10 +59,14 @@ def main() -> int:
         print("-" * 61)
         for label, secs, trips, _ in rows:
             print(f"{label:<38} {secs:8.1f} {trips:13d}")
-        print(f"changed / unchanged lockfile: {rows[1][1] / rows[0][1]:.1f}x")
-        install = next(v for k, v in rows[1][3].items() if k.startswith("upload and unpack"))
-        reuse_step = next(v for k, v in rows[0][3].items() if k.startswith("upload and unpack"))
+        print(f"lockfile changed / code only: {rows[2][1] / rows[1][1]:.1f}x; "
+              f"lockfile changed / schema change: {rows[2][1] / rows[0][1]:.1f}x")
+        install = next(v for k, v in rows[2][3].items() if k.startswith("upload and unpack"))
+        reuse_step = next(v for k, v in rows[1][3].items() if k.startswith("upload and unpack"))
         print(f"  upload+unpack+dependencies step: {reuse_step:.1f}s reused vs {install:.1f}s with npm ci")
+        for label, _, _, steps in rows[:2]:
+            schema = {k: v for k, v in steps.items() if "schema" in k or "migration" in k}
+            print(f"  {label}: " + "; ".join(f"{k} {v:.1f}s" for k, v in schema.items()))
         print()
         print(f"{'code-only rollback':<38} {seconds:8.1f}")
         print(f"  Directus restart (pm2 start until ping and health answer): {restart:.1f}s")

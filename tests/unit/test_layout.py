@@ -79,7 +79,7 @@ def test_release_and_backup_folders_are_checked_ids():
     assert LAYOUT.release_dir("20260101T120000Z-v1") == "/srv/directus/releases/20260101T120000Z-v1"
     assert LAYOUT.backup_dir("20260101T120000Z-manual") == "/srv/directus/backups/20260101T120000Z-manual"
     with pytest.raises(Refused, match="release id"):
-        LAYOUT.release_dir("../shared")
+        LAYOUT.release_dir("../etc")
     with pytest.raises(Refused, match="backup id"):
         LAYOUT.backup_dir("20260101T120000Z-x/../../../etc")
 

@@ -157,4 +157,4 @@ def test_the_cleanup_shell_with_nothing_doomed_keeps_every_linked_store(tmp_path
 
 def test_the_cleanup_shell_refuses_an_id_that_is_not_one(tmp_path):
     with pytest.raises(Refused):
-        cleanup_lines(Layout(str(tmp_path)), ["../shared"])
+        cleanup_lines(Layout(str(tmp_path)), ["../etc"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from directus_deploy.core.errors import Refused
 
-from .base import LIVE, Engine, parse_counts, parse_migrations, parse_size
+from .base import Engine, parse_counts, parse_migrations, parse_size
 from .mysql import MysqlEngine
 from .postgres import PostgresEngine
 from .sqlite import SqliteEngine
@@ -27,4 +27,4 @@ def engine_for(production) -> Engine:
     return ENGINES[client](production)
 
 
-__all__ = ["LIVE", "Engine", "engine_for", "parse_counts", "parse_migrations", "parse_size"]
+__all__ = ["Engine", "engine_for", "parse_counts", "parse_migrations", "parse_size"]

@@ -7,25 +7,31 @@ from __future__ import annotations
 import secrets
 
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import emit, pairs, parse_results, records, with_emit
+from directus_deploy.host.script import Results, emit, pairs, parse_results, records, with_emit
 
 LIVE = "live"  # the label (`of`) of counts read from production's own database
 
 
-def parse_counts(output: str, of: str = LIVE) -> dict[str, int]:
-    """Rows per table of the counts labelled `of` in a script's output."""
-    return {r["table"]: int(r["rows"]) for r in parse_results(output).all("count") if r.get("of") == of}
+# Each reads a script's output, or its Results when the caller parsed it once already.
+
+def parse_counts(output: str | Results, of: str = LIVE) -> dict[str, int]:
+    """Rows per table of the counts labelled `of`."""
+    return {r["table"]: int(r["rows"]) for r in _results(output).all("count") if r.get("of") == of}
 
 
-def parse_migrations(output: str) -> list[str]:
-    """The applied Directus migrations a script's `migrations()` reported, in order."""
-    return [r["version"] for r in parse_results(output).all("migration")]
+def parse_migrations(output: str | Results) -> list[str]:
+    """The applied Directus migrations `migrations()` reported, in order."""
+    return [r["version"] for r in _results(output).all("migration")]
 
 
-def parse_size(output: str) -> int:
-    """The database size a script's `size()` reported (0 when unknown)."""
-    found = parse_results(output).first("dbsize")
+def parse_size(output: str | Results) -> int:
+    """The database size `size()` reported (0 when unknown)."""
+    found = _results(output).first("dbsize")
     return int(found["bytes"]) if found and found["bytes"].isdigit() else 0
+
+
+def _results(output: str | Results) -> Results:
+    return output if isinstance(output, Results) else parse_results(output)
 
 
 class Engine:

@@ -209,19 +209,19 @@ class BackupRun:
         ]
 
     def read_database(self, out: str) -> str:
-        engine = self.engine
-        before, after = parse_counts(out, "before"), parse_counts(out, "after")
-        restored = parse_counts(out, "scratch")
+        engine, reported = self.engine, parse_results(out)
+        before, after = parse_counts(reported, "before"), parse_counts(reported, "after")
+        restored = parse_counts(reported, "scratch")
         if not restored:
             raise DeployError(f"{self.remote.name}: the dump restored into a scratch database shows no tables")
         problems = mf.compare_counts(restored, before, after)
-        dumped = parse_counts(out, "dump")  # SQLite counts its copy directly
+        dumped = parse_counts(reported, "dump")  # SQLite counts its copy directly
         if dumped and dumped != restored:
             problems.append("the scratch restore's row counts differ from the backup copy's")
         if problems:
             raise DeployError(f"{self.remote.name}: the dump failed verification: {'; '.join(problems[:3])}")
-        migrations = parse_migrations(out)
-        dumped_file = parse_results(out).first("dump")
+        migrations = parse_migrations(reported)
+        dumped_file = reported.first("dump")
         size, digest = dumped_file["size"], dumped_file["sha256"]
         self.manifest["database"] = {
             "engine": engine.name,

@@ -161,11 +161,10 @@ def refuse_deletions(plan: SchemaPlan, allow_destructive: bool) -> None:
 
 
 def migrate_and_apply(remote, layout, runtime, release_dir: str, plan: SchemaPlan,
-                      applied: list[str] | None = None) -> dict:
-    """Migrations (or the first install, on an empty database), then the snapshot. `applied`:
-    the versions `directus_migrations` holds; with them, migrations run only when some are
-    pending, and the outcome names the versions applied."""
-    pending = pending_migrations(plan.migration_files, applied)
+                      pending: list[str] | None = None) -> dict:
+    """Migrations (or the first install, on an empty database), then the snapshot. `pending`
+    (`pending_migrations`): none pending starts no Directus for them; otherwise the outcome
+    names the versions applied. None: not known, migrate:latest decides."""
     outcome = {}
     if not plan.installed:
         steps = [("bootstrap", runtime.cli(release_dir, "bootstrap"))]

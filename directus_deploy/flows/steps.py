@@ -100,11 +100,11 @@ def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan
 
 def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     with session.console.step("run migrations and apply the schema") as step:
-        applied_before = _applied_migrations(session) if plan.installed else None
+        pending = pending_migrations(plan.migration_files, _applied_migrations(session)) if plan.installed else None
         outcome = migrate_and_apply(session.remote(), session.layout, session.runtime,
-                                    session.layout.release_dir(release_id), plan, applied_before)
+                                    session.layout.release_dir(release_id), plan, pending)
         applied = outcome.get("migrations") or outcome.get("bootstrap") or []
-        if pending_migrations(plan.migration_files, applied_before) == []:
+        if pending == []:
             step.detail = "no migration pending"
         else:
             step.detail = f"{len(applied)} migrations applied" + (f" ({', '.join(applied[:8])})" if applied else "")

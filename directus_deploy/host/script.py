@@ -89,20 +89,19 @@ def records(kind: str, *columns: str, separator: str, **fixed: object) -> str:
     of `kind` with `columns` for its fields (extra fields are left out) and the `fixed` fields
     (values known here: quoted here, unlike `emit`'s). For many results at once (a table's row
     counts) in one process, with nothing to define first: it fits inside any fragment or pipeline."""
-    words = [kind, len(columns), *columns]
-    for key, value in fixed.items():
-        words += [key, value]
-    return f"LC_ALL=C awk -F {q(separator)} -- '{_RECORDS_AWK}' {q(*words)}"
+    return f"LC_ALL=C awk -F {q(separator)} -- '{_RECORDS_AWK}' {q(kind, len(columns), *columns, *_flat(fixed))}"
 
 
 def pairs(kind: str, name: str, value: str, *, separator: str, **fixed: object) -> str:
     """Shell filter: every `name<separator>value` line of its input becomes one record of `kind`
     with fields `name` and `value`, cut at the line's last separator (one character), so the name
     may hold the separator itself (a table called `a|b`). `fixed` as for `records`."""
-    words = [kind, name, value]
-    for key, field_value in fixed.items():
-        words += [key, field_value]
-    return f"LC_ALL=C awk -F {q(separator)} -- '{_PAIRS_AWK}' {q(*words)}"
+    return f"LC_ALL=C awk -F {q(separator)} -- '{_PAIRS_AWK}' {q(kind, name, value, *_flat(fixed))}"
+
+
+def _flat(fixed: dict) -> list:
+    """Fixed fields as the awk programs read them: key, value, key, value..."""
+    return [word for item in fixed.items() for word in item]
 
 
 def with_emit(fragment: str) -> str:
@@ -189,6 +188,16 @@ class Results:
     def text(self) -> str:
         """The ordinary output without the records, as it was printed."""
         return "".join(line + "\n" for line in self.lines)
+
+
+def json_object(text: str) -> dict | None:
+    """A record's field that holds a JSON document read on the host (a summary, a REVISION):
+    the object, or None when it is cut short (a full disk) or not an object."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def parse_results(stdout: str) -> Results:

@@ -10,7 +10,15 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, parse_counts
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, section, split_sections, with_emit
+from directus_deploy.host.script import (
+    EMIT_FUNCTION,
+    emit,
+    json_object,
+    parse_results,
+    section,
+    split_sections,
+    with_emit,
+)
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.production import locate
 
@@ -41,25 +49,17 @@ def parse_backups(out: str) -> tuple[list[dict], list[str]]:
         if record["kind"] == "incomplete":
             incomplete.append(record["id"])
         elif record["kind"] == "backup":
-            summary = _json_object(record["summary"])
+            summary = json_object(record["summary"])
             if summary is None:
                 continue  # a summary cut short (a full disk): no backup
             summary["id"] = record["id"]
             shares = record["shares"]
             summary["uploads_in"] = (shares.split("/")[1] if shares.startswith("../") else shares) or None
-            last_check = _json_object(record["verified"])
+            last_check = json_object(record["verified"])
             if last_check is not None:
                 summary["last_check"] = last_check
             backups.append(summary)
     return backups, incomplete
-
-
-def _json_object(text: str) -> dict | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def read_manifest(remote, layout, backup_id: str) -> dict:

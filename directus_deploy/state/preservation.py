@@ -78,19 +78,19 @@ def check_preservation(session, production, manifest: dict, *, exact: bool, part
     out = remote.script("\n".join(lines) or "true", what="check what production holds", changes=False,
                         secret_env={**(engine.secret_env() if engine else {}), **production.storage_secret_env()} or None
                         ).stdout
-    found = split_sections(out)
+    found, reported = split_sections(out), parse_results(out)
     if migrations is not None:
-        migrations.extend(parse_migrations(out))
+        migrations.extend(parse_migrations(reported))
     checks = []
     if engine:
-        live = parse_counts(out)
+        live = parse_counts(reported)
         expected = manifest["database"]["tables"]
         problems = table_problems(expected, live, exact=exact, allowed_losses=allowed_losses)
         checks.append(("database", "OK" if not problems else "FAIL",
                        f"{len(expected)} tables, every row still there" if not problems else "; ".join(problems[:5])))
     for part, folder in folders.items():
         checks.append(_files_check(remote, part, folder, manifest[part]["files"], found))
-    differences = {record["location"]: record["differences"] for record in parse_results(out).all("bucket")}
+    differences = {record["location"]: record["differences"] for record in reported.all("bucket")}
     for part, bucket in buckets.items():
         count = differences.get(bucket.location, "?").strip()
         checks.append((part, "OK" if count == "0" else "FAIL",

@@ -28,7 +28,7 @@ from directus_deploy.core.extensions import (
 )
 from directus_deploy.core.source import Source, Tag
 from directus_deploy.host.remote import Remote, RemoteGroup, q
-from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, with_emit
+from directus_deploy.host.script import EMIT_FUNCTION, emit, json_object, parse_results, with_emit
 from directus_deploy.state import deploylog
 from directus_deploy.state.layout import Layout
 from directus_deploy.state.shared import link_lines, shared_links
@@ -204,12 +204,7 @@ def parse_releases(out: str) -> list[dict]:
     current = posixpath.basename((reported.first("current") or {}).get("target", "").strip())
     releases = []
     for record in reported.all("release"):
-        try:
-            revision = json.loads(record["revision"]) if record["revision"] else {}
-        except ValueError:
-            revision = {}
-        if not isinstance(revision, dict):
-            revision = {}
+        revision = json_object(record["revision"]) or {}
         modules = record["modules"]
         # the node_modules link names the dependency store (shared/deps/<key>/node_modules)
         revision["deps"] = posixpath.basename(posixpath.dirname(modules)) if modules else "?"

@@ -63,7 +63,8 @@ class NoDirectus:
 def test_nothing_pending_and_no_schema_change_starts_no_directus(tmp_path):
     remote = LocalRemote()
     plan = SchemaPlan(migration_files={"system": SYSTEM, "custom": []})
-    outcome = migrate_and_apply(remote, None, NoDirectus(), str(tmp_path), plan, ["20201028A", "20260909A"])
+    outcome = migrate_and_apply(remote, None, NoDirectus(), str(tmp_path), plan,
+                                pending_migrations(plan.migration_files, ["20201028A", "20260909A"]))
     assert outcome == {"migrations": []} and remote.commands == []
 
 
@@ -78,6 +79,6 @@ def test_pending_migrations_are_run_and_named_by_version(tmp_path):
     remote = LocalRemote()
     plan = SchemaPlan(migration_files={"system": SYSTEM + ["20261201A-add-x.js"], "custom": []})
     outcome = migrate_and_apply(remote, Layout(str(tmp_path)), EchoDirectus(), str(tmp_path), plan,
-                                ["20201028A", "20260909A"])
+                                pending_migrations(plan.migration_files, ["20201028A", "20260909A"]))
     assert outcome == {"migrations": ["20261201A"]}
     assert len(remote.commands) == 1 and "migrate:latest" in remote.commands[0]

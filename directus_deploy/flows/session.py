@@ -52,6 +52,7 @@ class Session:
                 secrets=self.config.secrets,
                 say=self.console.say,
                 secret_guard=self.runtime.secret_guard,
+                settings_reader=self.runtime if self.runtime.READS_OWN_SETTINGS else None,
             )
         return self._remotes[key]
 

@@ -3,6 +3,7 @@ and strung together by the release. Each prints its name, outcome and duration."
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from directus_deploy.flows.schema import SchemaPlan, migrate_and_apply, pending_
 from directus_deploy.flows.switch import current_release, switch_to
 from directus_deploy.host.remote import q
 from directus_deploy.state import deploylog
-from directus_deploy.state.production import locate, parse_env
+from directus_deploy.state.production import locate, parse_env, register_secrets
 from directus_deploy.state.releases import (
     create_release,
     create_release_everywhere,
@@ -23,24 +24,54 @@ from directus_deploy.state.releases import (
 )
 
 
-def read_shared_env(session) -> dict:
-    """The production .env from shared/ (the release links to it)."""
+def read_shared_env(session, tag: Tag | None = None) -> dict:
+    """The settings a new release links its shared state by: the production's, or the .env in
+    shared/ (the release links to it). A runtime that reads its own settings (compose) with no
+    production yet reads them from the tag's files beside that .env (`tag`)."""
     known = session.production
     if known is not None and known.in_layout:
         return known.env  # read moments ago from the same file, through the release's link
     text = session.remote().read_file(session.layout.shared_env, missing_ok=True)
     if text is None:
         raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
-    return parse_env(session.remote(), text)
+    env = parse_env(session.remote(), text)
+    if session.runtime.READS_OWN_SETTINGS and tag is not None and not session.dry_run:
+        try:
+            return production_now(session).env
+        except Refused:
+            return tag_settings(session, tag)
+    return env
+
+
+def tag_settings(session, tag: Tag) -> dict:
+    """Directus's settings as the runtime reads them from the tag's top-level files, in a
+    scratch folder on the host beside a link to the production .env (no release exists yet)."""
+    remote, source = session.remote(), Source(session.config.source)
+    names = [p for p in source.files(tag) if "/" not in p and p.endswith((".yml", ".yaml"))]
+    scratch = posixpath.join(session.layout.releases, ".settings-" + tag.commit[:12])
+    remote.script(f"rm -rf -- {q(scratch)} && mkdir -m 700 -- {q(scratch)} && "
+                  f"ln -s -- {q(session.layout.shared_env)} {q(scratch + '/.env')}", what="make a scratch folder")
+    try:
+        for name in names:  # through standard input: a compose file may hold secrets
+            remote.write_file(posixpath.join(scratch, name), source.read(tag, name).decode("utf-8", "replace"),
+                              mode="0600")
+        out = remote.script("root=" + q(scratch) + "\n" + session.runtime.settings_script('"$root"'),
+                            what="read the tag's settings", changes=False).stdout
+    finally:
+        remote.run(["rm", "-rf", "--", scratch], check=False)
+    found = session.runtime.read_settings(scratch, out)
+    register_secrets(remote, found["process"])
+    return found["process"]
 
 
 def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
     """Check and pack the tag here, then make its release on the host. Returns REVISION."""
     console = session.console
-    env = read_shared_env(session)
+    env = read_shared_env(session, tag)
     with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
         with console.step(f"check extensions and pack tag {tag.name}") as step:
-            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say,
+                                lockfile=session.runtime.RELEASE_HOLDS_DEPENDENCIES)
             built = f", built {', '.join(code.built)}" if code.built else ""
             step.detail = f"{len(code.extensions)} extension manifests valid{built}"
         release_id = release_id_for(tag)
@@ -48,17 +79,32 @@ def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
             revision = create_release(session, code, release_id, env, progress=None, base_release=base_release)
             if not session.dry_run:
                 step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
+    if session.runtime.READS_OWN_SETTINGS and not session.dry_run:
+        check_release_settings(session, release_id, env)
     return revision
+
+
+def check_release_settings(session, release_id: str, env: dict) -> None:
+    """The new release, as its runtime will start it (its own compose file), keeps its state
+    where production keeps it: the same database and uploads, on the host."""
+    with session.console.step("check the release's settings") as step:
+        new = locate(session.remote(), session.layout, session.layout.release_dir(release_id))
+        for key in ("DB_CLIENT", "DB_FILENAME", "DB_HOST", "DB_DATABASE", "STORAGE_LOCAL_ROOT"):
+            if str(new.env.get(key, "")) != str(env.get(key, "")):
+                raise Refused(f"release {release_id}: {key} is {new.env.get(key, '') or 'unset'} where production has "
+                              f"{env.get(key, '') or 'unset'}; a release must keep the database and uploads where they are")
+        step.detail = f"Directus {new.directus_version or '?'}, the same database and uploads"
 
 
 def deploy_code_everywhere(session, views, tag: Tag) -> dict:
     """`deploy_code` on several hosts at once: the code checked and packed once here, then
     uploaded and unpacked on every host in parallel. {view: REVISION}."""
     console = session.console
-    env = read_shared_env(views[0])
+    env = read_shared_env(views[0], tag)
     with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
         with console.step(f"check extensions and pack tag {tag.name}") as step:
-            code = prepare_code(Source(session.config.source), tag, Path(work), console.say)
+            code = prepare_code(Source(session.config.source), tag, Path(work), console.say,
+                                lockfile=session.runtime.RELEASE_HOLDS_DEPENDENCIES)
             step.detail = f"{len(code.extensions)} extension manifests valid"
         release_id = release_id_for(tag)
         with console.step(f"upload and unpack release {release_id} on {len(views)} hosts in parallel") as step:

@@ -79,8 +79,12 @@ class Remote:
         secrets: Iterable[str] = (),
         say: Callable[[str], None] = print,
         secret_guard: Callable[[Iterable[str]], str] | None = None,
+        settings_reader=None,
     ):
         self.connection = connection
+        # how the settings Directus runs with are read on this host, when not from the running
+        # process and its .env (the runtime's: settings_script(root_word), read_settings(root, out))
+        self.settings_reader = settings_reader
         # shell that keeps exported secrets from being recorded by what runs Directus (the
         # runtime's), defined before every command that holds secrets
         self.secret_guard = secret_guard

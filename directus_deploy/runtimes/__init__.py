@@ -13,10 +13,11 @@ from directus_deploy.core.config import Key, parse_choice
 from directus_deploy.core.errors import ConfigError
 from directus_deploy.runtimes.base import Instance, Runtime
 from directus_deploy.runtimes.command import Command
+from directus_deploy.runtimes.compose import Compose
 from directus_deploy.runtimes.pm2 import Pm2
 from directus_deploy.runtimes.systemd import Systemd
 
-RUNTIMES: dict[str, type[Runtime]] = {runtime.NAME: runtime for runtime in (Pm2, Systemd, Command)}
+RUNTIMES: dict[str, type[Runtime]] = {runtime.NAME: runtime for runtime in (Pm2, Systemd, Command, Compose)}
 
 KEYS = (
     Key("DIRECTUS_SERVICE", "service", parse_choice(*RUNTIMES), default="pm2", example="pm2"),

@@ -43,6 +43,8 @@ class Runtime:
     RUNS_TWO = False  # can run two instances side by side on two ports (blue/green)
     KEYS: tuple = ()  # its configuration keys (core.config.Key)
     TOOLS: dict[str, str] = {}  # host commands it needs, and why
+    RELEASE_HOLDS_DEPENDENCIES = True  # a release links node_modules (npm ci); False: an image holds Directus
+    READS_OWN_SETTINGS = False  # True: settings_script/read_settings say what Directus runs with
 
     def __init__(self, config, layout=None):
         self.config = config
@@ -101,6 +103,21 @@ class Runtime:
         """Shell run before the commands of a script that exports secrets ("" for none): a
         runtime that records the environment it starts processes with must not record those."""
         return ""
+
+    # -- what Directus runs with (READS_OWN_SETTINGS) and what a release needs (dependencies) ------
+
+    def settings_script(self, root_word: str) -> str:
+        """Shell printing what `read_settings` reads, for the release folder in `root_word`."""
+        raise NotImplementedError
+
+    def read_settings(self, root: str, output: str) -> dict:
+        """The settings reader's JSON (state/settings.py) from what settings_script printed."""
+        raise NotImplementedError
+
+    def dependencies_lines(self, release_dir: str) -> list[str]:
+        """Shell run in a new release (not yet live) when it holds no node_modules: what makes
+        Directus ready to start from it (an image built or found). It emits one `deps` record."""
+        raise NotImplementedError
 
     # -- Directus's command line, for a release -------------------------------------------------
 

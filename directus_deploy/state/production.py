@@ -129,12 +129,18 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
     else:
         root_expr = q(layout.current)
     # one round trip: the folder, the Directus version, and the settings Directus runs with
+    reader = remote.settings_reader
+    if reader:
+        settings_part = "echo '---settings---'; " + reader.settings_script('"$root"')
+    else:
+        settings_part = (
+            'v=$(sed -n \'s/^ *"version": *"\\([^"]*\\)".*/\\1/p\' "$root/node_modules/directus/package.json" 2>/dev/null | head -1); '
+            'echo "version=$v"; ' + find_process_shell() + '; echo "---settings---"; '
+            f'cd "$root" && node -e {q(READ_JS)} "$root" "$pid"'
+        )
     script = (
         f"root=$(readlink -f -- {root_expr}) && test -d \"$root\" || {{ echo NO_ROOT; exit 0; }}; "
-        'echo "root=$root"; '
-        'v=$(sed -n \'s/^ *"version": *"\\([^"]*\\)".*/\\1/p\' "$root/node_modules/directus/package.json" 2>/dev/null | head -1); '
-        'echo "version=$v"; ' + find_process_shell() + '; echo "---settings---"; '
-        f'cd "$root" && node -e {q(READ_JS)} "$root" "$pid"'
+        'echo "root=$root"; ' + settings_part
     )
     out = remote.query(script, what="read the production's settings").stdout
     head, _, settings_json = out.partition("---settings---\n")
@@ -143,11 +149,15 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
         fix = "check the folder" if install else "run fab deploy.setup or fab deploy.adopt --from=<install folder>"
         raise Refused(f"{remote.name}: no Directus production at {where}; {fix}")
     facts = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
-    try:
-        found = json.loads(settings_json.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise Refused(f"{remote.name}: cannot read Directus's settings in {facts['root']} with node "
-                      "(is Node on the host's PATH, or DEPLOY_NODE_PATH set?)") from None
+    if reader:
+        found = reader.read_settings(facts["root"], settings_json)
+        facts["version"] = found.get("version", "")
+    else:
+        try:
+            found = json.loads(settings_json.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise Refused(f"{remote.name}: cannot read Directus's settings in {facts['root']} with node "
+                          "(is Node on the host's PATH, or DEPLOY_NODE_PATH set?)") from None
     settings = settings_from(found, lambda text: parse_env(remote, text))
     if settings.format == "missing" and not settings.from_process:
         raise Refused(f"{remote.name}: {settings.config_path} is missing; Directus has no configuration there")

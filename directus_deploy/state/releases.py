@@ -62,8 +62,9 @@ class PreparedCode:
     built: list
 
 
-def prepare_code(source: Source, tag: Tag, work: Path, say) -> PreparedCode:
-    """Archive the tag, check every extension manifest, build what needs building."""
+def prepare_code(source: Source, tag: Tag, work: Path, say, *, lockfile: bool = True) -> PreparedCode:
+    """Archive the tag, check every extension manifest, build what needs building. `lockfile`:
+    the release installs its dependencies from the tag's package-lock.json (not: an image)."""
     archive = work / f"{tag.name}.tar"
     source.archive(tag, archive)
     listing = source.files(tag)
@@ -79,7 +80,7 @@ def prepare_code(source: Source, tag: Tag, work: Path, say) -> PreparedCode:
         if extension.folder not in built and missing_entries(extension, present):
             raise Refused(f"tag {tag.name}: {extension.folder} has no {', '.join(missing_entries(extension, present))} "
                           "and no build script")
-    return PreparedCode(tag, archive, source.lockfile_hash(tag), extensions, built)
+    return PreparedCode(tag, archive, source.lockfile_hash(tag) if lockfile else "", extensions, built)
 
 
 def compress(archive: Path) -> Path:
@@ -108,12 +109,13 @@ def _incoming(layout: Layout, release_id: str) -> tuple[str, str]:
             posixpath.join(layout.releases, f".tmp-{release_id}"))
 
 
-def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict, revision: dict) -> str:
+def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict, revision: dict,
+                  dependencies=None) -> str:
     """Shell making the release from the uploaded archive: the same on every host (what differs,
-    whether the dependency store exists, is found out there)."""
+    whether the dependency store exists, is found out there). `dependencies(release_dir)`: the
+    runtime's lines making Directus ready when a release holds no node_modules (an image)."""
     incoming, temp = _incoming(layout, release_id)
     final = layout.release_dir(release_id)
-    deps_key_prefix = code.lockfile_sha256[:16]
     links = shared_links(layout, env)
     return "\n".join([
         EMIT_FUNCTION,
@@ -121,6 +123,20 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
         f"rm -f -- {q(incoming)}",
         *link_lines(temp, links, q),
+        *(npm_store_lines(layout, code, temp) if dependencies is None else dependencies(temp)),
+        f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
+        f"mv -T -- {q(temp)} {q(final)}",
+        emit("deps", key='"$key"', how='"$how"'),
+        # what Directus will load, read in the same round trip, checked before the switch
+        f"cd {q(final)}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
+    ])
+
+
+def npm_store_lines(layout: Layout, code: PreparedCode, temp: str) -> list[str]:
+    """The release's node_modules: a link to the dependency store of its lockfile and the host's
+    Node major, installed with npm ci into a temporary folder first when there is none."""
+    deps_key_prefix = code.lockfile_sha256[:16]
+    return [
         "major=$(node -p 'process.versions.node.split(\".\")[0]')",
         f"key={q(deps_key_prefix)}-node$major; store={q(layout.shared_deps)}/$key",
         'if [ -f "$store/.complete" ]; then how=reused; else how=installed',
@@ -132,12 +148,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         "  mv -T -- \"$work\" \"$store\" 2>/dev/null || rm -rf -- \"$work\"",  # another run won the race
         "fi",
         f"rm -rf -- {q(temp + '/node_modules')} && ln -s -- {q(layout.DEPS_FROM_RELEASE)}\"/$key/node_modules\" {q(temp + '/node_modules')}",
-        f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
-        f"mv -T -- {q(temp)} {q(final)}",
-        emit("deps", key='"$key"', how='"$how"'),
-        # what Directus will load, read in the same round trip, checked before the switch
-        f"cd {q(final)}/extensions 2>/dev/null && {PRINT_MANIFESTS}; true",
-    ])
+    ]
 
 
 def _made(revision: dict, out: str) -> dict:
@@ -149,6 +160,11 @@ def _made(revision: dict, out: str) -> dict:
     return made
 
 
+def _dependencies(runtime):
+    """The runtime's own dependency lines, or None for the npm store of every node runtime."""
+    return None if runtime.RELEASE_HOLDS_DEPENDENCIES else runtime.dependencies_lines
+
+
 def create_release(session, code: PreparedCode, release_id: str, env: dict, *, progress=None,
                    base_release: str | None = None) -> dict:
     """Upload and unpack the code, link shared state and dependencies. Returns REVISION."""
@@ -158,7 +174,8 @@ def create_release(session, code: PreparedCode, release_id: str, env: dict, *, p
     revision = new_revision(code, release_id, base_release)
     remote.upload(compress(code.archive), incoming, progress=progress)  # releases/ exists since setup or adopt
     try:
-        out = remote.script(unpack_script(layout, code, release_id, env, revision), what="unpack the release").stdout
+        out = remote.script(unpack_script(layout, code, release_id, env, revision, _dependencies(session.runtime)),
+                            what="unpack the release").stdout
     except BaseException:
         remote.run(["rm", "-rf", "--", temp, incoming], check=False)
         raise
@@ -174,7 +191,8 @@ def create_release_everywhere(views, code: PreparedCode, release_id: str, env: d
     incoming, temp = _incoming(layout, release_id)
     revision = new_revision(code, release_id)
     group.upload(compress(code.archive), incoming)
-    results = group.script(unpack_script(layout, code, release_id, env, revision), what="unpack the release")
+    script = unpack_script(layout, code, release_id, env, revision, _dependencies(views[0].runtime))
+    results = group.script(script, what="unpack the release")
     failed = {remote.name: remote.error_line(result) for remote, result in results.items() if not result.ok}
     if failed:
         group.script(f"rm -rf -- {q(temp)} {q(incoming)} {q(layout.release_dir(release_id))}", what="remove the release")

@@ -1,0 +1,254 @@
+"""Docker Compose runs Directus (DIRECTUS_SERVICE=compose): one service of a compose project
+(DIRECTUS_COMPOSE_SERVICE, default `directus`) whose compose file comes with each release.
+
+Every command names the project (DIRECTUS_COMPOSE_PROJECT) so that a release folder of another
+name stays the same compose project: its other services (the database) and its named volumes
+are the ones that ran before. Only the Directus service is ever started, stopped or recreated
+(`--no-deps`): the database container is left alone by every release.
+
+Directus's image runs `node cli.js bootstrap` at every start, and bootstrap runs every pending
+migration. The tool migrates first, with the new release's image (`compose run --rm --no-deps`),
+after its backup and schema gate, so the start that follows finds nothing left to migrate.
+
+The settings Directus runs with are the service's environment as Compose resolves it
+(`docker compose config`: `environment`, `env_file`, `.env` interpolation) over the image's
+own defaults. Paths in them are paths inside the container; they are turned into paths of the
+host through the service's bind mounts, relative to the release folder, so the rest of the tool
+(shared links, backups, engines) sees the same settings an npm install would have.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+
+from directus_deploy.core.config import Key, parse_line, parse_name
+from directus_deploy.core.errors import Refused
+from directus_deploy.host.remote import q
+from directus_deploy.host.script import section, split_sections
+from directus_deploy.runtimes.base import Instance, Runtime
+
+WORKDIR = "/directus"  # the official image's working folder (where cli.js lives)
+CLI = "/directus/cli.js"
+MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds nothing pending
+
+# The gate's crash watch: the service's container exiting or restarting while the gate waits
+# (bootstrap failing, a bad image) fails the gate at once. `app` is "<project>/<service>".
+_CRASH_WATCH_JS = r"""
+const { execFileSync } = require('child_process');
+const [project, service] = (app || '/').split('/');
+let lastLook = 0, seenRestarts = null;
+const crashed = () => {
+  if (!project || Date.now() - lastLook < 1000) return null;
+  lastLook = Date.now();
+  let line = '';
+  try {
+    line = execFileSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project=' + project,
+      '--filter', 'label=com.docker.compose.service=' + service, '--filter', 'label=com.docker.compose.oneoff=False',
+      '--format', '{{.ID}} {{.State}}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
+  } catch (e) { return null; }
+  const [id, state] = line.split(' ');
+  if (!id) return null;
+  if (state === 'exited' || state === 'dead') return `the ${service} container exited while starting; see: docker compose -p ${project} logs ${service}`;
+  let restarts = 0;
+  try { restarts = Number(execFileSync('docker', ['inspect', '-f', '{{.RestartCount}}', id], { encoding: 'utf8' }).trim()) || 0; } catch (e) {}
+  seenRestarts ??= restarts;
+  if (restarts - seenRestarts >= 2) return `the ${service} container keeps restarting (${restarts - seenRestarts} times); see: docker compose -p ${project} logs ${service}`;
+  return null;
+};
+"""
+
+
+def _project_name(value: str) -> str:
+    # Compose's own rule: lower-case letters, digits, dashes and underscores, not starting with - or _
+    if not value or not all(c.islower() or c.isdigit() or c in "-_" for c in value) or value[0] in "-_":
+        raise ValueError("must be a compose project name: lower-case letters, digits, - and _")
+    return value
+
+
+class Compose(Runtime):
+    NAME = "compose"
+    KEYS = (
+        Key("DIRECTUS_COMPOSE_PROJECT", "compose_project", _project_name, default="directus", example="directus"),
+        Key("DIRECTUS_COMPOSE_SERVICE", "compose_service", parse_name, default="directus", example="directus"),
+        Key("DIRECTUS_COMPOSE_FILE", "compose_file", parse_line, optional=True, example="docker-compose.yml"),
+    )
+    TOOLS = {"docker": "runs Directus when DIRECTUS_SERVICE=compose (Docker Engine with Compose v2)"}
+    RELEASE_HOLDS_DEPENDENCIES = False  # the image holds Directus; a release holds no node_modules
+    READS_OWN_SETTINGS = True
+
+    @property
+    def project(self) -> str:
+        return self.config.compose_project
+
+    @property
+    def service(self) -> str:
+        return self.config.compose_service
+
+    def compose(self, root: str | None, *args: str, root_word: str | None = None) -> str:
+        """`docker compose` for the project, run in the release folder `root` (or the shell
+        word `root_word`: "$root") with its compose file; None for a command that needs no file."""
+        where = root_word or (q(root) if root else None)
+        if not where:
+            return f"docker compose --progress quiet -p {q(self.project)} {q(*args)}"
+        files = f" -f {q(self.config.compose_file)}" if self.config.compose_file else ""
+        return f"cd {where} && docker compose --progress quiet -p {q(self.project)}{files} {q(*args)}"
+
+    # -- the service -----------------------------------------------------------------------------
+
+    def stop(self) -> str:
+        return self.compose(None, "stop", self.service)
+
+    def start(self, root: str) -> str:
+        """Recreate the Directus service from the release folder `root` (its compose file, its
+        image, its bind mounts), never its dependencies; a start with nothing changed restarts it."""
+        return self.compose(root, "up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull",
+                            self.service)
+
+    def instances(self) -> list[Instance]:
+        return [Instance("plain", f"{self.project}/{self.service}", None, kind="compose service")]
+
+    def status(self, instance: Instance) -> str:
+        running = self.compose(None, "ps", "--status", "running", "--quiet", self.service)
+        return f"if [ -n \"$({running} 2>/dev/null)\" ]; then echo online; else echo stopped; fi"
+
+    def watched(self, instance: Instance | None = None) -> list[str]:
+        return [f"{self.project}/{self.service}"]
+
+    def crash_watch_js(self) -> str:
+        return _CRASH_WATCH_JS
+
+    # -- Directus's command line -------------------------------------------------------------------
+
+    def cli(self, release_dir: str, *args: str) -> str:
+        """Directus's CLI in a one-off container of the release's image and settings, with the
+        release folder mounted read-only at its own path (a relative argument, such as the
+        snapshot, is read from there) and the folder of an absolute argument mounted writable."""
+        mounts = [release_dir]
+        words = []
+        for arg in args:
+            if arg.startswith("/"):
+                mounts.append(posixpath.dirname(arg))
+                words.append(arg)
+            elif "/" in arg and not arg.startswith("-"):
+                words.append(posixpath.join(release_dir, arg))
+            else:
+                words.append(arg)
+        volumes = [f"{mounts[0]}:{mounts[0]}:ro", *(f"{m}:{m}" for m in mounts[1:])]
+        return self.compose(release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull",
+                            *(part for v in volumes for part in ("-v", v)), self.service,
+                            "node", CLI, *words)
+
+    def dependencies_lines(self, release_dir: str) -> list[str]:
+        """The release's image, there before anything starts from it: found on the host
+        (an unchanged image is neither pulled nor rebuilt), else pulled."""
+        images = self.compose(release_dir, "config", "--images", self.service)
+        return [
+            f"img=$({images} | head -1)",
+            '[ -n "$img" ] || { echo "the compose file names no image for the service" >&2; exit 1; }',
+            'if docker image inspect "$img" >/dev/null 2>&1; then how=present; else',
+            f"  {self.compose(release_dir, 'pull', '--quiet', self.service)} && how=pulled",
+            "fi",
+            "key=$img",
+        ]
+
+    def start_entry(self, root: str) -> str:
+        return CLI
+
+    # -- what Directus runs with -------------------------------------------------------------------
+
+    def settings_script(self, root_word: str) -> str:
+        """Shell printing, for the release folder in the shell word `root_word`, the service's
+        configuration as Compose resolves it and its image's defaults (two sections)."""
+        return (
+            section("compose") + "; " + self.compose(None, "config", "--format", "json", root_word=root_word)
+            + " 2>&1; " + section("image") + "; "
+            f"img=$({self.compose(None, 'config', '--images', self.service, root_word=root_word)} | head -1) && "
+            "docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null; true"
+        )
+
+    def read_settings(self, root: str, output: str) -> dict:
+        """What `settings_script` printed, as the settings reader's JSON (state/settings.py)."""
+        parts = split_sections(output)
+        try:
+            config = json.loads(parts.get("compose") or "")
+        except ValueError:
+            detail = (parts.get("compose") or output).strip().splitlines()
+            raise Refused(f"docker compose cannot read the compose project in {root}: "
+                          f"{detail[-1] if detail else 'no output'}") from None
+        try:
+            image = json.loads((parts.get("image") or "").strip() or "null") or {}
+        except ValueError:
+            image = {}
+        return settings_of(config, image, self.service, root)
+
+
+def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
+    """Directus's settings in the service `service` of a resolved compose configuration, with
+    its container paths turned into paths relative to `root` through the bind mounts.
+    Returns the settings reader's JSON: {"process": {...}, "config_path", "real_path", "version"}."""
+    services = config.get("services") or {}
+    if service not in services:
+        raise Refused(f"the compose file in {root} has no service {service!r} "
+                      f"(services: {', '.join(sorted(services)) or 'none'}); set DIRECTUS_COMPOSE_SERVICE")
+    spec = services[service]
+    env = {}
+    for item in image.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    for key, value in (spec.get("environment") or {}).items():
+        if value is not None:
+            env[key] = str(value)
+    workdir = image.get("WorkingDir") or spec.get("working_dir") or WORKDIR
+    mounts = [(m.get("target", ""), m) for m in spec.get("volumes") or []]
+    translated = dict(env)
+    for key, default in _path_settings(env):
+        value = env.get(key) or default
+        translated[key] = host_path(key, value, workdir, mounts, root)
+    labels = image.get("Labels") or {}
+    version = labels.get("org.opencontainers.image.version") or _tag_version(spec.get("image") or "")
+    return {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
+            "image": spec.get("image") or ""}
+
+
+def _path_settings(env: dict) -> list[tuple[str, str]]:
+    """(key, default) of every setting that names a place on disk Directus keeps state in."""
+    found = [("EXTENSIONS_PATH", "./extensions")]
+    if str(env.get("DB_CLIENT", "")).strip() == "sqlite3":
+        found.append(("DB_FILENAME", ""))
+    for name in (s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")):
+        key = name.upper().replace("-", "_")
+        if name and env.get(f"STORAGE_{key}_DRIVER", "local" if name == "local" else "") == "local":
+            found.append((f"STORAGE_{key}_ROOT", "./uploads" if name == "local" else ""))
+    return found
+
+
+def host_path(key: str, value: str, workdir: str, mounts: list, root: str) -> str:
+    """A path inside the container as the host sees it: relative to `root` when its bind
+    mount's source is inside `root`, else absolute. Refused when no mount holds it (the file
+    would live in the container and go with it) or a named volume does (not followed yet)."""
+    if not value:
+        return value
+    inside = posixpath.normpath(posixpath.join(workdir, value))
+    best = None
+    for target, mount in mounts:
+        target = posixpath.normpath(target)
+        if inside == target or inside.startswith(target.rstrip("/") + "/"):
+            if best is None or len(target) > len(best[0]):
+                best = (target, mount)
+    if best is None:
+        raise Refused(f"{key}={value} is inside the container, on no volume: it would be lost with the container; "
+                      "mount it from the host (volumes: - ./database:/directus/database)")
+    target, mount = best
+    if mount.get("type") != "bind":
+        raise Refused(f"{key}={value} is on the named volume {mount.get('source')!r}: this tool keeps a compose "
+                      "production's state in bind mounts (- ./uploads:/directus/uploads)")
+    on_host = posixpath.normpath(posixpath.join(mount["source"], posixpath.relpath(inside, target)))
+    if on_host == root or on_host.startswith(root.rstrip("/") + "/"):
+        return "./" + posixpath.relpath(on_host, root)
+    return on_host
+
+
+def _tag_version(image: str) -> str:
+    tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+    return tag if tag[:1].isdigit() else ""

@@ -17,6 +17,7 @@ declare -A WANTED=(
   [git]=git [nginx]=nginx [psql]=postgresql-client [pg_ctlcluster]=postgresql
   [mysql]=mariadb-client [mariadbd]=mariadb-server [npm]=npm [curl]=curl
   [redis-server]=redis-server [redis-cli]=redis-tools [rclone]=rclone
+  [dockerd]=docker.io [debootstrap]=debootstrap
 )
 missing=()
 for cmd in "${!WANTED[@]}"; do

@@ -80,7 +80,11 @@ def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
             if not session.dry_run:
                 step.detail = f"dependencies {revision['deps_how']} ({revision['deps']})"
     if session.runtime.READS_OWN_SETTINGS and not session.dry_run:
-        check_release_settings(session, release_id, env)
+        try:
+            check_release_settings(session, release_id, env)
+        except BaseException:  # the release never goes live: it goes
+            session.remote().run(["rm", "-rf", "--", session.layout.release_dir(release_id)], check=False)
+            raise
     return revision
 
 

@@ -131,3 +131,23 @@ def test_compose_settings_in_the_container_refused(compose_production, tmp_path)
     assert result.returncode != 0
     assert "inside the container" in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr
     assert sorted(p.name for p in (setup["srv"] / "releases").iterdir()) == releases_before
+
+
+def test_uploads_the_container_cannot_write_are_refused_with_the_fix(compose_production):
+    """Docker makes a missing bind-mount folder as root; Directus (uid 1000) then fails every
+    upload. A release onto such a folder is refused before the switch, naming the chown."""
+    setup = compose_production
+    uploads = setup["srv"] / "shared" / "uploads"
+    serving = [(c["ID"], c["State"]) for c in containers(setup["project"])]
+    releases_before = sorted(p.name for p in (setup["srv"] / "releases").iterdir())
+    os.chown(uploads, 0, 0)
+    try:
+        result = run_fab("release", "--tag=c2", "--yes", env_file=setup["env"])
+    finally:
+        os.chown(uploads, 1000, 1000)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"chown -R 1000:1000 {uploads}" in out, out[-2000:]
+    assert sorted(p.name for p in (setup["srv"] / "releases").iterdir()) == releases_before
+    assert [(c["ID"], c["State"]) for c in containers(setup["project"])] == serving  # the same one serves
+    assert setup["api"].request("GET", "/server/ping", auth=False) == b"pong"

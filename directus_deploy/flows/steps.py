@@ -15,6 +15,7 @@ from directus_deploy.flows.switch import current_release, switch_to
 from directus_deploy.host.remote import q
 from directus_deploy.state import deploylog
 from directus_deploy.state.production import locate, parse_env, register_secrets
+from directus_deploy.state.shared import shared_links
 from directus_deploy.state.releases import (
     create_release,
     create_release_everywhere,
@@ -64,6 +65,15 @@ def tag_settings(session, tag: Tag) -> dict:
     return found["process"]
 
 
+def in_shared(layout, env: dict, relative: str) -> str:
+    """Where a path of the release's settings really is: in shared/ when a link takes it there."""
+    normal = posixpath.normpath(relative)
+    for link in shared_links(layout, env):
+        if normal == link.path or normal.startswith(link.path + "/"):
+            return link.target + normal[len(link.path):]
+    return normal
+
+
 def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
     """Check and pack the tag here, then make its release on the host. Returns REVISION."""
     console = session.console
@@ -97,7 +107,18 @@ def check_release_settings(session, release_id: str, env: dict) -> None:
             if str(new.env.get(key, "")) != str(env.get(key, "")):
                 raise Refused(f"release {release_id}: {key} is {new.env.get(key, '') or 'unset'} where production has "
                               f"{env.get(key, '') or 'unset'}; a release must keep the database and uploads where they are")
-        step.detail = f"Directus {new.directus_version or '?'}, the same database and uploads"
+        check = session.runtime.state_check(new.root)
+        if check:
+            keys = [k for k in new.env if k.startswith("STORAGE_") and k.endswith("_ROOT")] + ["STORAGE_LOCAL_ROOT"]
+            host_paths = {key: in_shared(session.layout, new.env, str(new.env.get(key) or "./uploads")) for key in keys}
+            if new.db_client == "sqlite3":
+                host_paths["DB_FILENAME"] = posixpath.dirname(in_shared(session.layout, new.env,
+                                                                        str(new.env.get("DB_FILENAME", ""))))
+            out = session.remote().query(check, what="check the state folders are writable").stdout
+            problems = session.runtime.read_state_check(out, host_paths)
+            if problems:
+                raise Refused(f"release {release_id}: " + "; ".join(problems))
+        step.detail = f"Directus {new.directus_version or '?'}, the same database and uploads, writable"
 
 
 def deploy_code_everywhere(session, views, tag: Tag) -> dict:

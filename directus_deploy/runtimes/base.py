@@ -119,6 +119,14 @@ class Runtime:
         Directus ready to start from it (an image built or found). It emits one `deps` record."""
         raise NotImplementedError
 
+    def state_check(self, release_dir: str) -> str | None:
+        """Shell checking, before a release goes live, that Directus started from it can write
+        its state folders (None: nothing to check, Directus runs as the deploy user)."""
+        return None
+
+    def read_state_check(self, output: str, host_paths: dict) -> list[str]:
+        return []
+
     # -- Directus's command line, for a release -------------------------------------------------
 
     def cli(self, release_dir: str, *args: str) -> str:

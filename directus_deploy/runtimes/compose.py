@@ -25,7 +25,7 @@ import posixpath
 from directus_deploy.core.config import Key, parse_line, parse_name
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import section, split_sections
+from directus_deploy.host.script import json_object, section, split_sections
 from directus_deploy.runtimes.base import Instance, Runtime
 
 WORKDIR = "/directus"  # the official image's working folder (where cli.js lives)
@@ -56,6 +56,28 @@ const crashed = () => {
   if (restarts - seenRestarts >= 2) return `the ${service} container keeps restarting (${restarts - seenRestarts} times); see: docker compose -p ${project} logs ${service}`;
   return null;
 };
+"""
+
+
+# Run in a one-off container of the release (its user, mounts and settings): the folders
+# Directus writes its state to that it cannot write (Docker makes a missing bind-mount folder
+# as root; Directus runs as uid 1000). Prints one JSON line.
+_WRITABLE_JS = r"""
+const fs = require('fs'), path = require('path'), e = process.env;
+process.chdir('/directus');
+const places = {};
+if ((e.DB_CLIENT || '').trim() === 'sqlite3' && e.DB_FILENAME) places.DB_FILENAME = path.dirname(path.resolve(e.DB_FILENAME));
+for (const loc of (e.STORAGE_LOCATIONS || 'local').split(',').map((s) => s.trim()).filter(Boolean)) {
+  const k = loc.toUpperCase().replace(/-/g, '_');
+  if ((e['STORAGE_' + k + '_DRIVER'] || (loc === 'local' ? 'local' : '')) === 'local')
+    places['STORAGE_' + k + '_ROOT'] = path.resolve(e['STORAGE_' + k + '_ROOT'] || './uploads');
+}
+const unwritable = [];
+for (const [key, where] of Object.entries(places)) {
+  try { fs.accessSync(where, fs.constants.W_OK); }
+  catch (err) { let owner = '?'; try { owner = fs.statSync(where).uid; } catch (x) {} unwritable.push({ key, where, owner }); }
+}
+console.log(JSON.stringify({ uid: process.getuid(), unwritable }));
 """
 
 
@@ -151,6 +173,21 @@ class Compose(Runtime):
             "fi",
             "key=$img",
         ]
+
+    def state_check(self, release_dir: str) -> str:
+        """Shell printing, as one JSON line, which state folders Directus could not write when
+        started from the release (run in a one-off container of it, as its user)."""
+        return self.compose(release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull", "--entrypoint", "node",
+                            self.service, "-e", _WRITABLE_JS)
+
+    def read_state_check(self, output: str, host_paths: dict) -> list[str]:
+        """Problems from what state_check printed, each naming the folder on the host and the fix."""
+        found = json_object(output.strip().splitlines()[-1] if output.strip() else "") or {}
+        uid = found.get("uid", "?")
+        return [f"{item['key']}: {host_paths.get(item['key']) or item['where']} is owned by uid {item['owner']}, and "
+                f"Directus runs as uid {uid} in its container and cannot write there "
+                f"(fix: chown -R {uid}:{uid} {host_paths.get(item['key']) or item['where']})"
+                for item in found.get("unwritable") or []]
 
     def start_entry(self, root: str) -> str:
         return CLI

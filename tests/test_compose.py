@@ -115,6 +115,29 @@ def test_compose_release_migrates_with_the_tool_and_rolls_back(compose_productio
     assert api.request("GET", f"/assets/{file_id}") == upload
 
 
+def test_compose_rollback_with_the_database_leaves_directus_able_to_write(compose_production):
+    """After `rollback --with-db` the database is the backup's, and Directus in its container
+    (uid 1000) still writes: a new item and a new upload after the rollback are kept."""
+    setup = compose_production
+    api = setup["api"]
+    before = api.json("POST", "/items/articles", {"title": "before the release"})["data"]
+    fab_ok("release", "--tag=c2", "--yes", env_file=setup["env"])
+    during = api.json("POST", "/items/articles", {"title": "after the release"})["data"]
+    result = fab_ok("rollback", "--to=c1", "--with-db", "--yes", env_file=setup["env"])
+    assert api.get("/hello", auth=False)["release"] == "v1", result.stdout[-2000:]
+    titles = {a["title"] for a in api.get("/items/articles?limit=-1")["data"]}
+    assert before["title"] in titles and during["title"] not in titles  # the database of before the release
+    assert "state before, kept in" in result.stdout  # what it set aside is in the safety backup
+    item = api.json("POST", "/items/articles", {"title": "written after the rollback"})["data"]
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written after the rollback"
+    boundary = "----after"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"after.bin\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + b"after" * 1000 + f"\r\n--{boundary}--\r\n".encode()
+    file_id = json.loads(api.request("POST", "/files", raw=body,
+                                     content_type=f"multipart/form-data; boundary={boundary}"))["data"]["id"]
+    assert api.request("GET", f"/assets/{file_id}") == b"after" * 1000
+
+
 def test_compose_settings_in_the_container_refused(compose_production, tmp_path):
     """A compose file keeping the SQLite file in the container (no volume) is refused before
     anything changes: every release would start on an empty database."""

@@ -49,8 +49,10 @@ def compose_production(bed, tmp_path_factory):
     Docker(bed.toolchain).ensure_directus_image()
     folder = tmp_path_factory.mktemp("compose")
     project = clone_project(bed.project_dir("sqlite"), folder / "project")
-    add_tag(project, "c1", {"docker-compose.yml": COMPOSE_FILE}, base="v1")
-    add_tag(project, "c2", {"docker-compose.yml": COMPOSE_FILE}, base="v2")
+    # a compose project holds no package.json: the image is Directus
+    no_npm = {"package.json": None, "package-lock.json": None}
+    add_tag(project, "c1", {"docker-compose.yml": COMPOSE_FILE, **no_npm}, base="v1")
+    add_tag(project, "c2", {"docker-compose.yml": COMPOSE_FILE, **no_npm}, base="v2")
     port, token, name = free_port(), secrets.token_hex(16), f"dd{secrets.token_hex(4)}"
     production_env = write_env(folder / "production.env", {
         "SECRET": secrets.token_hex(24), "DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db",
@@ -82,11 +84,16 @@ def test_compose_release_migrates_with_the_tool_and_rolls_back(compose_productio
     setup = compose_production
     api, env_file, srv = setup["api"], setup["env"], setup["srv"]
 
+    check = fab_ok("host.check", env_file=env_file).stdout
+    assert "Docker Engine: 20.10" in check and "Compose: " in check, check
+
     first = fab_ok("release", "--tag=c1", "--yes", env_file=env_file)
     assert "bootstrap" in first.stdout, first.stdout[-3000:]
     assert api.get("/hello", auth=False)["release"] == "v1"
     running = containers(setup["project"])
     assert [c["State"] for c in running] == ["running"], running
+    assert f"container {running[0]['Names']}: directus/directus:12.4.0, running" in fab_ok(
+        "host.check", env_file=env_file).stdout
     assert (srv / "shared" / "database" / "data.db").is_file()  # in shared/, not in the release or the container
 
     # editors' work before the release: an item and an upload

@@ -37,7 +37,7 @@ from directus_deploy.state.backup_catalog import prune_lines, prune_plan
 from directus_deploy.state.inventory import read_inventory
 from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.preservation import check_preservation
-from directus_deploy.state.probe import read_host_facts, require_node
+from directus_deploy.state.probe import TOOLS, read_host_facts, require_node
 from directus_deploy.state.production import moved_to
 from directus_deploy.state.releases import cleanup_lines, cleanup_plan
 from directus_deploy.traffic import nginx
@@ -158,15 +158,19 @@ def take_lock(run: ReleaseRun) -> None:
 def check_host(session, run: ReleaseRun) -> None:
     remote, layout = session.remote(), session.layout
     with session.console.step("check the host: tools, disk, layout, production health") as step:
-        facts = read_host_facts(remote, layout.root)
+        runtime = session.runtime
+        facts = read_host_facts(remote, layout.root, {**TOOLS, **runtime.TOOLS})
         require_node(remote, facts)
-        for tool in ("npm", "tar", "zstd", "rsync"):
+        needed = ("npm", "tar", "zstd", "rsync") if runtime.RELEASE_HOLDS_DEPENDENCIES else ("tar", "zstd", "rsync")
+        for tool in (*needed, *runtime.TOOLS):
             if tool not in facts.tools:
                 raise Refused(f"{remote.name}: {tool} not found on the host")
         if not facts.layout_exists:
             raise Refused(f"{remote.name}: {layout.root} is not set up; run fab deploy.setup or fab deploy.adopt first")
-        lockfile = Source(session.config.source).lockfile_hash(run.tag)[:16]
-        reuses = any(store.startswith(lockfile + "-") for store in facts.dependency_stores)
+        reuses = True  # an image holds Directus: a release is its code alone
+        if runtime.RELEASE_HOLDS_DEPENDENCIES:
+            lockfile = Source(session.config.source).lockfile_hash(run.tag)[:16]
+            reuses = any(store.startswith(lockfile + "-") for store in facts.dependency_stores)
         need = CODE_DISK if reuses else DEPS_DISK
         if facts.free_kib * 1024 < need:
             raise Refused(f"{remote.name}: only {facts.free_kib // 1024} MiB free at {facts.disk_of}; this release needs "

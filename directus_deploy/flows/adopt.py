@@ -10,6 +10,7 @@ If anything fails after the moves, they are undone and the install is started ag
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import posixpath
 import tempfile
@@ -31,21 +32,26 @@ from directus_deploy.state.shared import shared_links
 
 
 def matching_tag(session, source: Source, install: str) -> Tag:
-    """The newest tag whose package-lock.json and extension files are the install's."""
+    """The newest tag whose top-level files that say what runs (the runtime's DEFINED_BY:
+    package-lock.json, or the files an image runtime starts from) and extension files are the
+    install's."""
     remote = session.remote()
+    patterns = session.runtime.DEFINED_BY
     out = remote.query(
-        f"cd {q(install)} && sha256sum -- package-lock.json 2>/dev/null; "
+        f"cd {q(install)} && sha256sum -- {' '.join(patterns)} 2>/dev/null; "
         "find extensions -path extensions/.registry -prune -o -type f -print0 2>/dev/null | xargs -0 -r sha256sum --",
         what="fingerprint the install",
     ).stdout
     running = {line[66:]: line[:64] for line in out.splitlines() if len(line) > 66}
+    what = ", ".join(patterns)
     for tag in source.tags():
-        tagged = {p for p in source.files(tag) if p == "package-lock.json" or p.startswith("extensions/")}
+        tagged = {p for p in source.files(tag) if p.startswith("extensions/")
+                  or ("/" not in p and any(fnmatch.fnmatch(p, pattern) for pattern in patterns))}
         if tagged != set(running):
             continue
         if all(hashlib.sha256(source.read(tag, p) or b"").hexdigest() == running[p] for p in tagged):
             return tag
-    raise Refused(f"no tag of {source.path} matches the code in {install} (package-lock.json and extensions); "
+    raise Refused(f"no tag of {source.path} matches the code in {install} ({what} and extensions); "
                   "pass --tag=<the tag it runs>")
 
 
@@ -65,12 +71,15 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
                              f"test -f {q(production.root + '/package.json')} || echo NO_PACKAGE; true").stdout
         if "SETUP" in state or "CURRENT" in state:
             raise Refused(f"{layout.root} already holds a production; adopt is for an install outside the layout")
-        if "NO_PACKAGE" in state:
+        # an image holds Directus: its settings are what the runtime read, and the .env (the
+        # runtime's own variables too) moves as it is
+        image = not session.runtime.RELEASE_HOLDS_DEPENDENCIES
+        if "NO_PACKAGE" in state and not image:
             raise Refused(f"{production.root} has no package.json: not a Directus project folder")
         plan = plan_adoption(production.root, production.env)
         settings = production.settings
         file_text = remote.read_file(production.env_file) if settings.format == "dotenv" else None
-        new_env = adopted_env_text(settings, file_text, plan.rewrites)  # refuses what it cannot write
+        new_env = None if image else adopted_env_text(settings, file_text, plan.rewrites)  # refuses what it cannot write
         links = shared_links(layout, plan.env(production.env))
         tag = source.resolve(tag_name) if tag_name else matching_tag(session, source, production.root)
         step.detail = f"Directus {production.directus_version} on {production.db_client}, runs tag {tag.name}"
@@ -78,7 +87,7 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         console.say(f"    .env: {rewrite.key}={rewrite.old} becomes {rewrite.key}={rewrite.new} ({rewrite.why})")
     if settings.format in ("json", "yaml"):
         console.say(f"    settings: CONFIG_PATH={settings.config_path} ({settings.format}) is written into shared/.env")
-    if settings.only_in_process:
+    if settings.only_in_process and not image:
         console.say(f"    settings: {', '.join(sorted(settings.only_in_process))} come from the environment Directus runs "
                     "with (not a file): written into shared/.env, where every restart by this tool finds them")
 
@@ -91,10 +100,10 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="directus-deploy-") as work:
         with console.step(f"check and pack tag {tag.name}") as step:
-            code = prepare_code(source, tag, Path(work), console.say)
+            code = prepare_code(source, tag, Path(work), console.say, lockfile=not image)
             step.detail = f"{len(code.extensions)} extensions checked"
         service = session.service
-        moves = _moves(layout, production, links, plan, env_written=new_env is not None)
+        moves = _moves(layout, production, links, plan, env_written=new_env is not None, env_optional=image)
         adopted_env = posixpath.join(layout.tool_dir, "adopted.env")
         with console.step("stop Directus and move its state into shared/") as step:
             # the rewritten .env comes on stdin (it holds secrets): read first, before anything else can
@@ -115,8 +124,9 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
             if new_env is not None:
                 # the install keeps its .env as it was (an undo needs nothing); shared/ gets the new one
                 script.append(f"mv -f -- {q(adopted_env)} {q(layout.shared_env)}")
-            script.append(f"chmod 0600 {q(layout.shared_env)}")
-            script += _seed_dependencies(layout, production.root, code.lockfile_sha256)
+            script.append(f"touch {q(layout.shared_env)} && chmod 0600 {q(layout.shared_env)}")
+            if not image:
+                script += _seed_dependencies(layout, production.root, code.lockfile_sha256)
             out = remote.script("\n".join(script), what="move the install's state into shared/", check=False,
                                 stdin=new_env)
             moved = [record["path"] for record in parse_results(out.stdout).all("moved")]
@@ -153,15 +163,17 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
     return {"release": release_id, "backup": backup["id"], "checks": checks, "log": entry}
 
 
-def _moves(layout, production, links, plan, env_written: bool) -> list[tuple[str, str, str]]:
+def _moves(layout, production, links, plan, env_written: bool, env_optional: bool = False) -> list[tuple[str, str, str]]:
     """(from, to, kind) for each piece of state the release will link to; kind: dir (made
-    when missing), file, optional (moved when present). A rewritten .env is written, not moved."""
+    when missing), file, optional (moved when present). A rewritten .env is written, not moved;
+    `env_optional`: an install may have none (the runtime's own files holding every setting)."""
     moves = []
     for link in links:
         if link.path == ".env" and env_written:
             continue
         source_path = posixpath.join(production.root, link.path)
-        moves.append((source_path, link.target, "file" if link.path == ".env" else "dir"))
+        kind = ("optional" if env_optional else "file") if link.path == ".env" else "dir"
+        moves.append((source_path, link.target, kind))
     for name, target_name, required in plan.database_files:
         moves.append((posixpath.join(production.root, name), posixpath.join(layout.shared_database, target_name),
                       "file" if required else "optional"))

@@ -107,9 +107,13 @@ def pending_migrations(files: dict | None, applied: list[str] | None) -> list[st
     return sorted({f.split("-", 1)[0] for f in system + custom} - done)
 
 
-def migration_files_lines(release_dir: str, migrations_path: str) -> list[str]:
+def migration_files_lines(release_dir: str, migrations_path: str, runtime=None) -> list[str]:
     """Shell reporting the release's migration files as `migration-file` records (`where`:
-    system or custom). MIGRATIONS_PATH is relative to the release, as Directus resolves it."""
+    system or custom). MIGRATIONS_PATH is relative to the release, as Directus resolves it;
+    a runtime whose image holds Directus lists them where its Directus sees them."""
+    listing = runtime.migration_files(release_dir) if runtime else None
+    if listing:  # lines "<system|custom><TAB><file>"
+        return [f"{{ {listing}; }} | {records('migration-file', 'where', 'name', separator=chr(9))} || true"]
     custom = posixpath.join(release_dir, migrations_path or "./migrations")
     return [f"(cd {q(posixpath.join(release_dir, SYSTEM_MIGRATIONS))} 2>/dev/null && ls -1A) "
             f"| {records('migration-file', 'name', separator=chr(9), where='system')} || true",
@@ -126,7 +130,7 @@ def read_plan(remote, runtime, release_dir: str, migrations_path: str = "./migra
     unchanged = [f"if {service.schema_unchanged(snapshot)}; then {emit('schema-unchanged')}; exit 0; fi"] if service else []
     script = "\n".join([
         EMIT_FUNCTION,
-        *migration_files_lines(release_dir, migrations_path),
+        *migration_files_lines(release_dir, migrations_path, runtime),
         f"if [ ! -f {q(snapshot)} ]; then {emit('no-snapshot')}; exit 0; fi",
         *unchanged,
         runtime.cli(release_dir, "schema", "apply", "--dry-run", SNAPSHOT) + " 2>&1",

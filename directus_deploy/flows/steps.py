@@ -3,6 +3,7 @@ and strung together by the release. Each prints its name, outcome and duration."
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from directus_deploy.state.releases import (
 
 def read_shared_env(session, tag: Tag | None = None) -> dict:
     """The settings a new release links its shared state by: the production's, or the .env in
-    shared/ (the release links to it). A runtime that reads its own settings (compose) with no
+    shared/ (the release links to it). A runtime that reads its own settings (an image's) with no
     production yet reads them from the tag's files beside that .env (`tag`)."""
     known = session.production
     if known is not None and known.in_layout:
@@ -48,12 +49,13 @@ def tag_settings(session, tag: Tag) -> dict:
     """Directus's settings as the runtime reads them from the tag's top-level files, in a
     scratch folder on the host beside a link to the production .env (no release exists yet)."""
     remote, source = session.remote(), Source(session.config.source)
-    names = [p for p in source.files(tag) if "/" not in p and p.endswith((".yml", ".yaml"))]
+    names = [p for p in source.files(tag) if "/" not in p
+             and any(fnmatch.fnmatch(p, pattern) for pattern in session.runtime.DEFINED_BY)]
     scratch = posixpath.join(session.layout.releases, ".settings-" + tag.commit[:12])
     remote.script(f"rm -rf -- {q(scratch)} && mkdir -m 700 -- {q(scratch)} && "
                   f"ln -s -- {q(session.layout.shared_env)} {q(scratch + '/.env')}", what="make a scratch folder")
     try:
-        for name in names:  # through standard input: a compose file may hold secrets
+        for name in names:  # through standard input: such a file may hold secrets
             remote.write_file(posixpath.join(scratch, name), source.read(tag, name).decode("utf-8", "replace"),
                               mode="0600")
         out = remote.script("root=" + q(scratch) + "\n" + session.runtime.settings_script('"$root"'),
@@ -99,7 +101,7 @@ def deploy_code(session, tag: Tag, *, base_release: str | None = None) -> dict:
 
 
 def check_release_settings(session, release_id: str, env: dict) -> None:
-    """The new release, as its runtime will start it (its own compose file), keeps its state
+    """The new release, as its runtime will start it (from the release's own files), keeps its state
     where production keeps it: the same database and uploads, on the host."""
     with session.console.step("check the release's settings") as step:
         new = locate(session.remote(), session.layout, session.layout.release_dir(release_id))

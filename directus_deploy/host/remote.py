@@ -1,7 +1,7 @@
 """Running commands on a host: the one place where remote commands are quoted, counted,
 logged and skipped under --dry-run.
 
-Commands are built as lists of words and quoted here with `shlex.quote`; a few helpers compose
+Commands are built as lists of words and quoted here with `shlex.quote`; a few helpers build
 small shell scripts out of already-quoted parts (`q`). Secrets never travel in a command line:
 they go through the command's standard input (see `run(..., secret_env=...)`).
 

@@ -45,6 +45,7 @@ class Runtime:
     TOOLS: dict[str, str] = {}  # host commands it needs, and why
     RELEASE_HOLDS_DEPENDENCIES = True  # a release links node_modules (npm ci); False: an image holds Directus
     READS_OWN_SETTINGS = False  # True: settings_script/read_settings say what Directus runs with
+    DEFINED_BY = ("package-lock.json",)  # the project's top-level files that say what runs (globs)
 
     def __init__(self, config, layout=None):
         self.config = config
@@ -118,6 +119,11 @@ class Runtime:
         """Shell run in a new release (not yet live) when it holds no node_modules: what makes
         Directus ready to start from it (an image built or found). It emits one `deps` record."""
         raise NotImplementedError
+
+    def migration_files(self, release_dir: str) -> str | None:
+        """Shell listing the migration files Directus of the release would run, as lines
+        "system<TAB>name" and "custom<TAB>name" (None: they are files of the release itself)."""
+        return None
 
     def host_report(self) -> str | None:
         """Shell printing what `fab host.check` shows of this runtime on the host, one fact a

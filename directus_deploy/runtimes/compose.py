@@ -81,6 +81,17 @@ console.log(JSON.stringify({ uid: process.getuid(), unwritable }));
 """
 
 
+# Run in a one-off container of the release: the migration files its Directus would run, its
+# own (in the image) and the project's (MIGRATIONS_PATH, as the container sees it).
+_MIGRATIONS_JS = r"""
+const fs = require('fs'), path = require('path');
+process.chdir('/directus');
+const list = (where, dir) => { try { for (const f of fs.readdirSync(dir)) console.log(where + '\t' + f); } catch (e) {} };
+list('system', '/directus/node_modules/@directus/api/dist/database/migrations');
+list('custom', path.resolve(process.env.MIGRATIONS_PATH || './migrations'));
+"""
+
+
 def _project_name(value: str) -> str:
     # Compose's own rule: lower-case letters, digits, dashes and underscores, not starting with - or _
     if not value or not all(c.islower() or c.isdigit() or c in "-_" for c in value) or value[0] in "-_":
@@ -98,6 +109,7 @@ class Compose(Runtime):
     TOOLS = {"docker": "runs Directus when DIRECTUS_SERVICE=compose (Docker Engine with Compose v2)"}
     RELEASE_HOLDS_DEPENDENCIES = False  # the image holds Directus; a release holds no node_modules
     READS_OWN_SETTINGS = True
+    DEFINED_BY = ("*.yml", "*.yaml")  # the compose file(s)
 
     @property
     def project(self) -> str:
@@ -173,6 +185,10 @@ class Compose(Runtime):
             "fi",
             "key=$img",
         ]
+
+    def migration_files(self, release_dir: str) -> str:
+        return self.compose(release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull", "--entrypoint", "node",
+                            self.service, "-e", _MIGRATIONS_JS)
 
     def host_report(self) -> str:
         """Docker Engine, Compose v2 (v1's `docker-compose` is not enough), and the project's

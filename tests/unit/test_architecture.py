@@ -38,7 +38,7 @@ def _package_and_member(cycle: str) -> bool:
     return second.startswith(first + ".") or first.startswith(second + ".")
 
 
-RUNTIME_WORDS = re.compile(r"pm2|systemd|systemctl", re.IGNORECASE)
+RUNTIME_WORDS = re.compile(r"pm2|systemd|systemctl|compose|docker", re.IGNORECASE)
 
 
 def test_only_the_runtimes_name_a_process_manager():

@@ -291,6 +291,12 @@ class ComposeProduction:
         for part in ("database", "uploads"):
             (folder / part).mkdir()
             os.chown(folder / part, 1000, 1000)
+        # the database made and given the project's schema before the first start, as a team
+        # that set it up by hand would have it
+        snapshots = f"{folder / 'snapshots'}:/snapshots:ro"
+        for command in (["node", "cli.js", "bootstrap"], ["node", "cli.js", "schema", "apply", "--yes", "/snapshots/schema.yaml"]):
+            subprocess.run(["docker", "compose", "--progress", "quiet", "run", "--rm", "-T", "-v", snapshots, "directus",
+                            *command], cwd=folder, check=True, capture_output=True)
         subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
                        capture_output=True)
         deadline = time.monotonic() + 120

@@ -24,9 +24,11 @@ import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from pathlib import Path
 
 from .content import Api
+from .production import MARKETPLACE_EXTENSION
 from .project import add_tag, clone_project
 from .sshd import free_port
 from .tool import fab
@@ -250,6 +252,7 @@ class ComposeProduction:
         self.project = self.folder / "project"
         self.env_file = self.folder / "deploy.env"
         self.api = Api(f"http://127.0.0.1:{self.port}", self.token)
+        self.registry_folder = str(uuid.uuid4())
 
     def create(self, setup: bool = True) -> "ComposeProduction":
         """The project and the settings; with `setup`, the host set up by `fab deploy.setup`."""
@@ -291,12 +294,20 @@ class ComposeProduction:
         for part in ("database", "uploads"):
             (folder / part).mkdir()
             os.chown(folder / part, 1000, 1000)
+        # a marketplace install, as Directus leaves it: a folder in extensions/.registry
+        registry = folder / "extensions" / ".registry"
+        shutil.copytree(MARKETPLACE_EXTENSION, registry / self.registry_folder)
+        subprocess.run(["chown", "-R", "1000:1000", str(registry)], check=True)
         # the database made and given the project's schema before the first start, as a team
         # that set it up by hand would have it
         snapshots = f"{folder / 'snapshots'}:/snapshots:ro"
         for command in (["node", "cli.js", "bootstrap"], ["node", "cli.js", "schema", "apply", "--yes", "/snapshots/schema.yaml"]):
             subprocess.run(["docker", "compose", "--progress", "quiet", "run", "--rm", "-T", "-v", snapshots, "directus",
                             *command], cwd=folder, check=True, capture_output=True)
+        # and the row that says so (without it Directus asks the registry about the folder)
+        subprocess.run(["sqlite3", str(folder / "database" / "data.db"),
+                        "INSERT INTO directus_extensions (id, enabled, folder, source, bundle) "
+                        f"VALUES ('{uuid.uuid4()}', 1, '{self.registry_folder}', 'registry', NULL)"], check=True)
         subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
                        capture_output=True)
         deadline = time.monotonic() + 120

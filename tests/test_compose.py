@@ -152,6 +152,9 @@ def test_a_running_compose_install_is_adopted_released_and_rolled_back(compose_i
     assert (setup.srv / "shared" / ".env").is_file() and not (install / ".env").exists()
     running = setup.containers()
     assert [c["State"] for c in running] == ["running"], running  # the same project: one Directus, not two
+    # the marketplace extension moved into shared/ and still loads inside the container
+    assert (setup.srv / "shared" / "extensions-registry" / setup.registry_folder / "package.json").is_file()
+    assert "directus-extension-greeting" in {e["schema"]["name"] for e in api.get("/extensions")["data"] if e["schema"]}
     for tag, release in (("c1", "v1"), ("c2", "v2")):
         if tag == "c2":
             fab_ok("release", "--tag=c2", "--yes", env_file=setup.env_file)

@@ -113,6 +113,8 @@ def check_release_settings(session, release_id: str, env: dict) -> None:
         if check:
             keys = [k for k in new.env if k.startswith("STORAGE_") and k.endswith("_ROOT")] + ["STORAGE_LOCAL_ROOT"]
             host_paths = {key: in_shared(session.layout, new.env, str(new.env.get(key) or "./uploads")) for key in keys}
+            host_paths["EXTENSIONS_REGISTRY"] = in_shared(session.layout, new.env, posixpath.join(
+                str(new.env.get("EXTENSIONS_PATH") or "./extensions"), ".registry"))
             if new.db_client == "sqlite3":
                 host_paths["DB_FILENAME"] = posixpath.dirname(in_shared(session.layout, new.env,
                                                                         str(new.env.get("DB_FILENAME", ""))))

@@ -29,6 +29,11 @@ from directus_deploy.host.script import json_object, section, split_sections
 from directus_deploy.runtimes.base import Instance, Runtime
 
 WORKDIR = "/directus"  # the official image's working folder (where cli.js lives)
+FILES_LIST = ".deploy-compose"  # in a release: its compose files, as COMPOSE_FILE takes them
+OVERRIDE = ".deploy-compose.yml"  # in a release: the tool's addition (the shared marketplace folder)
+OWN_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")  # Compose's order
+OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
+             "docker-compose.override.yml")
 CLI = "/directus/cli.js"
 MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds nothing pending
 
@@ -72,6 +77,8 @@ for (const loc of (e.STORAGE_LOCATIONS || 'local').split(',').map((s) => s.trim(
   if ((e['STORAGE_' + k + '_DRIVER'] || (loc === 'local' ? 'local' : '')) === 'local')
     places['STORAGE_' + k + '_ROOT'] = path.resolve(e['STORAGE_' + k + '_ROOT'] || './uploads');
 }
+const registry = path.resolve(e.EXTENSIONS_PATH || './extensions', '.registry');
+if (fs.existsSync(registry)) places.EXTENSIONS_REGISTRY = registry;
 const unwritable = [];
 for (const [key, where] of Object.entries(places)) {
   try { fs.accessSync(where, fs.constants.W_OK); }
@@ -121,12 +128,16 @@ class Compose(Runtime):
 
     def compose(self, root: str | None, *args: str, root_word: str | None = None) -> str:
         """`docker compose` for the project, run in the release folder `root` (or the shell
-        word `root_word`: "$root") with its compose file; None for a command that needs no file."""
+        word `root_word`: "$root") with its compose files; None for a command that needs no
+        file. A release lists its files in FILES_LIST (written when it was made); another
+        folder (an install, before adoption) has DIRECTUS_COMPOSE_FILE or Compose's own."""
         where = root_word or (q(root) if root else None)
+        command = f"docker compose --progress quiet -p {q(self.project)} {q(*args)}"
         if not where:
-            return f"docker compose --progress quiet -p {q(self.project)} {q(*args)}"
-        files = f" -f {q(self.config.compose_file)}" if self.config.compose_file else ""
-        return f"cd {where} && docker compose --progress quiet -p {q(self.project)}{files} {q(*args)}"
+            return command
+        default = f"export COMPOSE_FILE={q(self.config.compose_file)}" if self.config.compose_file else "true"
+        return (f"(cd {where} && if [ -f {FILES_LIST} ]; then export COMPOSE_FILE=\"$(cat {FILES_LIST})\"; "
+                f"else {default}; fi && exec {command})")
 
     # -- the service -----------------------------------------------------------------------------
 
@@ -174,10 +185,13 @@ class Compose(Runtime):
                             "node", CLI, *words)
 
     def dependencies_lines(self, release_dir: str) -> list[str]:
-        """The release's image, there before anything starts from it: found on the host
-        (an unchanged image is neither pulled nor rebuilt), else pulled."""
+        """The release's compose files (FILES_LIST), and its image, there before anything
+        starts from it: found on the host (an unchanged image is neither pulled nor rebuilt),
+        else pulled. The marketplace folder is a link into shared/ on the host; inside the
+        container that link resolves only if the same folder is mounted at the same path, so
+        the link is made absolute and the tool's override file (OVERRIDE) mounts it."""
         images = self.compose(release_dir, "config", "--images", self.service)
-        return [
+        return [*self._files_lines(release_dir),
             f"img=$({images} | head -1)",
             '[ -n "$img" ] || { echo "the compose file names no image for the service" >&2; exit 1; }',
             'if docker image inspect "$img" >/dev/null 2>&1; then how=present; else',
@@ -220,6 +234,24 @@ class Compose(Runtime):
                 f"Directus runs as uid {uid} in its container and cannot write there "
                 f"(fix: chown -R {uid}:{uid} {host_paths.get(item['key']) or item['where']})"
                 for item in found.get("unwritable") or []]
+
+    def _files_lines(self, release_dir: str) -> list[str]:
+        registry = self.layout.shared_registry
+        override = (f"services:\n  {json.dumps(self.service)}:\n    volumes:\n      - type: bind\n"
+                    f"        source: {json.dumps(registry)}\n        target: {json.dumps(registry)}\n")
+        if self.config.compose_file:
+            find = f"files={q(self.config.compose_file)}"
+        else:
+            find = (f"files=''; for n in {' '.join(OWN_FILES)}; do [ -f \"$n\" ] && {{ files=$n; break; }}; done; "
+                    f"[ -n \"$files\" ] || {{ echo 'the release has no compose file ({', '.join(OWN_FILES)})' >&2; exit 1; }}; "
+                    f"for n in {' '.join(OVERRIDES)}; do [ -f \"$n\" ] && files=\"$files:$n\"; done")
+        return [
+            f"(cd {q(release_dir)} && {find}",
+            "  reg=$(find . -maxdepth 4 -name .registry -type l | head -1)",
+            f"  if [ -n \"$reg\" ]; then ln -sfn -- {q(registry)} \"$reg\" && printf '%s' {q(override)} > {OVERRIDE} && "
+            f"files=\"$files:{OVERRIDE}\"; fi",
+            f"  printf '%s' \"$files\" > {FILES_LIST})",
+        ]
 
     def start_entry(self, root: str) -> str:
         return CLI

@@ -5,9 +5,11 @@ inside a container or on a named volume."""
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
+import yaml
 
 from directus_deploy.core.errors import ConfigError, Refused
 from directus_deploy.runtimes import load_config, runtime_for
@@ -16,7 +18,7 @@ from directus_deploy.state.layout import Layout
 from directus_deploy.state.shared import shared_links
 
 from ..helpers import write_env
-from .local import fake_command, path_with, run
+from .local import fake_command, path_with, run, strict
 
 VALID = {"DEPLOY_HOSTS": "prod", "DIRECTUS_TOKEN": "s3cret-admin-token", "DIRECTUS_SERVICE": "compose"}
 ROOT = "/srv/directus/releases/20260101T000000Z-v1"
@@ -49,33 +51,39 @@ def compose(tmp_path, **settings) -> Compose:
     return runtime
 
 
+def docker_words(command: str) -> list[str]:
+    """The `docker compose ...` a command runs (after its `cd` into the release)."""
+    return shlex.split(command.split("exec ", 1)[1].removesuffix(")")) if "exec " in command else shlex.split(command)
+
+
 def test_every_command_names_the_project_and_touches_only_the_directus_service(tmp_path):
     runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop-cms", DIRECTUS_COMPOSE_SERVICE="cms")
-    start = shlex.split(runtime.start(ROOT))
-    assert start[:3] == ["cd", ROOT, "&&"]
-    assert start[3:9] == ["docker", "compose", "--progress", "quiet", "-p", "shop-cms"]
-    assert start[9:] == ["up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", "cms"]
+    start = runtime.start(ROOT)
+    assert start.startswith(f"(cd {ROOT} && if [ -f .deploy-compose ]; then export COMPOSE_FILE=")
+    words = docker_words(start)
+    assert words[:6] == ["docker", "compose", "--progress", "quiet", "-p", "shop-cms"]
+    assert words[6:] == ["up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", "cms"]
     assert shlex.split(runtime.stop()) == ["docker", "compose", "--progress", "quiet", "-p", "shop-cms", "stop", "cms"]
     assert runtime.watched() == ["shop-cms/cms"]
     assert runtime.RUNS_TWO is False and runtime.RELEASE_HOLDS_DEPENDENCIES is False
 
 
-def test_a_compose_file_named_in_the_configuration_is_passed_to_every_command_with_a_release(tmp_path):
+def test_a_compose_file_named_in_the_configuration_is_used_where_a_folder_lists_none(tmp_path):
     runtime = compose(tmp_path, DIRECTUS_COMPOSE_FILE="deploy/compose.prod.yml")
-    assert "-f deploy/compose.prod.yml up" in runtime.start(ROOT)
-    assert " -f " not in runtime.stop()  # the project, as Docker knows it, needs no file
+    assert "else export COMPOSE_FILE=deploy/compose.prod.yml; fi" in runtime.start(ROOT)
+    assert "COMPOSE_FILE" not in runtime.stop()  # the project, as Docker knows it, needs no file
 
 
 def test_the_cli_runs_in_a_one_off_container_with_the_release_mounted_read_only(tmp_path):
     runtime = compose(tmp_path)
-    words = shlex.split(runtime.cli(ROOT, "schema", "apply", "--dry-run", "snapshots/schema.yaml"))
+    words = docker_words(runtime.cli(ROOT, "schema", "apply", "--dry-run", "snapshots/schema.yaml"))
     run_at = words.index("run")
     assert words[run_at:run_at + 5] == ["run", "--rm", "--no-deps", "-T", "--quiet-pull"]
     assert words[words.index("-v") + 1] == f"{ROOT}:{ROOT}:ro"
     assert words[-7:] == ["directus", "node", "/directus/cli.js", "schema", "apply", "--dry-run",
                           f"{ROOT}/snapshots/schema.yaml"]
     # an absolute output path: its folder mounted writable at the same path
-    out = shlex.split(runtime.cli(ROOT, "schema", "snapshot", "/srv/directus/backups/b1/schema.yaml"))
+    out = docker_words(runtime.cli(ROOT, "schema", "snapshot", "/srv/directus/backups/b1/schema.yaml"))
     assert "/srv/directus/backups/b1:/srv/directus/backups/b1" in out
     assert out[-1] == "/srv/directus/backups/b1/schema.yaml"
 
@@ -144,3 +152,28 @@ def test_status_and_the_image_check_run_against_a_fake_docker(tmp_path):
     log.write_text("")
     assert run(script, env=env).stdout.strip() == "present directus/directus:12.4.0"
     assert "pull" not in log.read_text()  # an image already there is not pulled again
+
+
+def test_a_release_lists_its_compose_files_and_mounts_the_shared_marketplace_folder(tmp_path):
+    """Run here on a release folder: Compose's own file and override are listed, the tool's
+    override mounts shared/extensions-registry at its own path, and the release's .registry
+    link becomes absolute (a relative one would point nowhere inside the container)."""
+    runtime = compose(tmp_path)
+    runtime.layout = Layout(str(tmp_path / "srv"))
+    release = tmp_path / "srv" / "releases" / "r1"
+    (release / "extensions").mkdir(parents=True)
+    (release / "docker-compose.yml").write_text("services: {}\n")
+    (release / "docker-compose.override.yml").write_text("services: {}\n")
+    (release / "extensions" / ".registry").symlink_to("../../../shared/extensions-registry")
+    fake_command(tmp_path / "bin", "docker", "case \"$*\" in *'config --images'*) echo img:1;; esac")
+    run(strict(*runtime.dependencies_lines(str(release))), env=path_with(tmp_path / "bin"))
+    assert (release / ".deploy-compose").read_text() == "docker-compose.yml:docker-compose.override.yml:.deploy-compose.yml"
+    registry = str(tmp_path / "srv" / "shared" / "extensions-registry")
+    assert os.readlink(release / "extensions" / ".registry") == registry
+    override = yaml.safe_load((release / ".deploy-compose.yml").read_text())
+    assert override == {"services": {"directus": {"volumes": [{"type": "bind", "source": registry, "target": registry}]}}}
+
+    bare = tmp_path / "srv" / "releases" / "r2"
+    bare.mkdir()
+    result = run(strict(*runtime.dependencies_lines(str(bare))), env=path_with(tmp_path / "bin"), check=False)
+    assert result.returncode != 0 and "the release has no compose file" in result.stderr

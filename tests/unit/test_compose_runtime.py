@@ -164,7 +164,8 @@ def test_a_release_lists_its_compose_files_and_mounts_the_shared_marketplace_fol
     (release / "extensions").mkdir(parents=True)
     (release / "docker-compose.yml").write_text("services: {}\n")
     (release / "docker-compose.override.yml").write_text("services: {}\n")
-    (release / "extensions" / ".registry").symlink_to("../../../shared/extensions-registry")
+    (release / "extensions" / ".registry").symlink_to(  # relative, as the release's links are made
+        os.path.relpath(tmp_path / "srv" / "shared" / "extensions-registry", release / "extensions"))
     fake_command(tmp_path / "bin", "docker", "case \"$*\" in *'config --images'*) echo img:1;; esac")
     run(strict(*runtime.dependencies_lines(str(release))), env=path_with(tmp_path / "bin"))
     assert (release / ".deploy-compose").read_text() == "docker-compose.yml:docker-compose.override.yml:.deploy-compose.yml"

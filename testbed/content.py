@@ -125,9 +125,12 @@ class Seeded:
     articles: int
 
 
-def seed(api: Api, images: int = IMAGE_COUNT) -> Seeded:
-    api.json("POST", "/collections", ARTICLES_COLLECTION)
-    api.json("POST", "/relations", ARTICLES_IMAGE_RELATION)
+def seed(api: Api, images: int = IMAGE_COUNT, schema: bool = True) -> Seeded:
+    """Articles with their images; `schema=False` when the collection exists already (made
+    from the project's snapshot)."""
+    if schema:
+        api.json("POST", "/collections", ARTICLES_COLLECTION)
+        api.json("POST", "/relations", ARTICLES_IMAGE_RELATION)
     files = {}
     items = []
     for number in range(1, images + 1):

@@ -262,6 +262,7 @@ class ComposeProduction:
 
     def create(self, setup: bool = True) -> "ComposeProduction":
         """The project and the settings; with `setup`, the host set up by `fab deploy.setup`."""
+        self.folder.mkdir(parents=True, exist_ok=True)
         clone_project(self.bed.project_dir("sqlite"), self.project)
         self.add_tag("c1", "v1")
         self.add_tag("c2", "v2")
@@ -346,7 +347,11 @@ class ComposeProduction:
         return sorted(c["Image"] for c in self.containers() if c["State"] == "running")
 
     def destroy(self) -> None:
-        subprocess.run(["docker", "compose", "-p", self.project_name, "down", "--timeout", "5"], capture_output=True)
+        self.stop(self.project_name)
+
+    @staticmethod
+    def stop(project_name: str) -> None:
+        subprocess.run(["docker", "compose", "-p", project_name, "down", "--timeout", "5"], capture_output=True)
 
 
 def _write(path: Path, settings: dict) -> None:

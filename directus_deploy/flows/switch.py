@@ -55,18 +55,25 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     previous = previous or current_release(remote, layout)
     report, back = f"{layout.tool_dir}/switch-report", f"{layout.tool_dir}/switch-back-report"
     going = _go_live(layout, service, release_id, expected_extensions, report)
+    # what Directus logged, read before anything else restarts it
+    log = f"  {service.recent_log()} || true" if service.recent_log() else ":"
     lines = [serial_lock(layout), f"rm -f {q(report)} {q(back)}", f"if {going}; then cat {q(report)}"]
     if previous and previous != release_id:
         returning = _go_live(layout, service, previous, [], back)
-        lines += ["else", f"  cat {q(report)} 2>/dev/null; echo; {emit('switched-back')}",
+        lines += ["else", log, f"  cat {q(report)} 2>/dev/null; echo; {emit('switched-back')}",
                   f"  {returning} || true; cat {q(back)} 2>/dev/null || true"]
     else:
-        lines += ["else", f"  cat {q(report)} 2>/dev/null || true"]
+        lines += ["else", log, f"  cat {q(report)} 2>/dev/null || true"]
     lines.append("fi")
     result = remote.script(Script(*lines).text(), critical=True, secret_env=service.secret_env,
                            what=f"switch to {release_id}, restart Directus and check its health")
     first, back_part = parse_results(result.stdout).split_at("switched-back")
     gate = _report(first)
+    logged = [record.get("line", "") for record in first.all("log-line")]
+    if logged and not gate.get("ok"):
+        session.console.say(f"    {release_id}: Directus's last log lines:")
+        for line in logged:
+            session.console.say(f"      | {remote.scrub(line)}")
     if back_part is not None:
         session.console.say(f"    {release_id} failed its health gate: {gate.get('failed')}: {gate.get('detail')}")
         session.console.say(f"    switched back to {previous}")

@@ -125,6 +125,11 @@ class Runtime:
         "system<TAB>name" and "custom<TAB>name" (None: they are files of the release itself)."""
         return None
 
+    def recent_log(self, lines: int) -> str | None:
+        """Shell printing the last `lines` lines Directus logged, shown when a health gate fails
+        (None: the runtime keeps no log the tool can read)."""
+        return None
+
     def host_report(self) -> str | None:
         """Shell printing what `fab host.check` shows of this runtime on the host, one fact a
         line; a line "refused: <why>" says the host cannot run it (None: nothing to report)."""

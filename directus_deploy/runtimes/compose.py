@@ -160,6 +160,9 @@ class Compose(Runtime):
     def watched(self, instance: Instance | None = None) -> list[str]:
         return [f"{self.project}/{self.service}"]
 
+    def recent_log(self, lines: int) -> str:
+        return self.compose(None, "logs", "--no-color", "--no-log-prefix", "--tail", str(lines), self.service)
+
     def crash_watch_js(self) -> str:
         return _CRASH_WATCH_JS
 

@@ -11,6 +11,7 @@ import json
 
 from directus_deploy.core.errors import DeployError
 from directus_deploy.host.remote import Remote, q
+from directus_deploy.host.script import records
 from directus_deploy.runtimes import runtime_for
 from directus_deploy.runtimes.base import Instance
 
@@ -51,7 +52,8 @@ const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date
   // schema is null when Directus could not load the extension from disk (or loaded none at all)
   const loaded = rows.filter((e) => e.schema).map((e) => e.schema.name);
   const missing = expected.filter((name) => !loaded.includes(name));
-  if (missing.length) return report(false, { failed: 'extensions', detail: 'not loaded: ' + missing.join(', '), loaded });
+  if (missing.length) return report(false, { failed: 'extensions', loaded,
+    detail: 'not loaded: ' + missing.join(', ') + ' (loaded: ' + (loaded.join(', ') || 'none') + ')' });
   report(true, { health: health.status, loaded });
 })();
 """
@@ -129,6 +131,11 @@ class Service:
         """Shell that starts (or restarts) Directus from the folder `root` (a real path): the
         instance that serves, in place."""
         return self.runtime.start(root)
+
+    def recent_log(self, lines: int = 15) -> str | None:
+        """Shell printing Directus's last log lines as `log-line` records (None: no log to read)."""
+        shell = self.runtime.recent_log(lines)
+        return f"{{ {shell}; }} 2>&1 | tail -n {lines} | {records('log-line', 'line', separator=chr(9))}" if shell else None
 
     def resume(self, root: str) -> str:
         """Shell starting again a Directus this tool stopped, the way it ran."""

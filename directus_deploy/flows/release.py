@@ -137,6 +137,11 @@ def check_tag(run: ReleaseRun) -> None:
     console = session.console
     source = Source(session.config.source)
     with console.step("check the tag and the configuration") as step:
+        runtime = session.runtime
+        if run.rehearse != "never" and not runtime.RELEASE_HOLDS_DEPENDENCIES:
+            # the rehearsal starts the release's own node_modules against a copy of the database
+            raise Refused(f"a rehearsal is not built for DIRECTUS_SERVICE={runtime.NAME} yet: release without "
+                          "--rehearse (DEPLOY_REHEARSE=never)")
         tag = run.tag = source.resolve(run.tag_name)
         mismatch = source.remote_tag_mismatch(tag)
         if mismatch:

@@ -35,6 +35,7 @@ OWN_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compo
 OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
              "docker-compose.override.yml")
 CLI = "/directus/cli.js"
+ONE_OFF_WAIT = 600  # seconds to wait for an interrupted release's CLI container (a long migration) to end
 MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds nothing pending
 
 # The gate's crash watch: the service's container exiting or restarting while the gate waits
@@ -147,8 +148,20 @@ class Compose(Runtime):
     def start(self, root: str) -> str:
         """Recreate the Directus service from the release folder `root` (its compose file, its
         image, its bind mounts), never its dependencies; a start with nothing changed restarts it."""
-        return self.compose(root, "up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull",
-                            self.service)
+        return self.after_one_offs() + " && " + self.compose(
+            root, "up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", self.service)
+
+    def after_one_offs(self) -> str:
+        """Shell that waits for the tool's one-off CLI containers still running (a release
+        interrupted while one ran: it goes on writing the database after `fab` is gone), then
+        removes them, so no Directus starts or migrates beside one. The deploy lock says no
+        other release runs; Compose labels them as the project's one-off containers."""
+        labels = (f"label=com.docker.compose.project={self.project}", "label=com.docker.compose.oneoff=True",
+                  f"label=com.docker.compose.service={self.service}")
+        listing = "docker ps -aq " + " ".join(f"--filter {q(label)}" for label in labels)
+        return (f"{{ left=$({listing}); if [ -n \"$left\" ]; then "
+                f"echo \"waiting for a Directus CLI container of an interrupted release\" >&2; "
+                f"timeout {ONE_OFF_WAIT} docker wait $left >/dev/null 2>&1; docker rm -f $left >/dev/null; fi; }}")
 
     def instances(self) -> list[Instance]:
         return [Instance("plain", f"{self.project}/{self.service}", None, kind="compose service")]
@@ -183,9 +196,9 @@ class Compose(Runtime):
             else:
                 words.append(arg)
         volumes = [f"{mounts[0]}:{mounts[0]}:ro", *(f"{m}:{m}" for m in mounts[1:])]
-        return self.compose(release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull",
-                            *(part for v in volumes for part in ("-v", v)), self.service,
-                            "node", CLI, *words)
+        return self.after_one_offs() + " && " + self.compose(
+            release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull",
+            *(part for v in volumes for part in ("-v", v)), self.service, "node", CLI, *words)
 
     def dependencies_lines(self, release_dir: str) -> list[str]:
         """The release's compose files (FILES_LIST), and its image, there before anything

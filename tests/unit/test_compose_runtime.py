@@ -59,7 +59,7 @@ def docker_words(command: str) -> list[str]:
 def test_every_command_names_the_project_and_touches_only_the_directus_service(tmp_path):
     runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop-cms", DIRECTUS_COMPOSE_SERVICE="cms")
     start = runtime.start(ROOT)
-    assert start.startswith(f"(cd {ROOT} && if [ -f .deploy-compose ]; then export COMPOSE_FILE=")
+    assert start.startswith(runtime.after_one_offs() + f" && (cd {ROOT} && if [ -f .deploy-compose ]; then export COMPOSE_FILE=")
     words = docker_words(start)
     assert words[:6] == ["docker", "compose", "--progress", "quiet", "-p", "shop-cms"]
     assert words[6:] == ["up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", "cms"]
@@ -178,3 +178,27 @@ def test_a_release_lists_its_compose_files_and_mounts_the_shared_marketplace_fol
     bare.mkdir()
     result = run(strict(*runtime.dependencies_lines(str(bare))), env=path_with(tmp_path / "bin"), check=False)
     assert result.returncode != 0 and "the release has no compose file" in result.stderr
+
+
+def test_a_cli_container_left_by_an_interrupted_release_is_waited_for_before_anything_starts(tmp_path):
+    """`fab` killed while a one-off CLI container ran (a migration): the container goes on. The
+    next start or CLI run waits for it to end and removes it first; with none, nothing waits."""
+    runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop")
+    log = tmp_path / "log"
+    fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n'
+                 'case "$*" in "ps -aq "*) [ -f ' + str(tmp_path / "left") + ' ] && echo 0ff1;; esac; exit 0')
+    env = path_with(tmp_path / "bin")
+    release = tmp_path / "release"
+    release.mkdir()
+    run(strict(runtime.start(str(release))), env=env, cwd=tmp_path)
+    calls = log.read_text().splitlines()
+    assert [c.split()[0:2] for c in calls] == [["ps", "-aq"], ["compose", "--progress"]]  # nothing to wait for
+    for label in ("com.docker.compose.project=shop", "com.docker.compose.oneoff=True",
+                  "com.docker.compose.service=directus"):
+        assert f"label={label}" in calls[0]
+    log.unlink()
+    (tmp_path / "left").touch()
+    result = run(strict(runtime.cli(str(release), "database", "migrate:latest")), env=env, cwd=tmp_path)
+    calls = log.read_text().splitlines()
+    assert calls[1:3] == ["wait 0ff1", "rm -f 0ff1"] and "run --rm" in calls[3]
+    assert "interrupted release" in result.stderr

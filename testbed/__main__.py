@@ -107,7 +107,7 @@ def compose_install(root: Path, state_file: Path) -> dict:
     state = json.loads(state_file.read_text())
     if "compose" in state:
         ComposeProduction.stop(state["compose"]["project"])
-    production = ComposeProduction(TestBed.attach(root), root / "compose" / str(os.getpid())).create(setup=False)
+    production = ComposeProduction(TestBed.attach(root), root.resolve() / "compose" / str(os.getpid())).create(setup=False)
     production.add_tag("u1", "v1", PREVIOUS_DIRECTUS_VERSION)
     production.add_tag("u2", "v2", DIRECTUS_VERSION)
     folder = production.install("u1")

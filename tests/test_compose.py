@@ -112,6 +112,18 @@ def test_compose_settings_in_the_container_refused(compose_production, tmp_path)
     assert sorted(p.name for p in (setup.srv / "releases").iterdir()) == releases_before
 
 
+def test_a_rehearsal_under_compose_is_refused_in_one_line(compose_production):
+    """The rehearsal runs a release's own node_modules, which a compose release does not have:
+    asked for, it is refused before anything changes."""
+    setup = compose_production
+    releases_before = sorted(p.name for p in (setup.srv / "releases").iterdir())
+    result = run_fab("release", "--tag=c2", "--rehearse", "--yes", env_file=setup.env_file)
+    assert result.returncode != 0
+    assert "a rehearsal is not built for DIRECTUS_SERVICE=compose" in result.stdout + result.stderr, result.stdout[-2000:]
+    assert sorted(p.name for p in (setup.srv / "releases").iterdir()) == releases_before
+    assert not (setup.srv / ".deploy" / "lock").exists()
+
+
 def test_uploads_the_container_cannot_write_are_refused_with_the_fix(compose_production):
     """Docker makes a missing bind-mount folder as root; Directus (uid 1000) then fails every
     upload. A release onto such a folder is refused before the switch, naming the chown."""

@@ -8,10 +8,10 @@
 
 `up` leaves sshd, pm2 and the Directus productions running in the background and prints
 how to point `fab` at them (DEPLOY_ENV_FILE=...). `compose`, on a bed that is up, starts a
-Directus 11.17.4 compose install (Docker Engine, Compose v2, the bed's images) as a team runs it
-before this tool, seeded with content, and a project whose tags u1 (that install) and u2
-(Directus 12.4.0 and v2) are what the team keeps in git; `show --engines compose` reads it. Tests reuse a running bed when
-DIRECTUS_DEPLOY_TESTBED names its folder.
+Directus 11.17.4 compose install (Docker Engine, Compose v2, the bed's images) as a team runs
+it before this tool, seeded with content, and a project whose tags u1 (that install) and u2
+(Directus 12.4.0 and v2) are what the team keeps in git; `show --engines compose` reads it.
+Tests reuse a running bed when DIRECTUS_DEPLOY_TESTBED names its folder.
 """
 
 from __future__ import annotations
@@ -107,13 +107,14 @@ def compose_install(root: Path, state_file: Path) -> dict:
     state = json.loads(state_file.read_text())
     if "compose" in state:
         ComposeProduction.stop(state["compose"]["project"])
-    production = ComposeProduction(TestBed.attach(root), root.resolve() / "compose" / str(os.getpid())).create(setup=False)
+    folder = root.resolve() / "compose" / str(os.getpid())  # absolute: bind-mount sources
+    production = ComposeProduction(TestBed.attach(root), folder).create(setup=False)
     production.add_tag("u1", "v1", PREVIOUS_DIRECTUS_VERSION)
     production.add_tag("u2", "v2", DIRECTUS_VERSION)
-    folder = production.install("u1")
+    install = production.install("u1")
     seeded = seed(production.api, images=6, schema=False)
     state["compose"] = entry = {
-        "project": production.project_name, "install": str(folder), "url": production.api.url,
+        "project": production.project_name, "install": str(install), "url": production.api.url,
         "token": production.token, "env_file": str(production.env_file), "seeded_files": seeded.files,
     }
     state_file.write_text(json.dumps(state, indent=2))

@@ -56,7 +56,8 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     report, back = f"{layout.tool_dir}/switch-report", f"{layout.tool_dir}/switch-back-report"
     going = _go_live(layout, service, release_id, expected_extensions, report)
     # what Directus logged, read before anything else restarts it
-    log = f"  {service.recent_log()} || true" if service.recent_log() else ":"
+    recent_log = service.recent_log()
+    log = f"  {recent_log} || true" if recent_log else ":"
     lines = [serial_lock(layout), f"rm -f {q(report)} {q(back)}", f"if {going}; then cat {q(report)}"]
     if previous and previous != release_id:
         returning = _go_live(layout, service, previous, [], back)

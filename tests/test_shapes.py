@@ -115,7 +115,7 @@ def test_a_directus_init_sqlite_install_adopts_releases_restores_and_rolls_back(
     assert (srv / "shared" / "database" / "data.db").is_file() and not (production.folder / "data.db").exists()
     assert not (production.folder / "data.db-wal").exists()  # moved with the database, never left behind
     release = (srv / "current").resolve()
-    assert os.readlink(release / "database") == "../../shared/database"
+    assert os.readlink(release / "database") == os.path.relpath(srv / "shared" / "database", release)
     shared_env = (srv / "shared" / ".env").read_text()
     assert "DB_FILENAME=./database/data.db\n" in shared_env and f"# DB_FILENAME was {original}" in shared_env
 
@@ -209,7 +209,8 @@ def test_every_local_storage_location_is_shared_backed_up_and_restored(shaped):
     assert len(archived) == 3
     before = production.content()
     fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env)
-    assert os.readlink((srv / "current").resolve() / "archive") == "../../shared/storage/archive"
+    release = (srv / "current").resolve()
+    assert os.readlink(release / "archive") == os.path.relpath(srv / "shared" / "storage" / "archive", release)
     assert sorted(p.name for p in (srv / "shared" / "storage" / "archive").iterdir() if p.name != HEALTH_PROBE_FILE) == archived
     fab_ok("release", "--tag=v2", "--yes", env_file=env)
 

@@ -27,9 +27,10 @@ def check_id(kind: str, value: str) -> str:
 class Layout:
     root: str
 
-    # shared_deps as a release's `node_modules` link names it: relative, so the layout keeps
-    # working if DEPLOY_PATH moves (releases/<id>/node_modules -> ../../shared/deps/<key>/node_modules)
-    DEPS_FROM_RELEASE = "../../shared/deps"
+    # shared_deps as a release's `node_modules` link names it: relative (up from releases/<id>
+    # to the root, then shared/deps/<key>/node_modules), so the layout keeps working if
+    # DEPLOY_PATH moves
+    DEPS_FROM_RELEASE = posixpath.join("..", "..", "shared", "deps")
 
     def _path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)

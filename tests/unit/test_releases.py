@@ -36,7 +36,7 @@ def make_release(layout: Layout, release_id: str, deps: str | None, revision: di
             json.dump(revision, handle, indent=1)  # several lines, as unpack_script writes it
     if deps:
         os.makedirs(os.path.join(layout.shared_deps, deps, "node_modules"), exist_ok=True)
-        os.symlink(f"../../shared/deps/{deps}/node_modules", os.path.join(folder, "node_modules"))
+        os.symlink(f"{Layout.DEPS_FROM_RELEASE}/{deps}/node_modules", os.path.join(folder, "node_modules"))
 
 
 def point_current(layout: Layout, release_id: str) -> None:

@@ -287,7 +287,7 @@ def test_the_cleanup_reports_each_store_it_deletes(run):
     for key in ("kept", "odd key", "gone"):
         os.makedirs(os.path.join(layout.shared_deps, key, "node_modules"))
     os.makedirs(os.path.join(layout.releases, "20260101T120000Z-v1"))
-    os.symlink("../../shared/deps/kept/node_modules", os.path.join(layout.releases, "20260101T120000Z-v1", "node_modules"))
+    os.symlink(f"{layout.DEPS_FROM_RELEASE}/kept/node_modules", os.path.join(layout.releases, "20260101T120000Z-v1", "node_modules"))
     results = parse_results(out(run("\n".join(cleanup_lines(layout, [])))))
     assert sorted(r["key"] for r in results.all("store")) == ["gone", "odd key"]
     assert os.listdir(layout.shared_deps) == ["kept"]

@@ -92,7 +92,8 @@ def test_a_release_is_made_complete_with_its_links_and_revision(host, tmp_path):
     assert os.path.samefile(os.path.join(release, "uploads"), layout.shared_uploads)
     assert os.path.samefile(os.path.join(release, "extensions", ".registry"), layout.shared_registry)
     store = os.readlink(os.path.join(release, "node_modules"))
-    assert store.startswith(f"../../shared/deps/{code.lockfile_sha256[:16]}-node") and store.endswith("/node_modules")
+    deps = os.path.relpath(layout.shared_deps, release)  # relative, up from the release
+    assert store.startswith(f"{deps}/{code.lockfile_sha256[:16]}-node") and store.endswith("/node_modules")
     with open(os.path.join(release, "node_modules", "directus", "marker")) as handle:
         assert handle.read() == "installed\n"
     made = _made(revision, result.stdout)

@@ -42,6 +42,19 @@ class Engine:
     def __init__(self, production):
         self.production = production
         self.env = production.env
+        # (settings, secret names) -> shell words running a client in the database's own
+        # container; None: the clients run on the host
+        self.container = getattr(production, "database_exec", None)
+        if self.container:
+            self.tools = ()
+
+    def client(self, settings: dict[str, str], command: str) -> str:
+        """`command` (a client tool and its quoted arguments) with the connection `settings` in
+        its environment, on the host or in the database's container; the secrets are in this
+        shell's environment already (secret_env) and pass by name only."""
+        if self.container:
+            return f"{self.container(settings, tuple(self.secret_env()))} {command}"
+        return " ".join(f"{key}={q(value)}" for key, value in settings.items()) + " " + command
 
     def secret_env(self) -> dict[str, str]:
         """Values the scripts read from stdin (see Remote.run(secret_env=...))."""

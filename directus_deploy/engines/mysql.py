@@ -46,6 +46,9 @@ class MysqlEngine(Engine):
             raise Refused(f"DB_HOST, DB_PORT, DB_SOCKET_PATH, DB_USER or DB_PASSWORD in {production.env_file} holds a line break")
         if not (self.database and self.user):
             raise Refused(f"DB_CLIENT=mysql needs DB_DATABASE and DB_USER in {production.env_file}")
+        if self.container:
+            raise Refused(f"DB_HOST={self.host}: a MySQL or MariaDB database run beside Directus in its own container "
+                          "is not supported yet (PostgreSQL is)")
 
     def database_name(self) -> str:
         return self.database

@@ -1,4 +1,8 @@
-"""PostgreSQL: `pg_dump -Fc`; restore with pg_restore; exact counts with one SQL statement."""
+"""PostgreSQL: `pg_dump -Fc`; restore with pg_restore; exact counts with one SQL statement.
+
+The clients run on the host, or in the database's own container when it runs beside Directus
+(production.database_exec): then the server's own pg_dump does the work, whatever the host
+has. Either way they read and write files through redirections made on the host."""
 
 from __future__ import annotations
 
@@ -60,18 +64,18 @@ class PostgresEngine(Engine):
     def secret_env(self) -> dict[str, str]:
         return {"PGPASSWORD": self.password}
 
-    def _env(self, database: str | None = None) -> str:
-        """Connection settings for libpq; the password is already in PGPASSWORD (from stdin)."""
-        return (
-            f"PGHOST={q(self.host)} PGPORT={q(self.port)} PGUSER={q(self.user)} "
-            f"PGDATABASE={q(database or self.database)} PGCONNECT_TIMEOUT=10"
-        )
+    def _client(self, command: str, database: str | None = None) -> str:
+        """A client tool with libpq's connection settings; the password is already in
+        PGPASSWORD (from stdin)."""
+        settings = {"PGHOST": self.host, "PGPORT": self.port, "PGUSER": self.user,
+                    "PGDATABASE": database or self.database, "PGCONNECT_TIMEOUT": "10"}
+        return self.client(settings, command)
 
     def _psql(self, sql: str, database: str | None = None) -> str:
-        return f"{self._env(database)} psql -X -q -At -F '|' -v ON_ERROR_STOP=1 -c {q(sql)}"
+        return self._client(f"psql -X -q -At -F '|' -v ON_ERROR_STOP=1 -c {q(sql)}", database)
 
     def dump(self, target: str) -> str:
-        return f"{self._env()} pg_dump -Fc --no-password -f {q(target)}"
+        return f"{self._client('pg_dump -Fc --no-password')} > {q(target)}"
 
     def counts(self, of: str = LIVE, database: str | None = None) -> str:
         return f"{self._psql(_COUNT_SQL, database)} | {self.count_records(of, '|')}"
@@ -84,7 +88,7 @@ class PostgresEngine(Engine):
             f"{{ {self._psql(create)} || "
             f"{self.fail('cannot create a scratch database to verify the dump: the database user needs CREATEDB')}; }} && "
             "{ " + self.always(
-                f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)} && "
+                f"{self._restore_into(scratch, dump)} && "
                 f"{self.counts(of, scratch)}",
                 self._psql(drop),
             ) + "; }"
@@ -95,11 +99,14 @@ class PostgresEngine(Engine):
         # pg_restore writes SQL; psql runs "drop everything" and that SQL in ONE transaction:
         # if anything fails, the database is exactly as it was before.
         return self.always(
-            f"pg_restore --no-owner --no-acl -f {q(sql_file)} {q(dump)} && "
-            f"{self._env()} psql -X -q -v ON_ERROR_STOP=1 --single-transaction "
-            f"-c {q(_DROP_ALL_SQL)} -f {q(sql_file)} >/dev/null",
+            f"{self._client('pg_restore --no-owner --no-acl -f -')} < {q(dump)} > {q(sql_file)} && "
+            f"{self._client(f'psql -X -q -v ON_ERROR_STOP=1 --single-transaction -c {q(_DROP_ALL_SQL)} -f -')} "
+            f"< {q(sql_file)} >/dev/null",
             f"rm -f -- {q(sql_file)}",
         )
+
+    def _restore_into(self, database: str, dump: str) -> str:
+        return f"{self._client(f'pg_restore --no-owner --no-acl --exit-on-error -d {q(database)}', database)} < {q(dump)}"
 
     def rehearsal_copy(self, dump: str, work_dir: str) -> str:
         scratch = self.rehearsal_name()
@@ -108,7 +115,7 @@ class PostgresEngine(Engine):
             f"{self.rehearsal_drop(work_dir)} && "
             f"{{ {self._psql(create)} || "
             f"{self.fail('cannot create a scratch database for the rehearsal: the database user needs CREATEDB')}; }} && "
-            f"{self._env(scratch)} pg_restore --no-owner --no-acl --exit-on-error -d {q(scratch)} {q(dump)}"
+            f"{self._restore_into(scratch, dump)}"
         )
 
     def rehearsal_settings(self, work_dir: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from urllib.parse import urlparse
 
 from directus_deploy.core.config import Key, parse_line, parse_name
 from directus_deploy.core.errors import Refused
@@ -127,13 +128,14 @@ class Compose(Runtime):
     def service(self) -> str:
         return self.config.compose_service
 
-    def compose(self, root: str | None, *args: str, root_word: str | None = None) -> str:
+    def compose(self, root: str | None, *args: str, root_word: str | None = None, more: str = "") -> str:
         """`docker compose` for the project, run in the release folder `root` (or the shell
         word `root_word`: "$root") with its compose files; None for a command that needs no
         file. A release lists its files in FILES_LIST (written when it was made); another
-        folder (an install, before adoption) has DIRECTUS_COMPOSE_FILE or Compose's own."""
+        folder (an install, before adoption) has DIRECTUS_COMPOSE_FILE or Compose's own.
+        `more`: shell words appended as they are (a variable holding service names)."""
         where = root_word or (q(root) if root else None)
-        command = f"docker compose --progress quiet -p {q(self.project)} {q(*args)}"
+        command = f"docker compose --progress quiet -p {q(self.project)} {q(*args)}" + (f" {more}" if more else "")
         if not where:
             return command
         default = f"export COMPOSE_FILE={q(self.config.compose_file)}" if self.config.compose_file else "true"
@@ -207,6 +209,7 @@ class Compose(Runtime):
         container that link resolves only if the same folder is mounted at the same path, so
         the link is made absolute and the tool's override file (OVERRIDE) mounts it."""
         images = self.compose(release_dir, "config", "--images", self.service)
+        services = self.compose(release_dir, "config", "--services")
         return [*self._files_lines(release_dir),
             f"img=$({images} | head -1)",
             '[ -n "$img" ] || { echo "the compose file names no image for the service" >&2; exit 1; }',
@@ -214,7 +217,23 @@ class Compose(Runtime):
             f"  {self.compose(release_dir, 'pull', '--quiet', self.service)} && how=pulled",
             "fi",
             "key=$img",
+            # the project's other services (the database) running before the backup and the
+            # migrations need them: started when absent (a first release), never recreated
+            f"others=$({services} | grep -vxF {q(self.service)} || true)",
+            'if [ -n "$others" ]; then',
+            "  " + self.compose(release_dir, "up", "-d", "--no-recreate", "--no-deps", "--no-build", "--wait",
+                                "--quiet-pull", more="$others"),
+            "fi",
         ]
+
+    def database_exec(self, service: str):
+        """For a database run as the compose service `service`: a function giving the shell
+        words that run a client in its container with the given settings, and the secrets
+        named (their values pass from this shell's environment, never on a command line)."""
+        def run(settings: dict[str, str], secret_names: tuple[str, ...]) -> str:
+            flags = [*(f"{key}={value}" for key, value in settings.items()), *secret_names]
+            return self.compose(None, "exec", "-T", *(word for flag in flags for word in ("-e", flag)), service)
+        return run
 
     def migration_files(self, release_dir: str) -> str:
         return self.compose(release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull", "--entrypoint", "node",
@@ -324,8 +343,30 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
         translated[key] = host_path(key, value, workdir, mounts, root)
     labels = image.get("Labels") or {}
     version = labels.get("org.opencontainers.image.version") or _tag_version(spec.get("image") or "")
-    return {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
-            "image": spec.get("image") or ""}
+    found = {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
+             "image": spec.get("image") or ""}
+    database = database_service(env, services, service, root)
+    if database:
+        found["database_service"] = database
+    return found
+
+
+def database_service(env: dict, services: dict, directus: str, root: str) -> str | None:
+    """The compose service the database runs as, when DB_HOST (or the connection string's
+    host) names one: the tool then runs the database's clients in its container. Its data must
+    outlive every release: on a named volume or a folder outside the release folder."""
+    url = str(env.get("DB_CONNECTION_STRING", "")).strip()
+    host = (urlparse(url).hostname if url else None) or str(env.get("DB_HOST", "")).strip()
+    if not host or host == directus or host not in services:
+        return None
+    for mount in services[host].get("volumes") or []:
+        source = posixpath.normpath(str(mount.get("source") or ""))
+        if mount.get("type") == "bind" and (source == root or source.startswith(root.rstrip("/") + "/")):
+            raise Refused(f"the {host} service keeps {mount.get('target')} in ./{posixpath.relpath(source, root)}, inside "
+                          "the folder of each release: a new release would start it on another folder. Keep it on a named "
+                          f"volume (- {host}-data:{mount.get('target')}) or in a folder outside the release (an absolute "
+                          "path), then adopt or release again")
+    return host
 
 
 def _path_settings(env: dict) -> list[tuple[str, str]]:

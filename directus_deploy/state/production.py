@@ -42,6 +42,9 @@ class Production:
     settings: Settings | None = field(default=None, repr=False)  # where they came from
     storages: dict = field(default_factory=dict)  # other local storage locations: {name: path}
     buckets: dict = field(default_factory=dict, repr=False)  # locations on S3: {name: object_storage.Bucket}
+    # the database runs in a container of its own beside Directus: (settings, secret names) ->
+    # shell words running a database client there (engines/base.py); None: reached from the host
+    database_exec: object = field(default=None, repr=False, compare=False)
 
     @property
     def has_files(self) -> bool:
@@ -166,8 +169,10 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
 
     root = facts["root"]
     release_id = posixpath.basename(root) if root.startswith(layout.releases + "/") else None
+    database_exec = reader.database_exec(found["database_service"]) if reader and found.get("database_service") else None
     return Production(
         root=root,
+        database_exec=database_exec,
         env_file=found.get("real_path") or settings.config_path,
         settings=settings,
         env=env,

@@ -12,9 +12,11 @@ import pytest
 import yaml
 
 from directus_deploy.core.errors import ConfigError, Refused
+from directus_deploy.engines import engine_for
 from directus_deploy.runtimes import load_config, runtime_for
-from directus_deploy.runtimes.compose import Compose, host_path, settings_of
+from directus_deploy.runtimes.compose import Compose, database_service, host_path, settings_of
 from directus_deploy.state.layout import Layout
+from directus_deploy.state.production import Production
 from directus_deploy.state.shared import shared_links
 
 from ..helpers import write_env
@@ -202,3 +204,44 @@ def test_a_cli_container_left_by_an_interrupted_release_is_waited_for_before_any
     calls = log.read_text().splitlines()
     assert calls[1:3] == ["wait 0ff1", "rm -f 0ff1"] and "run --rm" in calls[3]
     assert "interrupted release" in result.stderr
+
+
+PG_ENV = dict(DB_CLIENT="pg", DB_HOST="db host", DB_PORT="5433", DB_USER="us'er", DB_PASSWORD="pa$$ 'w\"d",
+              DB_DATABASE='my"db')
+
+
+def test_postgres_in_a_compose_service_runs_its_clients_in_that_container_the_password_by_name(tmp_path):
+    runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="site")
+    prod = Production(root="/r", env_file="/r/.env", env=PG_ENV, uploads=None, extensions="/r/extensions",
+                      registry="/r/extensions/.registry", directus_version="12.4.0", in_layout=False, release_id=None,
+                      database_exec=runtime.database_exec("database"))
+    engine = engine_for(prod)
+    assert engine.tools == ()  # nothing needed on the host but docker
+    log = tmp_path / "calls.log"
+    fake_command(tmp_path / "bin", "docker", f'printf "%s\\n" "$@" >> {log}; env | grep "^PG" >> {log}')
+    script = strict(engine.dump(str(tmp_path / "database.pgdump")))
+    assert PG_ENV["DB_PASSWORD"] not in script
+    run(script, env={**path_with(tmp_path / "bin"), **engine.secret_env()})
+    words = log.read_text().split("\n")
+    assert words[:7] == ["compose", "--progress", "quiet", "-p", "site", "exec", "-T"]
+    assert words[7:words.index("database")] == [
+        "-e", "PGHOST=db host", "-e", "PGPORT=5433", "-e", "PGUSER=us'er", "-e", 'PGDATABASE=my"db',
+        "-e", "PGCONNECT_TIMEOUT=10", "-e", "PGPASSWORD"]
+    assert words[words.index("database") + 1:][:3] == ["pg_dump", "-Fc", "--no-password"]
+    assert "PGPASSWORD=pa$$ 'w\"d" in words  # the value reaches docker's environment, not its arguments
+    assert (tmp_path / "database.pgdump").exists()  # written by the host's redirection
+
+
+def test_the_database_service_is_found_and_its_data_must_outlive_the_release_folder():
+    pg = {"DB_CLIENT": "pg", "DB_HOST": "database", "DB_USER": "d", "DB_DATABASE": "d"}
+    services = {"directus": {}, "database": {"volumes": [{"type": "volume", "source": "data", "target": "/var/lib/pg"}]}}
+    assert database_service(pg, services, "directus", ROOT) == "database"
+    url = {"DB_CLIENT": "pg", "DB_CONNECTION_STRING": "postgres://u:p@database:5432/d"}
+    assert database_service(url, services, "directus", ROOT) == "database"
+    assert database_service({**pg, "DB_HOST": "db.example.com"}, services, "directus", ROOT) is None
+    outside = {"directus": {}, "database": {"volumes": [{"type": "bind", "source": "/var/pg", "target": "/var/lib/pg"}]}}
+    assert database_service(pg, outside, "directus", ROOT) == "database"
+    inside = {"directus": {}, "database": {"volumes": [
+        {"type": "bind", "source": f"{ROOT}/data/database", "target": "/var/lib/postgresql/data"}]}}
+    with pytest.raises(Refused, match=r"keeps /var/lib/postgresql/data in \./data/database, inside the folder of each"):
+        database_service(pg, inside, "directus", ROOT)

@@ -11,6 +11,11 @@ start, mount points /directus/{uploads,extensions,database}. Its parts: a Debian
 toolchain's `npm ci` of the fixture project's lockfile. The image carries a label with the hash
 of those inputs; an image with the same label is reused as it is, and a rebuilt one is saved
 (zstd) in the cache, so a new machine with a warm cache loads it instead of building it.
+
+`postgres:15` is made the same way from Debian's `postgresql-15`, keeping the official image's
+contract: PGDATA=/var/lib/postgresql/data, the server's binaries first on PATH, port 5432, user
+`postgres` (uid and gid 999), and an entrypoint that hands the data folder to that user, makes the
+cluster, the POSTGRES_USER superuser and POSTGRES_DB on the first start, then runs the server.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ("ca-certificates", "wget")  # wget: the healthcheck of Directus's own compose file
 RECIPE = "2"  # bump when what goes into the image changes
 KEY_LABEL = "io.directus-deploy.testbed.inputs"
+POSTGRES_IMAGE = "postgres:15"
+POSTGRES_PACKAGES = ("postgresql-15",)  # with what it depends on: its client, postgresql-common, tzdata, locales
+POSTGRES_RECIPE = "1"  # bump when what goes into the postgres image changes
+POSTGRES_UID = 999  # the official image's postgres user and group
 
 # What the official image's /directus holds around Directus's own package.
 CLI_JS = "#!/usr/bin/env node\nimport('./node_modules/@directus/api/dist/cli/run.js');\n"  # Directus's CLI without its update check
@@ -72,6 +81,64 @@ CHANGES = (
     "ENV DB_CLIENT=sqlite3",
     "ENV DB_FILENAME=/directus/database/database.sqlite",
     'CMD ["/bin/sh", "-c", "node cli.js bootstrap && pm2-runtime start ecosystem.config.cjs"]',
+)
+
+# The official postgres image's entrypoint, as much of it as the test bed needs. POSIX sh: minbase
+# has no gosu, so setpriv (util-linux, essential) drops root.
+POSTGRES_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+
+# `docker run postgres:15 -c setting=value` means the server with those options
+case "${1:-}" in -*) set -- postgres "$@" ;; esac
+if [ "${1:-}" != postgres ]; then
+	exec "$@"
+fi
+
+if [ "$(id -u)" = 0 ]; then
+	# a bind-mounted data folder belongs to whoever made it on the host, often root
+	mkdir -p "$PGDATA" /var/run/postgresql
+	chmod 700 "$PGDATA"
+	find "$PGDATA" /var/run/postgresql \! -user postgres -exec chown postgres:postgres {} +
+	export HOME=/var/lib/postgresql
+	exec setpriv --reuid=999 --regid=999 --init-groups "$0" "$@"
+fi
+
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+	: "${POSTGRES_USER:=postgres}" "${POSTGRES_DB:=$POSTGRES_USER}"
+	if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+		echo "docker-entrypoint.sh: the database is uninitialized and POSTGRES_PASSWORD is not set" >&2
+		exit 1
+	fi
+	# the password reaches initdb through a temporary pwfile, never a command line
+	pwfile=$(mktemp)
+	printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+	initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 || {
+		rm -f "$pwfile"
+		exit 1
+	}
+	rm -f "$pwfile"
+	printf "\nlisten_addresses = '*'\n" >> "$PGDATA/postgresql.conf"
+	printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
+	# POSTGRES_DB (the user's name unless given) made by a server nobody else can reach yet
+	pg_ctl --options="-c listen_addresses=''" --wait --silent start
+	if [ "$POSTGRES_DB" != postgres ]; then
+		printf 'CREATE DATABASE :"db";\n' | psql --no-psqlrc --quiet --set=ON_ERROR_STOP=1 \
+			--username="$POSTGRES_USER" --dbname=postgres --set=db="$POSTGRES_DB"
+	fi
+	pg_ctl --mode=fast --wait --silent stop
+	echo "docker-entrypoint.sh: the database is initialized; starting the server"
+fi
+exec "$@"
+"""
+POSTGRES_CHANGES = (
+    "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV PG_MAJOR=15",
+    "ENV LANG=en_US.utf8",
+    "ENV PGDATA=/var/lib/postgresql/data",
+    "VOLUME /var/lib/postgresql/data",
+    "EXPOSE 5432",  # no STOPSIGNAL SIGINT as the official image has: `docker import` refuses it
+    'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+    'CMD ["postgres"]',
 )
 
 
@@ -144,11 +211,17 @@ class Docker:
 
     def ensure_directus_image(self, version: str = DIRECTUS_VERSION) -> str:
         """`directus/directus:<version>`, built from its inputs once; loaded from the cache after that."""
+        image = f"directus/directus:{version}"
+        return self._ensure_image(image, self.inputs_key(version), f"directus-{version}",
+                                  lambda key: self._build(image, key, version))
+
+    def _ensure_image(self, image: str, key: str, stem: str, build) -> str:
+        """`image` as it is when its label says `key`, else loaded from `<cache>/images/<stem>-<key>.tar.zst`,
+        else made by `build(key)` and saved there (replacing the saves of other keys)."""
         self.ensure_engine()
-        key, image = self.inputs_key(version), f"directus/directus:{version}"
         if self.image_key(image) == key:
             return image
-        saved = self.root / "images" / f"directus-{version}-{key}.tar.zst"
+        saved = self.root / "images" / f"{stem}-{key}.tar.zst"
         started = time.monotonic()
         if saved.exists():
             log(f"loading {image} from the cache")
@@ -157,9 +230,9 @@ class Docker:
             if self.image_key(image) == key:
                 log(f"{image} loaded in {time.monotonic() - started:.0f}s")
                 return image
-        self._build(image, key, version)
+        build(key)
         saved.parent.mkdir(parents=True, exist_ok=True)
-        for old in saved.parent.glob(f"directus-{version}-*.tar.zst"):
+        for old in saved.parent.glob(f"{stem}-*.tar.zst"):
             old.unlink()
         partial = saved.with_suffix(".partial")
         with open(partial, "wb") as out, subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE) as save:
@@ -168,16 +241,16 @@ class Docker:
         log(f"{image} built and cached in {time.monotonic() - started:.0f}s")
         return image
 
-    def rootfs(self) -> Path:
-        """A minimal Debian, unpacked once by debootstrap (cached)."""
-        final = self.root / f"rootfs-{SUITE}-{hashlib.sha256(','.join(PACKAGES).encode()).hexdigest()[:8]}"
+    def rootfs(self, packages: tuple[str, ...] = PACKAGES) -> Path:
+        """A minimal Debian with `packages`, unpacked once by debootstrap (cached)."""
+        final = self.root / f"rootfs-{SUITE}-{hashlib.sha256(','.join(packages).encode()).hexdigest()[:8]}"
         if (final / "etc" / "debian_version").exists():
             return final
         if not shutil.which("debootstrap"):
             raise RuntimeError("debootstrap is missing: scripts/setup.sh installs it")
         log(f"making a Debian {SUITE} rootfs with debootstrap (about a minute; cached)")
         with _staging(final) as staging:
-            _run(as_root(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+            _run(as_root(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
                           str(staging), MIRROR]), capture_output=True)
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
                          "usr/share/locale", "usr/share/info"):
@@ -187,7 +260,7 @@ class Docker:
     def _build(self, image: str, key: str, version: str) -> None:
         log(f"building {image} (Debian rootfs, Node {NODE_VERSION}, Directus by npm ci; cached)")
         node_modules = self.toolchain.ensure_directus(version)
-        rootfs = self.rootfs()
+        rootfs = self.rootfs(PACKAGES)
         work = self.root / f"image-build-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         try:
@@ -215,17 +288,87 @@ class Docker:
             # the official image: all of /directus belongs to node (Directus writes its app
             # extensions bundle into node_modules/.directus)
             _run(["chown", "-R", "1000:1000", str(app), str(home)])
-            changes = [arg for change in (*CHANGES, f"LABEL {KEY_LABEL}={key}") for arg in ("--change", change)]
-            with subprocess.Popen(["tar", "-C", str(work), "--numeric-owner", "-cf", "-", "."],
-                                  stdout=subprocess.PIPE) as pack:
-                _run(["docker", "import", *changes, "-", image], stdin=pack.stdout, capture_output=True)
+            _import(work, image, CHANGES, key)
         finally:
             subprocess.run(as_root(["rm", "-rf", str(work)]))
+
+    # -- the postgres image ---------------------------------------------------------------------
+
+    def postgres_key(self) -> str:
+        parts = [POSTGRES_RECIPE, SUITE, ",".join(POSTGRES_PACKAGES), POSTGRES_ENTRYPOINT, *POSTGRES_CHANGES]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def ensure_postgres_image(self) -> str:
+        """`postgres:15`, built from Debian's packages once; loaded from the cache after that."""
+        return self._ensure_image(POSTGRES_IMAGE, self.postgres_key(), "postgres-15", self._build_postgres)
+
+    def _build_postgres(self, key: str) -> None:
+        log(f"building {POSTGRES_IMAGE} (Debian {SUITE}'s postgresql-15; cached)")
+        rootfs = self.rootfs(POSTGRES_PACKAGES)
+        work = self.root / f"postgres-build-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            _run(["cp", "-a", str(rootfs), str(work)])
+            # postgresql-common's postinst made a cluster `15/main`: the image has none, the
+            # entrypoint makes one in PGDATA
+            for made in ("etc/postgresql/15", "var/lib/postgresql/15"):
+                shutil.rmtree(work / made, ignore_errors=True)
+            for made in (work / "var" / "log" / "postgresql").glob("postgresql-15-main.log*"):
+                made.unlink()
+            _renumber(work, "postgres", POSTGRES_UID)
+            # the official image's locale (LANG=en_US.utf8), compiled by the image's own glibc;
+            # the sources go after
+            _run(as_root(["chroot", str(work), "localedef", "-i", "en_US", "-c", "-f", "UTF-8", "en_US.UTF-8"]))
+            for junk in ("usr/share/i18n/locales", "usr/share/i18n/charmaps", "usr/share/postgresql/15/man"):
+                shutil.rmtree(work / junk, ignore_errors=True)
+            # as the official image leaves them: the socket folder open to all (sticky, setgid),
+            # PGDATA open until the entrypoint narrows it to 700. `run`, not `var/run`: that one is
+            # a link to /run, which from here is this machine's
+            for folder, mode in (("run/postgresql", 0o3777), ("var/lib/postgresql/data", 0o1777)):
+                (work / folder).mkdir(parents=True, exist_ok=True)
+                os.chown(work / folder, POSTGRES_UID, POSTGRES_UID)
+                (work / folder).chmod(mode)
+            entrypoint = work / "usr" / "local" / "bin" / "docker-entrypoint.sh"
+            entrypoint.write_text(POSTGRES_ENTRYPOINT)
+            entrypoint.chmod(0o755)
+            _import(work, POSTGRES_IMAGE, POSTGRES_CHANGES, key)
+        finally:
+            subprocess.run(as_root(["rm", "-rf", str(work)]))
+
+
+def _import(work: Path, image: str, changes: tuple[str, ...], key: str) -> None:
+    """The tree at `work` as `image`, with the Dockerfile-like `changes` and the inputs label."""
+    arguments = [arg for change in (*changes, f"LABEL {KEY_LABEL}={key}") for arg in ("--change", change)]
+    with subprocess.Popen(["tar", "-C", str(work), "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE) as pack:
+        _run(["docker", "import", *arguments, "-", image], stdin=pack.stdout, capture_output=True)
+
+
+def _renumber(root: Path, name: str, number: int) -> None:
+    """User `name` and its group given the id `number` in the tree at `root` (Debian's adduser
+    picks the next free system id), with what they own there."""
+    passwd, group = root / "etc" / "passwd", root / "etc" / "group"
+    users = [line.split(":") for line in passwd.read_text().splitlines()]
+    groups = [line.split(":") for line in group.read_text().splitlines()]
+    user = next(fields for fields in users if fields[0] == name)
+    uid, gid = user[2], user[3]
+    taken = [fields[0] for fields in users if fields[2] == str(number) and fields[0] != name]
+    taken += [fields[0] for fields in groups if fields[2] == str(number) and fields[2] != gid]
+    if taken:
+        raise RuntimeError(f"id {number} is already {taken} in {root}")
+    user[2] = user[3] = str(number)
+    for fields in groups:
+        if fields[2] == gid:
+            fields[2] = str(number)
+    passwd.write_text("".join(":".join(fields) + "\n" for fields in users))
+    group.write_text("".join(":".join(fields) + "\n" for fields in groups))
+    _run(["find", str(root), "-xdev", "-uid", uid, "-exec", "chown", "-h", str(number), "{}", "+"])
+    _run(["find", str(root), "-xdev", "-gid", gid, "-exec", "chgrp", "-h", str(number), "{}", "+"])
 
 
 if __name__ == "__main__":
     print(Docker().ensure_directus_image())
     print(Docker().ensure_directus_image(PREVIOUS_DIRECTUS_VERSION))
+    print(Docker().ensure_postgres_image())
 
 
 COMPOSE_FILE = """\
@@ -241,6 +384,27 @@ services:
       - ./uploads:/directus/uploads
       - ./extensions:/directus/extensions
 """
+# Directus's compose guide's database: PostgreSQL as the project's own service, here with its
+# data on a named volume (a folder inside the release would change with every release)
+POSTGRES_SERVICE = """\
+    depends_on:
+      database:
+        condition: service_healthy
+  database:
+    image: {image}
+    environment:
+      POSTGRES_USER: directus
+      POSTGRES_PASSWORD: ${{DB_PASSWORD}}
+      POSTGRES_DB: directus
+    volumes:
+      - database:/var/lib/postgresql/data
+    healthcheck:
+      test: ["CMD", "pg_isready", "--host=localhost", "--username=directus"]
+      interval: 2s
+      retries: 60
+volumes:
+  database:
+"""
 
 
 class ComposeProduction:
@@ -249,8 +413,9 @@ class ComposeProduction:
     of the bed's SQLite project whose tags c1 and c2 (v1 and v2 with a compose file instead of
     package.json) are what a compose team keeps in git. Nothing is released yet."""
 
-    def __init__(self, bed, folder: Path):
+    def __init__(self, bed, folder: Path, database: str = "sqlite"):
         self.bed, self.folder = bed, Path(folder)
+        self.database = database  # sqlite (a bind-mounted file) or postgres (the project's `database` service)
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.project_name = f"dd{secrets.token_hex(4)}"
@@ -267,8 +432,12 @@ class ComposeProduction:
         self.add_tag("c1", "v1")
         self.add_tag("c2", "v2")
         production_env = self.production_env = self.folder / "production.env"
+        database = {"DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db"}
+        if self.database == "postgres":
+            database = {"DB_CLIENT": "pg", "DB_HOST": "database", "DB_PORT": "5432", "DB_DATABASE": "directus",
+                        "DB_USER": "directus", "DB_PASSWORD": secrets.token_hex(12)}
         _write(production_env, {
-            "SECRET": secrets.token_hex(24), "DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db",
+            "SECRET": secrets.token_hex(24), **database,
             "ADMIN_EMAIL": "admin@example.com", "ADMIN_PASSWORD": secrets.token_hex(12), "ADMIN_TOKEN": self.token,
             "PUBLIC_URL": f"http://127.0.0.1:{self.port}", "PM2_INSTANCES": "1", "LOG_LEVEL": "warn",
             "DIRECTUS_HOST_PORT": str(self.port),
@@ -291,7 +460,10 @@ class ComposeProduction:
         `directus/directus:<version>` (its image built if missing), `service_lines` added to the
         Directus service, no package.json (the image is Directus), and on an older Directus the
         schema snapshot that version takes."""
-        Docker(self.bed.toolchain).ensure_directus_image(version)
+        docker = Docker(self.bed.toolchain)
+        docker.ensure_directus_image(version)
+        if self.database == "postgres":
+            service_lines += POSTGRES_SERVICE.format(image=docker.ensure_postgres_image())
         changes = {"docker-compose.yml": COMPOSE_FILE.format(version=version) + service_lines,
                    "package.json": None, "package-lock.json": None}
         if version != DIRECTUS_VERSION:
@@ -343,15 +515,30 @@ class ComposeProduction:
         return [json.loads(line) for line in out.splitlines() if line]
 
     def images(self) -> list[str]:
-        """The images of the project's running containers."""
-        return sorted(c["Image"] for c in self.containers() if c["State"] == "running")
+        """The images of the project's running Directus containers."""
+        return sorted(c["Image"] for c in self.containers()
+                      if c["State"] == "running" and "com.docker.compose.service=directus" in c["Labels"])
+
+    def container(self, service: str) -> dict:
+        """The container of one of the project's services (not a one-off)."""
+        found = [c for c in self.containers() if f"com.docker.compose.service={service}" in c["Labels"]
+                 and "com.docker.compose.oneoff=False" in c["Labels"]]
+        assert len(found) == 1, found
+        return found[0]
+
+    def psql(self, sql: str) -> str:
+        """One value from the `database` service's PostgreSQL, asked inside its container."""
+        return subprocess.run(["docker", "compose", "-p", self.project_name, "exec", "-T", "database", "psql", "-X", "-At",
+                               "-U", "directus", "-d", "directus", "-c", sql],
+                              check=True, capture_output=True, text=True).stdout.strip()
 
     def destroy(self) -> None:
-        self.stop(self.project_name)
+        self.stop(self.project_name, volumes=True)
 
     @staticmethod
-    def stop(project_name: str) -> None:
-        subprocess.run(["docker", "compose", "-p", project_name, "down", "--timeout", "5"], capture_output=True)
+    def stop(project_name: str, volumes: bool = False) -> None:
+        subprocess.run(["docker", "compose", "-p", project_name, "down", "--timeout", "5", *(["--volumes"] if volumes else [])],
+                       capture_output=True)
 
 
 def _write(path: Path, settings: dict) -> None:

@@ -289,3 +289,51 @@ def test_a_running_compose_install_is_adopted_released_and_rolled_back(compose_i
     assert api.get("/hello", auth=False)["release"] == "v1"
     assert api.request("GET", f"/assets/{file_id}") == upload
     assert [c["State"] for c in setup.containers()] == ["running"]
+
+
+@pytest.fixture(scope="module")
+def compose_postgres(bed, tmp_path_factory):
+    """A compose production whose PostgreSQL runs as the project's `database` service (the
+    shape of Directus's own compose guide), its data on a named volume."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-pg"), database="postgres").create()
+    yield production
+    production.destroy()
+
+
+def test_postgres_in_its_own_service_is_backed_up_through_it_and_rolled_back_with_the_database(compose_postgres):
+    """The first release starts the database service and installs Directus into it; the next
+    one backs it up with the server's own pg_dump, inside its container, and verifies the dump
+    there in a scratch database; `rollback --with-db` puts the database of before back through
+    the same container. The database container is never recreated: the same one serves from
+    the first release to the last."""
+    setup = compose_postgres
+    api, env_file = setup.api, setup.env_file
+    fab_ok("release", "--tag=c1", "--yes", env_file=env_file)
+    assert api.get("/hello", auth=False)["release"] == "v1"
+    database = setup.container("database")
+    assert database["State"] == "running" and database["Image"] == docker_bed.POSTGRES_IMAGE
+    item = api.json("POST", "/items/articles", {"title": "written on c1"})["data"]
+    upload = os.urandom(400_000)
+    file_id = api.upload("pg.bin", upload, "uploaded on c1", mime="application/octet-stream")
+    rows_before = setup.psql("SELECT count(*) FROM articles")
+
+    released = fab_ok("release", "--tag=c2", "--yes", env_file=env_file).stdout
+    assert api.get("/hello", auth=False)["release"] == "v2"
+    assert api.get("/collections/tags")["data"]["collection"] == "tags"
+    backups = sorted((setup.srv / "backups").iterdir())
+    dump = backups[-1] / "db" / "database.pgdump"
+    assert dump.stat().st_size > 0 and dump.read_bytes()[:5] == b"PGDMP", released[-2000:]
+    # the scratch database the dump was verified in is gone again
+    assert setup.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'directus_scratch_%'") == "0"
+    on_c2 = api.json("POST", "/items/articles", {"title": "written on c2"})["data"]
+
+    fab_ok("rollback", "--to=c1", "--with-db", "--yes", env_file=env_file)
+    assert api.get("/hello", auth=False)["release"] == "v1"
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written on c1"
+    assert setup.psql("SELECT count(*) FROM articles") == rows_before  # the c2 item is set aside
+    assert setup.psql(f"SELECT count(*) FROM articles WHERE id = {int(on_c2['id'])}") == "0"
+    assert setup.psql("SELECT to_regclass('tags') IS NULL") == "t"
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    again = api.json("POST", "/items/articles", {"title": "written after the rollback"})["data"]
+    assert api.get(f"/items/articles/{again['id']}")["data"]["title"] == "written after the rollback"
+    assert setup.container("database")["ID"] == database["ID"]  # never recreated

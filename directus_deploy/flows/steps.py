@@ -105,7 +105,9 @@ def check_release_settings(session, release_id: str, env: dict) -> None:
     where production keeps it: the same database and uploads, on the host."""
     with session.console.step("check the release's settings") as step:
         new = locate(session.remote(), session.layout, session.layout.release_dir(release_id))
-        for key in ("DB_CLIENT", "DB_FILENAME", "DB_HOST", "DB_DATABASE", "STORAGE_LOCAL_ROOT"):
+        # a setting of another client means nothing (an image's default DB_FILENAME beside DB_CLIENT=pg)
+        where = ("DB_FILENAME",) if str(env.get("DB_CLIENT", "")).strip() == "sqlite3" else ("DB_HOST", "DB_DATABASE")
+        for key in ("DB_CLIENT", *where, "STORAGE_LOCAL_ROOT"):
             if str(new.env.get(key, "")) != str(env.get(key, "")):
                 raise Refused(f"release {release_id}: {key} is {new.env.get(key, '') or 'unset'} where production has "
                               f"{env.get(key, '') or 'unset'}; a release must keep the database and uploads where they are")

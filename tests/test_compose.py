@@ -337,3 +337,36 @@ def test_postgres_in_its_own_service_is_backed_up_through_it_and_rolled_back_wit
     again = api.json("POST", "/items/articles", {"title": "written after the rollback"})["data"]
     assert api.get(f"/items/articles/{again['id']}")["data"]["title"] == "written after the rollback"
     assert setup.container("database")["ID"] == database["ID"]  # never recreated
+
+
+def test_a_service_built_from_the_projects_dockerfile_gets_an_image_per_release(compose_production):
+    """`build:` in the compose file: each release builds its image on the host and names it after
+    itself, so a rollback starts the image its release ran; a build with nothing changed is
+    Docker's cache (the same image), reported as unchanged."""
+    setup = compose_production
+    compose_file = COMPOSE_FILE.replace(f"image: directus/directus:{DIRECTUS_VERSION}", "build: .")
+    for tag in ("b1", "b2"):  # the same tree: b2 builds nothing new
+        add_tag(setup.project, tag, {"docker-compose.yml": compose_file, "package.json": None, "package-lock.json": None,
+                                     "Dockerfile": f"FROM directus/directus:{DIRECTUS_VERSION}\nLABEL built=from-b\n"},
+                base="v2")
+    first = fab_ok("release", "--tag=b1", "--yes", env_file=setup.env_file).stdout
+    b1 = os.path.basename(os.readlink(setup.srv / "current"))
+    assert f"dependencies built ({setup.project_name}-directus:{b1})" in first, first[-2000:]
+    assert setup.images() == [f"{setup.project_name}-directus:{b1}"]
+    assert api_release(setup) == "v2"
+    label = subprocess.run(["docker", "image", "inspect", "-f", "{{.Config.Labels.built}}", setup.images()[0]],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    assert label == "from-b"
+
+    second = fab_ok("release", "--tag=b2", "--yes", env_file=setup.env_file).stdout
+    b2 = os.path.basename(os.readlink(setup.srv / "current"))
+    assert f"dependencies unchanged ({setup.project_name}-directus:{b2})" in second, second[-2000:]
+    assert setup.images() == [f"{setup.project_name}-directus:{b2}"]
+
+    fab_ok("rollback", "--to=b1", "--yes", env_file=setup.env_file)
+    assert setup.images() == [f"{setup.project_name}-directus:{b1}"]
+    assert api_release(setup) == "v2"
+
+
+def api_release(setup) -> str:
+    return setup.api.get("/hello", auth=False)["release"]

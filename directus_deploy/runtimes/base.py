@@ -115,9 +115,10 @@ class Runtime:
         """The settings reader's JSON (state/settings.py) from what settings_script printed."""
         raise NotImplementedError
 
-    def dependencies_lines(self, release_dir: str) -> list[str]:
-        """Shell run in a new release (not yet live) when it holds no node_modules: what makes
-        Directus ready to start from it (an image built or found). It emits one `deps` record."""
+    def dependencies_lines(self, release_dir: str, release_id: str | None = None) -> list[str]:
+        """Shell run in a new release (not yet live, in the folder `release_dir` it is made in)
+        when it holds no node_modules: what makes Directus ready to start from it (an image built
+        or found). It sets $key and $how for the release's `deps` record."""
         raise NotImplementedError
 
     def migration_files(self, release_dir: str) -> str | None:

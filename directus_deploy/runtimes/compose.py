@@ -32,6 +32,7 @@ from directus_deploy.runtimes.base import Instance, Runtime
 WORKDIR = "/directus"  # the official image's working folder (where cli.js lives)
 FILES_LIST = ".deploy-compose"  # in a release: its compose files, as COMPOSE_FILE takes them
 OVERRIDE = ".deploy-compose.yml"  # in a release: the tool's addition (the shared marketplace folder)
+IMAGE_OVERRIDE = ".deploy-compose-image.yml"  # in a release whose service is built: the image's name for it
 OWN_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")  # Compose's order
 OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
              "docker-compose.override.yml")
@@ -202,7 +203,7 @@ class Compose(Runtime):
             release_dir, "run", "--rm", "--no-deps", "-T", "--quiet-pull",
             *(part for v in volumes for part in ("-v", v)), self.service, "node", CLI, *words)
 
-    def dependencies_lines(self, release_dir: str) -> list[str]:
+    def dependencies_lines(self, release_dir: str, release_id: str | None = None) -> list[str]:
         """The release's compose files (FILES_LIST), and its image, there before anything
         starts from it: found on the host (an unchanged image is neither pulled nor rebuilt),
         else pulled. The marketplace folder is a link into shared/ on the host; inside the
@@ -210,10 +211,22 @@ class Compose(Runtime):
         the link is made absolute and the tool's override file (OVERRIDE) mounts it."""
         images = self.compose(release_dir, "config", "--images", self.service)
         services = self.compose(release_dir, "config", "--services")
+        built = self.built_image(release_id or posixpath.basename(release_dir))
+        image_override = f"services:\n  {json.dumps(self.service)}:\n    image: {json.dumps(built)}\n"
         return [*self._files_lines(release_dir),
-            f"img=$({images} | head -1)",
+            # a service built from the project's Dockerfile gets an image of its own per release
+            # (its tag: the release), so a rollback finds the image its release ran; Docker's
+            # layer cache makes an unchanged build take seconds and give the same image
+            f"if {self.compose(release_dir, 'config', '--format', 'json', self.service)} | grep -q '\"build\": {{'; then",
+            f"  printf '%s' {q(image_override)} > {q(posixpath.join(release_dir, IMAGE_OVERRIDE))}",
+            f"  printf ':%s' {IMAGE_OVERRIDE} >> {q(posixpath.join(release_dir, FILES_LIST))}",
+            f"  known=$(docker images -q --no-trunc {q(built.rsplit(':', 1)[0])})",
+            f"  {self.compose(release_dir, 'build', self.service)} >&2",
+            f"  img={q(built)}; how=built",
+            "  echo \"$known\" | grep -qxF \"$(docker image inspect -f '{{.Id}}' \"$img\")\" && how=unchanged",
+            f"else how=; img=$({images} | head -1); fi",
             '[ -n "$img" ] || { echo "the compose file names no image for the service" >&2; exit 1; }',
-            'if docker image inspect "$img" >/dev/null 2>&1; then how=present; else',
+            'if [ -n "${how:-}" ]; then :; elif docker image inspect "$img" >/dev/null 2>&1; then how=present; else',
             f"  {self.compose(release_dir, 'pull', '--quiet', self.service)} && how=pulled",
             "fi",
             "key=$img",
@@ -221,10 +234,23 @@ class Compose(Runtime):
             # migrations need them: started when absent (a first release), never recreated
             f"others=$({services} | grep -vxF {q(self.service)} || true)",
             'if [ -n "$others" ]; then',
+            # a folder of the release that is not the project's own file would hold their data
+            # (Docker makes it, empty), another one each release: refused before a first release
+            # starts them on it (the settings reader refuses it for the database later too)
+            f"  inside=$( {self.compose(release_dir, 'config', '--format', 'json', more='$others')} | "
+            "{ grep -o '\"source\": \"[^\"]*\"' || true; } | cut -d'\"' -f4 | while read -r src; do "
+            f"case \"$src\" in {q(release_dir)}/*) [ -e \"$src\" ] || {{ echo \"${{src#{q(release_dir)}/}}\"; break; }};; esac; done)",
+            '  if [ -n "$inside" ]; then echo "a service of the compose file keeps its data in ./$inside, inside the '
+            'folder of each release: keep it on a named volume or in a folder outside the release (an absolute path)" >&2; '
+            "exit 1; fi",
             "  " + self.compose(release_dir, "up", "-d", "--no-recreate", "--no-deps", "--no-build", "--wait",
                                 "--quiet-pull", more="$others"),
             "fi",
         ]
+
+    def built_image(self, release_id: str) -> str:
+        """The image a release builds, when its service is built from the project's Dockerfile."""
+        return f"{self.project}-{self.service.lower()}:{release_id}"
 
     def database_exec(self, service: str):
         """For a database run as the compose service `service`: a function giving the shell

@@ -112,7 +112,7 @@ def _incoming(layout: Layout, release_id: str) -> tuple[str, str]:
 def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict, revision: dict,
                   dependencies=None) -> str:
     """Shell making the release from the uploaded archive: the same on every host (what differs,
-    whether the dependency store exists, is found out there). `dependencies(release_dir)`: the
+    whether the dependency store exists, is found out there). `dependencies(folder, release_id)`: the
     runtime's lines making Directus ready when a release holds no node_modules (an image)."""
     incoming, temp = _incoming(layout, release_id)
     final = layout.release_dir(release_id)
@@ -123,7 +123,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         f"zstd -q -dc -- {q(incoming)} | tar -x --no-same-owner -C {q(temp)}",
         f"rm -f -- {q(incoming)}",
         *link_lines(temp, links, q),
-        *(npm_store_lines(layout, code, temp) if dependencies is None else dependencies(temp)),
+        *(npm_store_lines(layout, code, temp) if dependencies is None else dependencies(temp, release_id)),
         f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         emit("deps", key='"$key"', how='"$how"'),

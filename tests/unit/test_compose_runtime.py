@@ -245,3 +245,51 @@ def test_the_database_service_is_found_and_its_data_must_outlive_the_release_fol
         {"type": "bind", "source": f"{ROOT}/data/database", "target": "/var/lib/postgresql/data"}]}}
     with pytest.raises(Refused, match=r"keeps /var/lib/postgresql/data in \./data/database, inside the folder of each"):
         database_service(pg, inside, "directus", ROOT)
+
+
+def test_a_built_service_gets_an_image_named_after_the_release_and_other_services_start_first(tmp_path):
+    """Against a fake `docker`: `build:` in the service's configuration builds the image under the
+    release's name (a second override), reported unchanged when Docker's cache gave an image the
+    host had; the project's other services start (never recreated) unless one would keep its data
+    in a folder of the release, which is refused before anything starts."""
+    runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop")
+    runtime.layout = Layout(str(tmp_path / "srv"))
+    release = tmp_path / "srv" / "releases" / ".tmp-r1"
+    release.mkdir(parents=True)
+    (release / "docker-compose.yml").write_text("services: {}\n")
+    log, flag = tmp_path / "log", tmp_path.joinpath
+    fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n' + "\n".join([
+        'case "$*" in',
+        f'  *"config --format json directus") [ -f {flag("built")} ] && echo \'  "build": {{\';;',
+        '  *"config --services") printf "directus\\ndatabase\\n";;',
+        f'  *"config --format json database") if [ -f {flag("inside")} ]; then echo \'"source": "{release}/data/db",\'; '
+        'else echo \'"source": "pgdata",\'; fi;;',
+        '  *"config --images directus") echo directus/directus:12.4.0;;',
+        '  "images -q --no-trunc shop-directus") echo sha256:old;;',
+        f'  "image inspect -f {{{{.Id}}}} "*) if [ -f {flag("same")} ]; then echo sha256:old; else echo sha256:new; fi;;',
+        "esac"]))
+    env = path_with(tmp_path / "bin")
+    script = "\n".join([*runtime.dependencies_lines(str(release), "r1"), 'echo "$how $key"'])
+
+    flag("built").touch()
+    assert run(script, env=env).stdout.strip() == "built shop-directus:r1"
+    calls = log.read_text()
+    assert "build directus" in calls and "pull --quiet" not in calls
+    assert (release / ".deploy-compose").read_text() == "docker-compose.yml:.deploy-compose-image.yml"
+    assert yaml.safe_load((release / ".deploy-compose-image.yml").read_text()) == {
+        "services": {"directus": {"image": "shop-directus:r1"}}}
+    up = next(line for line in calls.splitlines() if " up " in line)
+    assert up.endswith("up -d --no-recreate --no-deps --no-build --wait --quiet-pull database")
+    flag("same").touch()
+    assert run(script, env=env).stdout.strip() == "unchanged shop-directus:r1"
+
+    flag("built").unlink()
+    log.write_text("")
+    assert run(script, env=env).stdout.strip().endswith("directus/directus:12.4.0")
+    assert " build " not in log.read_text()
+
+    flag("inside").touch()
+    log.write_text("")
+    refused = run(script, env=env, check=False)
+    assert refused.returncode != 0 and "keeps its data in ./data/db, inside the folder of each release" in refused.stderr
+    assert " up " not in log.read_text()

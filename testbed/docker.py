@@ -384,8 +384,8 @@ services:
       - ./uploads:/directus/uploads
       - ./extensions:/directus/extensions
 """
-# Directus's compose guide's database: PostgreSQL as the project's own service, here with its
-# data on a named volume (a folder inside the release would change with every release)
+# Directus's compose guide's database: PostgreSQL as the project's own service, its data in a
+# folder of the project (the tool keeps it in shared/services/ for every release)
 POSTGRES_SERVICE = """\
     depends_on:
       database:
@@ -397,13 +397,11 @@ POSTGRES_SERVICE = """\
       POSTGRES_PASSWORD: ${{DB_PASSWORD}}
       POSTGRES_DB: directus
     volumes:
-      - database:/var/lib/postgresql/data
+      - ./data/database:/var/lib/postgresql/data
     healthcheck:
       test: ["CMD", "pg_isready", "--host=localhost", "--username=directus"]
       interval: 2s
       retries: 60
-volumes:
-  database:
 """
 
 
@@ -493,9 +491,12 @@ class ComposeProduction:
             subprocess.run(["docker", "compose", "--progress", "quiet", "run", "--rm", "-T", "-v", snapshots, "directus",
                             *command], cwd=folder, check=True, capture_output=True)
         # and the row that says so (without it Directus asks the registry about the folder)
-        subprocess.run(["sqlite3", str(folder / "database" / "data.db"),
-                        "INSERT INTO directus_extensions (id, enabled, folder, source, bundle) "
-                        f"VALUES ('{uuid.uuid4()}', 1, '{self.registry_folder}', 'registry', NULL)"], check=True)
+        row = ("INSERT INTO directus_extensions (id, enabled, folder, source, bundle) "
+               f"VALUES ('{uuid.uuid4()}', true, '{self.registry_folder}', 'registry', NULL)")
+        if self.database == "postgres":
+            self.psql(row)
+        else:
+            subprocess.run(["sqlite3", str(folder / "database" / "data.db"), row.replace("true", "1")], check=True)
         subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
                        capture_output=True)
         deadline = time.monotonic() + 120
@@ -529,7 +530,7 @@ class ComposeProduction:
     def psql(self, sql: str) -> str:
         """One value from the `database` service's PostgreSQL, asked inside its container."""
         return subprocess.run(["docker", "compose", "-p", self.project_name, "exec", "-T", "database", "psql", "-X", "-At",
-                               "-U", "directus", "-d", "directus", "-c", sql],
+                               "-v", "ON_ERROR_STOP=1", "-U", "directus", "-d", "directus", "-c", sql],
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def destroy(self) -> None:

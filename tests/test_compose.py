@@ -293,8 +293,8 @@ def test_a_running_compose_install_is_adopted_released_and_rolled_back(compose_i
 
 @pytest.fixture(scope="module")
 def compose_postgres(bed, tmp_path_factory):
-    """A compose production whose PostgreSQL runs as the project's `database` service (the
-    shape of Directus's own compose guide), its data on a named volume."""
+    """A compose production whose PostgreSQL runs as the project's `database` service, its data
+    in ./data/database (the shape of Directus's own compose guide)."""
     production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-pg"), database="postgres").create()
     yield production
     production.destroy()
@@ -312,6 +312,9 @@ def test_postgres_in_its_own_service_is_backed_up_through_it_and_rolled_back_wit
     assert api.get("/hello", auth=False)["release"] == "v1"
     database = setup.container("database")
     assert database["State"] == "running" and database["Image"] == docker_bed.POSTGRES_IMAGE
+    # the guide's ./data/database: one folder in shared/ that every release links to
+    data = setup.srv / "shared" / "services" / "data" / "database"
+    assert (data / "PG_VERSION").is_file() and (setup.srv / "current" / "data" / "database").resolve() == data
     item = api.json("POST", "/items/articles", {"title": "written on c1"})["data"]
     upload = os.urandom(400_000)
     file_id = api.upload("pg.bin", upload, "uploaded on c1", mime="application/octet-stream")
@@ -370,3 +373,48 @@ def test_a_service_built_from_the_projects_dockerfile_gets_an_image_per_release(
 
 def api_release(setup) -> str:
     return setup.api.get("/hello", auth=False)["release"]
+
+
+@pytest.fixture(scope="module")
+def compose_postgres_install(bed, tmp_path_factory):
+    """The guide's compose install, running before this tool: PostgreSQL as its `database`
+    service with its data in the install's ./data/database."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-pg-install"),
+                                              database="postgres").create(setup=False)
+    production.installed = production.install("c1")
+    yield production
+    production.destroy()
+
+
+def test_a_compose_install_with_postgres_is_adopted_and_its_database_never_moves(compose_postgres_install):
+    """Adoption backs the database up through its container, and leaves the database container
+    running on its folder (linked from shared/services/): the same container, never restarted,
+    serves every release; rows and uploads written before adoption survive a release and a
+    rollback."""
+    setup = compose_postgres_install
+    api, install = setup.api, setup.installed
+    database = setup.container("database")
+    started = started_at(database["ID"])
+    item = api.json("POST", "/items/articles", {"title": "written before adoption"})["data"]
+    upload = os.urandom(250_000)
+    file_id = api.upload("pg-adopted.bin", upload, "uploaded before adoption", mime="application/octet-stream")
+
+    adopted = fab_ok("deploy.adopt", f"--from={install}", env_file=setup.env_file).stdout
+    assert "runs tag c1" in adopted and "on pg" in adopted, adopted[-2000:]
+    link = setup.srv / "shared" / "services" / "data" / "database"
+    assert os.readlink(link) == str(install / "data" / "database") and (link / "PG_VERSION").is_file()
+    fab_ok("release", "--tag=c2", "--yes", env_file=setup.env_file)
+    assert api.get("/hello", auth=False)["release"] == "v2"
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written before adoption"
+    assert api.request("GET", f"/assets/{file_id}") == upload
+    fab_ok("rollback", "--yes", env_file=setup.env_file)
+    assert api.get("/hello", auth=False)["release"] == "v1"
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written before adoption"
+    after = setup.container("database")
+    assert after["ID"] == database["ID"] and after["State"] == "running"
+    assert started_at(after["ID"]) == started  # never restarted either
+
+
+def started_at(container: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container], check=True,
+                          capture_output=True, text=True).stdout.strip()

@@ -108,6 +108,8 @@ def adopt(session, install: str, tag_name: str | None = None) -> dict:
         with console.step("stop Directus and move its state into shared/") as step:
             # the rewritten .env comes on stdin (it holds secrets): read first, before anything else can
             script = [EMIT_FUNCTION] + ([f"(umask 077 && cat > {q(adopted_env)})"] if new_env is not None else [])
+            # what the runtime keeps besides Directus's state, read while the install is whole
+            script += session.runtime.adopt_lines(production.root)
             script += [service.stop() or "true",
                        f"mkdir -p -m 0755 {q(layout.shared)} {q(layout.shared_deps)} {q(layout.releases)}"]
             for source_path, target, kind in moves:

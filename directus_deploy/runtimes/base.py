@@ -121,6 +121,11 @@ class Runtime:
         or found). It sets $key and $how for the release's `deps` record."""
         raise NotImplementedError
 
+    def adopt_lines(self, install: str) -> list[str]:
+        """Shell run when the install folder `install` is adopted, before its first release: what
+        the runtime keeps of it besides Directus's own state (compose: other services' data)."""
+        return []
+
     def migration_files(self, release_dir: str) -> str | None:
         """Shell listing the migration files Directus of the release would run, as lines
         "system<TAB>name" and "custom<TAB>name" (None: they are files of the release itself)."""

@@ -234,19 +234,37 @@ class Compose(Runtime):
             # migrations need them: started when absent (a first release), never recreated
             f"others=$({services} | grep -vxF {q(self.service)} || true)",
             'if [ -n "$others" ]; then',
-            # a folder of the release that is not the project's own file would hold their data
-            # (Docker makes it, empty), another one each release: refused before a first release
-            # starts them on it (the settings reader refuses it for the database later too)
-            f"  inside=$( {self.compose(release_dir, 'config', '--format', 'json', more='$others')} | "
-            "{ grep -o '\"source\": \"[^\"]*\"' || true; } | cut -d'\"' -f4 | while read -r src; do "
-            f"case \"$src\" in {q(release_dir)}/*) [ -e \"$src\" ] || {{ echo \"${{src#{q(release_dir)}/}}\"; break; }};; esac; done)",
-            '  if [ -n "$inside" ]; then echo "a service of the compose file keeps its data in ./$inside, inside the '
-            'folder of each release: keep it on a named volume or in a folder outside the release (an absolute path)" >&2; '
-            "exit 1; fi",
+            *self._service_state_lines(release_dir, "$others", link=True),
             "  " + self.compose(release_dir, "up", "-d", "--no-recreate", "--no-deps", "--no-build", "--wait",
                                 "--quiet-pull", more="$others"),
             "fi",
         ]
+
+    def _service_state_lines(self, folder: str, services: str, link: bool) -> list[str]:
+        """Shell for the bind mounts of `services` (a shell word) whose folder is inside `folder`
+        and not a file of the project: their data (the guide's ./data/database), which must be
+        the same for every release. In a release (`link`), each becomes a link into
+        shared/services/ (made empty the first time); when adopting an install, shared/services/
+        gets a link to where it is, so the running database keeps its folder and never moves."""
+        shared = self.layout.shared_services
+        each = (f"mkdir -p -- \"$(dirname -- {q(shared)}/\"$rel\")\" \"$(dirname -- \"$src\")\" && "
+                f"{{ [ -e {q(shared)}/\"$rel\" ] || mkdir -p -- {q(shared)}/\"$rel\"; }} && "
+                f"ln -s -- {q(shared)}/\"$rel\" \"$src\"" if link else
+                f"mkdir -p -- \"$(dirname -- {q(shared)}/\"$rel\")\" && ln -sfn -- \"$src\" {q(shared)}/\"$rel\"")
+        test = '[ ! -e "$src" ]' if link else '[ -d "$src" ] && [ ! -L "$src" ]'
+        return [
+            f"  {self.compose(folder, 'config', '--format', 'json', more=services)} | "
+            "{ grep -o '\"source\": \"[^\"]*\"' || true; } | cut -d'\"' -f4 | sort -u | while read -r src; do",
+            f"    case \"$src\" in {q(folder)}/*) rel=${{src#{q(folder)}/}}; if {test}; then {each}; fi;; esac",
+            "  done",
+        ]
+
+    def adopt_lines(self, install: str) -> list[str]:
+        """Shell run when an install is adopted, before its first release is made: the data its
+        other services keep in folders of the install stays there, linked from shared/services/."""
+        services = self.compose(install, "config", "--services")
+        return [f"others=$({services} | grep -vxF {q(self.service)} || true)",
+                'if [ -n "$others" ]; then', *self._service_state_lines(install, "$others", link=False), "fi"]
 
     def built_image(self, release_id: str) -> str:
         """The image a release builds, when its service is built from the project's Dockerfile."""
@@ -379,19 +397,11 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
 
 def database_service(env: dict, services: dict, directus: str, root: str) -> str | None:
     """The compose service the database runs as, when DB_HOST (or the connection string's
-    host) names one: the tool then runs the database's clients in its container. Its data must
-    outlive every release: on a named volume or a folder outside the release folder."""
+    host) names one: the tool then runs the database's clients in its container."""
     url = str(env.get("DB_CONNECTION_STRING", "")).strip()
     host = (urlparse(url).hostname if url else None) or str(env.get("DB_HOST", "")).strip()
     if not host or host == directus or host not in services:
         return None
-    for mount in services[host].get("volumes") or []:
-        source = posixpath.normpath(str(mount.get("source") or ""))
-        if mount.get("type") == "bind" and (source == root or source.startswith(root.rstrip("/") + "/")):
-            raise Refused(f"the {host} service keeps {mount.get('target')} in ./{posixpath.relpath(source, root)}, inside "
-                          "the folder of each release: a new release would start it on another folder. Keep it on a named "
-                          f"volume (- {host}-data:{mount.get('target')}) or in a folder outside the release (an absolute "
-                          "path), then adopt or release again")
     return host
 
 

@@ -71,6 +71,11 @@ class Layout:
         return self._path("shared", "extensions-registry")
 
     @property
+    def shared_services(self) -> str:
+        """The data other services of a compose project keep in folders of the project (./data/database)."""
+        return self._path("shared", "services")
+
+    @property
     def shared_deps(self) -> str:
         return self._path("shared", "deps")
 

@@ -232,26 +232,21 @@ def test_postgres_in_a_compose_service_runs_its_clients_in_that_container_the_pa
     assert (tmp_path / "database.pgdump").exists()  # written by the host's redirection
 
 
-def test_the_database_service_is_found_and_its_data_must_outlive_the_release_folder():
+def test_the_database_service_is_the_one_db_host_names():
     pg = {"DB_CLIENT": "pg", "DB_HOST": "database", "DB_USER": "d", "DB_DATABASE": "d"}
     services = {"directus": {}, "database": {"volumes": [{"type": "volume", "source": "data", "target": "/var/lib/pg"}]}}
     assert database_service(pg, services, "directus", ROOT) == "database"
     url = {"DB_CLIENT": "pg", "DB_CONNECTION_STRING": "postgres://u:p@database:5432/d"}
     assert database_service(url, services, "directus", ROOT) == "database"
     assert database_service({**pg, "DB_HOST": "db.example.com"}, services, "directus", ROOT) is None
-    outside = {"directus": {}, "database": {"volumes": [{"type": "bind", "source": "/var/pg", "target": "/var/lib/pg"}]}}
-    assert database_service(pg, outside, "directus", ROOT) == "database"
-    inside = {"directus": {}, "database": {"volumes": [
-        {"type": "bind", "source": f"{ROOT}/data/database", "target": "/var/lib/postgresql/data"}]}}
-    with pytest.raises(Refused, match=r"keeps /var/lib/postgresql/data in \./data/database, inside the folder of each"):
-        database_service(pg, inside, "directus", ROOT)
+    assert database_service({**pg, "DB_HOST": "directus"}, services, "directus", ROOT) is None
 
 
 def test_a_built_service_gets_an_image_named_after_the_release_and_other_services_start_first(tmp_path):
     """Against a fake `docker`: `build:` in the service's configuration builds the image under the
     release's name (a second override), reported unchanged when Docker's cache gave an image the
-    host had; the project's other services start (never recreated) unless one would keep its data
-    in a folder of the release, which is refused before anything starts."""
+    host had; the project's other services start (never recreated), the folders they keep data in
+    linked into shared/ first."""
     runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop")
     runtime.layout = Layout(str(tmp_path / "srv"))
     release = tmp_path / "srv" / "releases" / ".tmp-r1"
@@ -288,8 +283,22 @@ def test_a_built_service_gets_an_image_named_after_the_release_and_other_service
     assert run(script, env=env).stdout.strip().endswith("directus/directus:12.4.0")
     assert " build " not in log.read_text()
 
-    flag("inside").touch()
-    log.write_text("")
-    refused = run(script, env=env, check=False)
-    assert refused.returncode != 0 and "keeps its data in ./data/db, inside the folder of each release" in refused.stderr
-    assert " up " not in log.read_text()
+    flag("inside").touch()  # the guide's ./data/database: the same folder in shared/ for every release
+    run(script, env=env)
+    assert os.readlink(release / "data" / "db") == str(tmp_path / "srv" / "shared" / "services" / "data" / "db")
+    assert (tmp_path / "srv" / "shared" / "services" / "data" / "db").is_dir()
+
+
+def test_adopting_links_the_data_other_services_keep_in_the_install_where_it_is(tmp_path):
+    runtime = compose(tmp_path)
+    runtime.layout = Layout(str(tmp_path / "srv"))
+    install = tmp_path / "install"
+    (install / "data" / "database").mkdir(parents=True)
+    (install / "init.sql").write_text("-- a file of the project, not data\n")
+    fake_command(tmp_path / "bin", "docker", 'case "$*" in *"config --services") printf "directus\\ndatabase\\n";; '
+                 f'*"config --format json database") printf \'"source": "%s",\\n\' {install}/data/database {install}/init.sql '
+                 '/var/elsewhere;; esac')
+    run(strict(*runtime.adopt_lines(str(install))), env=path_with(tmp_path / "bin"))
+    services = tmp_path / "srv" / "shared" / "services"
+    assert os.readlink(services / "data" / "database") == str(install / "data" / "database")
+    assert sorted(p.name for p in services.rglob("*")) == ["data", "database"]

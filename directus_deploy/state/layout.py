@@ -72,7 +72,7 @@ class Layout:
 
     @property
     def shared_services(self) -> str:
-        """The data other services of a compose project keep in folders of the project (./data/database)."""
+        """The data the services beside Directus keep in folders of the project (./data/database)."""
         return self._path("shared", "services")
 
     @property

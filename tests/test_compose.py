@@ -370,6 +370,25 @@ def test_a_service_built_from_the_projects_dockerfile_gets_an_image_per_release(
     assert setup.images() == [f"{setup.project_name}-directus:{b1}"]
     assert api_release(setup) == "v2"
 
+    # retention: a deleted release's image name goes with it; the kept releases' stay
+    fab_ok("release", "--tag=b2", "--yes", env_file=setup.env_file)
+    again = os.path.basename(os.readlink(setup.srv / "current"))
+    built = {b1, b2, again}
+    assert len(image_names(f"{setup.project_name}-directus")) == 3
+    cleanup = run_fab("deploy.cleanup", env_file=setup.env_file, env={"KEEP_RELEASES": "1"})
+    assert cleanup.returncode == 0, cleanup.stdout[-2000:] + cleanup.stderr
+    kept = {p.name for p in (setup.srv / "releases").iterdir()}
+    assert again in kept and built - kept, kept  # the live one kept, at least one built one deleted
+    assert image_names(f"{setup.project_name}-directus") == sorted(
+        f"{setup.project_name}-directus:{release}" for release in kept & built)
+    assert api_release(setup) == "v2"
+
+
+def image_names(repository: str) -> list[str]:
+    out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository], check=True,
+                         capture_output=True, text=True).stdout
+    return sorted(out.split())
+
 
 def api_release(setup) -> str:
     return setup.api.get("/hello", auth=False)["release"]

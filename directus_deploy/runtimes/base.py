@@ -126,6 +126,10 @@ class Runtime:
         the runtime keeps of it besides Directus's own state (compose: other services' data)."""
         return []
 
+    def release_removed(self, release_id: str) -> str:
+        """Shell run when retention deletes a release: what the runtime kept for it alone."""
+        return "true"
+
     def migration_files(self, release_dir: str) -> str | None:
         """Shell listing the migration files Directus of the release would run, as lines
         "system<TAB>name" and "custom<TAB>name" (None: they are files of the release itself)."""

@@ -270,6 +270,11 @@ class Compose(Runtime):
         """The image a release builds, when its service is built from the project's Dockerfile."""
         return f"{self.project}-{self.service.lower()}:{release_id}"
 
+    def release_removed(self, release_id: str) -> str:
+        """A deleted release's built image goes with it: its name only, while another name (a
+        kept release's, same build) or a container still uses the image itself."""
+        return f"docker image rm {q(self.built_image(release_id))} >/dev/null 2>&1 || true"
+
     def database_exec(self, service: str):
         """For a database run as the compose service `service`: a function giving the shell
         words that run a client in its container with the given settings, and the secrets
@@ -339,12 +344,13 @@ class Compose(Runtime):
 
     def settings_script(self, root_word: str) -> str:
         """Shell printing, for the release folder in the shell word `root_word`, the service's
-        configuration as Compose resolves it and its image's defaults (two sections)."""
+        configuration as Compose resolves it and its image's defaults (two sections; the second
+        empty while the image is not on the host yet: pulled or built when the release is made)."""
         return (
             section("compose") + "; " + self.compose(None, "config", "--format", "json", root_word=root_word)
             + " 2>&1; " + section("image") + "; "
             f"img=$({self.compose(None, 'config', '--images', self.service, root_word=root_word)} | head -1) && "
-            "docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null; true"
+            "{ docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null || true; }; true"
         )
 
     def read_settings(self, root: str, output: str) -> dict:

@@ -260,13 +260,16 @@ def cleanup_plan(releases: list[dict], entries: list[dict], keep: int) -> list[s
     return [r["id"] for r in releases if r["id"] not in kept]
 
 
-def cleanup_lines(layout, doomed: list[str]) -> list[str]:
+def cleanup_lines(layout, doomed: list[str], removed=None) -> list[str]:
     """Shell deleting the doomed releases, leftovers of interrupted runs, and the dependency
-    stores no remaining release links to (each reported as a `store` record with its key)."""
+    stores no remaining release links to (each reported as a `store` record with its key).
+    `removed(release_id)`: the runtime's shell for what goes with a release (its own image)."""
     deletions = []
     for release in doomed:  # renamed first: an interrupted deletion never leaves half a release
         gone = posixpath.join(layout.releases, f".tmp-deleting-{release}")
         deletions.append(f"mv -T -- {q(layout.release_dir(release))} {q(gone)} && rm -rf -- {q(gone)}")
+        if removed:
+            deletions.append(removed(release))
     return [
         EMIT_FUNCTION,
         *deletions,

@@ -464,8 +464,8 @@ def clean_up_on(run: ReleaseRun, view) -> None:
         releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
         kept = {r["id"] for r in stock.releases} - set(releases)
         backups = prune_plan(stock.backups, stock.entries, kept, config.keep_backups, view.console.say)
-        lines = cleanup_lines(view.layout, releases, view.runtime.release_removed) + prune_lines(view.layout, stock.backups, backups,
-                                                                   stock.incomplete_backups)
+        lines = (cleanup_lines(view.layout, releases, view.runtime.release_removed)
+                 + prune_lines(view.layout, stock.backups, backups, stock.incomplete_backups))
         view.remote().script("\n".join(lines), what="delete old releases and backups")
         step.detail = f"{len(releases)} releases and {len(backups)} backups removed"
 

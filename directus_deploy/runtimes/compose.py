@@ -205,10 +205,12 @@ class Compose(Runtime):
 
     def dependencies_lines(self, release_dir: str, release_id: str | None = None) -> list[str]:
         """The release's compose files (FILES_LIST), and its image, there before anything
-        starts from it: found on the host (an unchanged image is neither pulled nor rebuilt),
+        starts from it: built when the service has `build:` (IMAGE_OVERRIDE names it after the
+        release), else found on the host (an unchanged image is neither pulled nor rebuilt),
         else pulled. The marketplace folder is a link into shared/ on the host; inside the
         container that link resolves only if the same folder is mounted at the same path, so
-        the link is made absolute and the tool's override file (OVERRIDE) mounts it."""
+        the link is made absolute and the tool's override file (OVERRIDE) mounts it. Then the
+        project's other services, running (never recreated), their data folders in shared/."""
         images = self.compose(release_dir, "config", "--images", self.service)
         services = self.compose(release_dir, "config", "--services")
         built = self.built_image(release_id or posixpath.basename(release_dir))
@@ -395,13 +397,13 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
     version = labels.get("org.opencontainers.image.version") or _tag_version(spec.get("image") or "")
     found = {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
              "image": spec.get("image") or ""}
-    database = database_service(env, services, service, root)
+    database = database_service(env, services, service)
     if database:
         found["database_service"] = database
     return found
 
 
-def database_service(env: dict, services: dict, directus: str, root: str) -> str | None:
+def database_service(env: dict, services: dict, directus: str) -> str | None:
     """The compose service the database runs as, when DB_HOST (or the connection string's
     host) names one: the tool then runs the database's clients in its container."""
     url = str(env.get("DB_CONNECTION_STRING", "")).strip()

@@ -37,5 +37,6 @@ def delete_backup(session, backup_id: str) -> None:
 def cleanup(session, keep: int) -> list[str]:
     stock = read_inventory(session.remote(), session.layout)
     doomed = cleanup_plan(stock.releases, stock.entries, keep)
-    out = session.remote().script("\n".join(cleanup_lines(session.layout, doomed, session.runtime.release_removed)), what="clean up releases").stdout
+    lines = cleanup_lines(session.layout, doomed, session.runtime.release_removed)
+    out = session.remote().script("\n".join(lines), what="clean up releases").stdout
     return doomed + [f"deps/{store['key']}" for store in parse_results(out).all("store")]

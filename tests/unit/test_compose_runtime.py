@@ -235,11 +235,11 @@ def test_postgres_in_a_compose_service_runs_its_clients_in_that_container_the_pa
 def test_the_database_service_is_the_one_db_host_names():
     pg = {"DB_CLIENT": "pg", "DB_HOST": "database", "DB_USER": "d", "DB_DATABASE": "d"}
     services = {"directus": {}, "database": {"volumes": [{"type": "volume", "source": "data", "target": "/var/lib/pg"}]}}
-    assert database_service(pg, services, "directus", ROOT) == "database"
+    assert database_service(pg, services, "directus") == "database"
     url = {"DB_CLIENT": "pg", "DB_CONNECTION_STRING": "postgres://u:p@database:5432/d"}
-    assert database_service(url, services, "directus", ROOT) == "database"
-    assert database_service({**pg, "DB_HOST": "db.example.com"}, services, "directus", ROOT) is None
-    assert database_service({**pg, "DB_HOST": "directus"}, services, "directus", ROOT) is None
+    assert database_service(url, services, "directus") == "database"
+    assert database_service({**pg, "DB_HOST": "db.example.com"}, services, "directus") is None
+    assert database_service({**pg, "DB_HOST": "directus"}, services, "directus") is None
 
 
 def test_a_built_service_gets_an_image_named_after_the_release_and_other_services_start_first(tmp_path):

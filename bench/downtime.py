@@ -1,14 +1,15 @@
 """Downtime benchmark: what users see during `fab release` and `fab rollback`, restart against
-blue/green, side by side in one run.
+blue/green, and Directus run by Docker Compose, side by side in one run.
 
-    .venv/bin/python bench/downtime.py [--plot docs/downtime.png]
+    .venv/bin/python bench/downtime.py [--plot docs/downtime.png] [--strategies restart,bluegreen,compose]
 
-For each strategy, a fresh SQLite production of the test bed behind nginx (Debian's package),
-adopted into the layout; then a probe requests /server/ping and a content endpoint
-(/items/articles, with the token) through nginx every 50 ms while `fab release --tag=v2` and
-then `fab rollback` run. Counted: requests, failed ones (no answer, or not 2xx), requests slower
-than 2 s, and the longest stretch without a successful answer. The probe's timeline of both
-strategies is drawn into a PNG.
+For each pm2 strategy, a fresh SQLite production of the test bed behind nginx (Debian's package),
+adopted into the layout; for compose, a compose production of the test bed (SQLite in a bind
+mount, the image `directus/directus:12.4.0`) released at c1. Then a probe requests /server/ping
+and a content endpoint (/items/articles, with the token) through nginx every 50 ms while
+`fab release` (v2, or c2) and then `fab rollback` run. Counted: requests, failed ones (no answer,
+or not 2xx), requests slower than 2 s, and the longest stretch without a successful answer. The
+probe's timeline of every strategy is drawn into a PNG.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from testbed.bed import TestBed  # noqa: E402
+from testbed.docker import ComposeProduction  # noqa: E402
 from testbed.nginx import Nginx  # noqa: E402
 from testbed.probe import SLOW, Probe  # noqa: E402
 from testbed.project import clone_project  # noqa: E402
@@ -62,18 +64,37 @@ def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
         fab(env_file, "deploy.adopt", f"--from={production.folder}")
         if strategy == "bluegreen":
             nginx.site(production.name, f"http://{upstream}", port=site)
-        runs = {}
-        for action, args in (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))):
-            with Probe(f"http://127.0.0.1:{site}", PROBED, token=production.token) as probe:
-                time.sleep(1)  # a second of normal service before, for the picture
-                seconds, _ = fab(env_file, *args)
-                time.sleep(1)
-            runs[action] = {"seconds": seconds, "probe": probe}
-        return runs
+        return probed(site, production.token, env_file,
+                      (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))))
     finally:
         for suffix in ("", "-blue", "-green"):
             bed.pm2.run("delete", production.app + suffix, check=False)
         production.destroy()
+
+
+def measure_compose(bed: TestBed, nginx: Nginx, work: Path) -> dict:
+    """The restart strategy of a compose production: the tool migrates, then recreates the
+    Directus container (`up -d --force-recreate`); requests go through nginx to its port."""
+    production = ComposeProduction(bed, work / "compose").create()
+    try:
+        fab(production.env_file, "release", "--tag=c1", "--yes")
+        site = nginx.site(f"compose-{production.project_name}", f"http://127.0.0.1:{production.port}")
+        return probed(site, production.token, production.env_file,
+                      (("release", ("release", "--tag=c2", "--yes")), ("rollback", ("rollback", "--yes"))))
+    finally:
+        production.destroy()
+
+
+def probed(site: int, token: str, env_file: Path, actions) -> dict:
+    """Each `fab` action run while the probe asks the site, with a second of service around it."""
+    runs = {}
+    for action, args in actions:
+        with Probe(f"http://127.0.0.1:{site}", PROBED, token=token) as probe:
+            time.sleep(1)  # a second of normal service before, for the picture
+            seconds, _ = fab(env_file, *args)
+            time.sleep(1)
+        runs[action] = {"seconds": seconds, "probe": probe}
+    return runs
 
 
 def plot(results: dict, target: Path) -> None:
@@ -106,13 +127,17 @@ def plot(results: dict, target: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", default=str(REPO / "docs" / "downtime.png"), help="PNG to draw the timelines into")
+    parser.add_argument("--strategies", default="restart,bluegreen,compose",
+                        help="which to measure, in order: restart, bluegreen (pm2), compose")
     options = parser.parse_args()
+    strategies = [s.strip() for s in options.strategies.split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="downtime-bench-"))
     reuse = os.environ.get("DIRECTUS_DEPLOY_TESTBED")
     bed = TestBed.attach(Path(reuse)) if reuse else TestBed(work / "bed", ("sqlite",)).up()
     nginx = Nginx(work / "nginx").start()
     try:
-        results = {strategy: measure(bed, nginx, strategy, work) for strategy in ("restart", "bluegreen")}
+        results = {strategy: measure_compose(bed, nginx, work) if strategy == "compose" else
+                   measure(bed, nginx, strategy, work) for strategy in strategies}
     finally:
         nginx.stop()
         if not reuse:
@@ -128,8 +153,8 @@ def main() -> int:
             print(f"{strategy:<10} {action:<9} {run['seconds']:6.1f} {len(probe.samples):9d} {len(probe.failures):7d} "
                   f"{len(probe.slow):9d} {longest_outage(probe):17.2f}")
     for action in ("release", "rollback"):
-        restart, bluegreen = (len(results[s][action]["probe"].failures) for s in ("restart", "bluegreen"))
-        print(f"{action}: failed requests, restart / bluegreen: {restart} / {bluegreen}")
+        failed = " / ".join(str(len(results[s][action]["probe"].failures)) for s in results)
+        print(f"{action}: failed requests, {' / '.join(results)}: {failed}")
     plot(results, Path(options.plot))
     print(f"timeline: {options.plot}")
     return 0

@@ -212,7 +212,6 @@ class Compose(Runtime):
         the link is made absolute and the tool's override file (OVERRIDE) mounts it. Then the
         project's other services, running (never recreated), their data folders in shared/."""
         images = self.compose(release_dir, "config", "--images", self.service)
-        services = self.compose(release_dir, "config", "--services")
         built = self.built_image(release_id or posixpath.basename(release_dir))
         image_override = f"services:\n  {json.dumps(self.service)}:\n    image: {json.dumps(built)}\n"
         return [*self._files_lines(release_dir),
@@ -234,20 +233,19 @@ class Compose(Runtime):
             "key=$img",
             # the project's other services (the database) running before the backup and the
             # migrations need them: started when absent (a first release), never recreated
-            f"others=$({services} | grep -vxF {q(self.service)} || true)",
-            'if [ -n "$others" ]; then',
-            *self._service_state_lines(release_dir, "$others", link=True),
-            "  " + self.compose(release_dir, "up", "-d", "--no-recreate", "--no-deps", "--no-build", "--wait",
-                                "--quiet-pull", more="$others"),
-            "fi",
+            *self._other_services_lines(release_dir, link=True, then=self.compose(
+                release_dir, "up", "-d", "--no-recreate", "--no-deps", "--no-build", "--wait", "--quiet-pull",
+                more="$others")),
         ]
 
-    def _service_state_lines(self, folder: str, services: str, link: bool) -> list[str]:
-        """Shell for the bind mounts of `services` (a shell word) whose folder is inside `folder`
-        and not a file of the project: their data (the guide's ./data/database), which must be
-        the same for every release. In a release (`link`), each becomes a link into
-        shared/services/ (made empty the first time); when adopting an install, shared/services/
-        gets a link to where it is, so the running database keeps its folder and never moves."""
+    def _other_services_lines(self, folder: str, link: bool, then: str = "") -> list[str]:
+        """Shell for the project's services besides Directus ($others), when it has any: the
+        bind mounts whose folder is inside `folder` and not a file of the project hold their
+        data (the guide's ./data/database), which must be the same for every release. In a
+        release (`link`), each becomes a link into shared/services/ (made empty the first time);
+        when adopting an install, shared/services/ gets a link to where it is, so the running
+        database keeps its folder and never moves. `then`: shell run after, on those services."""
+        services = self.compose(folder, "config", "--services")
         shared = self.layout.shared_services
         each = (f"mkdir -p -- \"$(dirname -- {q(shared)}/\"$rel\")\" \"$(dirname -- \"$src\")\" && "
                 f"{{ [ -e {q(shared)}/\"$rel\" ] || mkdir -p -- {q(shared)}/\"$rel\"; }} && "
@@ -255,18 +253,20 @@ class Compose(Runtime):
                 f"mkdir -p -- \"$(dirname -- {q(shared)}/\"$rel\")\" && ln -sfn -- \"$src\" {q(shared)}/\"$rel\"")
         test = '[ ! -e "$src" ]' if link else '[ -d "$src" ] && [ ! -L "$src" ]'
         return [
-            f"  {self.compose(folder, 'config', '--format', 'json', more=services)} | "
+            f"others=$({services} | grep -vxF {q(self.service)} || true)",
+            'if [ -n "$others" ]; then',
+            f"  {self.compose(folder, 'config', '--format', 'json', more='$others')} | "
             "{ grep -o '\"source\": \"[^\"]*\"' || true; } | cut -d'\"' -f4 | sort -u | while read -r src; do",
             f"    case \"$src\" in {q(folder)}/*) rel=${{src#{q(folder)}/}}; if {test}; then {each}; fi;; esac",
             "  done",
+            *([f"  {then}"] if then else []),
+            "fi",
         ]
 
     def adopt_lines(self, install: str) -> list[str]:
         """Shell run when an install is adopted, before its first release is made: the data its
         other services keep in folders of the install stays there, linked from shared/services/."""
-        services = self.compose(install, "config", "--services")
-        return [f"others=$({services} | grep -vxF {q(self.service)} || true)",
-                'if [ -n "$others" ]; then', *self._service_state_lines(install, "$others", link=False), "fi"]
+        return self._other_services_lines(install, link=False)
 
     def built_image(self, release_id: str) -> str:
         """The image a release builds, when its service is built from the project's Dockerfile."""

@@ -302,3 +302,14 @@ def test_adopting_links_the_data_other_services_keep_in_the_install_where_it_is(
     services = tmp_path / "srv" / "shared" / "services"
     assert os.readlink(services / "data" / "database") == str(install / "data" / "database")
     assert sorted(p.name for p in services.rglob("*")) == ["data", "database"]
+
+
+def test_mysql_in_a_compose_service_is_refused_in_one_line(tmp_path):
+    runtime = compose(tmp_path)
+    env = {"DB_CLIENT": "mysql", "DB_HOST": "database", "DB_USER": "d", "DB_DATABASE": "d", "DB_PASSWORD": "p"}
+    prod = Production(root="/r", env_file="/r/.env", env=env, uploads=None, extensions="/r/extensions",
+                      registry="/r/extensions/.registry", directus_version="12.4.0", in_layout=False, release_id=None,
+                      database_exec=runtime.database_exec("database"))
+    with pytest.raises(Refused, match="^DB_HOST=database: a MySQL or MariaDB database run beside Directus in its own "
+                                      "container is not supported yet"):
+        engine_for(prod)

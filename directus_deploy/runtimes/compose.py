@@ -211,21 +211,22 @@ class Compose(Runtime):
         container that link resolves only if the same folder is mounted at the same path, so
         the link is made absolute and the tool's override file (OVERRIDE) mounts it. Then the
         project's other services, running (never recreated), their data folders in shared/."""
-        images = self.compose(release_dir, "config", "--images", self.service)
+        image = self.service_image(release_dir)
         built = self.built_image(release_id or posixpath.basename(release_dir))
         image_override = f"services:\n  {json.dumps(self.service)}:\n    image: {json.dumps(built)}\n"
         return [*self._files_lines(release_dir),
             # a service built from the project's Dockerfile gets an image of its own per release
             # (its tag: the release), so a rollback finds the image its release ran; Docker's
             # layer cache makes an unchanged build take seconds and give the same image
-            f"if {self.compose(release_dir, 'config', '--format', 'json', self.service)} | grep -q '\"build\": {{'; then",
+            # (grep reads all of it: one that stops early would kill `docker compose` with SIGPIPE)
+            f"if {self.compose(release_dir, 'config', '--format', 'json', self.service)} | grep '\"build\": {{' >/dev/null; then",
             f"  printf '%s' {q(image_override)} > {q(posixpath.join(release_dir, IMAGE_OVERRIDE))}",
             f"  printf ':%s' {IMAGE_OVERRIDE} >> {q(posixpath.join(release_dir, FILES_LIST))}",
             f"  known=$(docker images -q --no-trunc {q(built.rsplit(':', 1)[0])})",
             f"  {self.compose(release_dir, 'build', self.service)} >&2",
             f"  img={q(built)}; how=built",
             "  echo \"$known\" | grep -qxF \"$(docker image inspect -f '{{.Id}}' \"$img\")\" && how=unchanged",
-            f"else how=; img=$({images} | head -1); fi",
+            f"else how=; img=$({image}); fi",
             '[ -n "$img" ] || { echo "the compose file names no image for the service" >&2; exit 1; }',
             'if [ -n "${how:-}" ]; then :; elif docker image inspect "$img" >/dev/null 2>&1; then how=present; else',
             f"  {self.compose(release_dir, 'pull', '--quiet', self.service)} && how=pulled",
@@ -267,6 +268,15 @@ class Compose(Runtime):
         """Shell run when an install is adopted, before its first release is made: the data its
         other services keep in folders of the install stays there, linked from shared/services/."""
         return self._other_services_lines(install, link=False)
+
+    def service_image(self, root: str | None, root_word: str | None = None) -> str:
+        """Shell printing the image the Directus service names. Not `config --images <service>`:
+        it lists the services it depends on too (the database), in no fixed order. Read from the
+        resolved YAML (a service at two spaces, its keys at four) to the end, never cut short."""
+        pick = ("awk -v s=" + q(self.service) + " '/^  [^ ]/ { c = $1; sub(/:$/, \"\", c); gsub(/\"/, \"\", c) } "
+                "/^    image: / && c == s && !done { v = $0; sub(/^    image: /, \"\", v); gsub(/\"/, \"\", v); "
+                "print v; done = 1 }'")
+        return f"{self.compose(root, 'config', '--format', 'yaml', self.service, root_word=root_word)} | {pick}"
 
     def built_image(self, release_id: str) -> str:
         """The image a release builds, when its service is built from the project's Dockerfile."""
@@ -351,7 +361,7 @@ class Compose(Runtime):
         return (
             section("compose") + "; " + self.compose(None, "config", "--format", "json", root_word=root_word)
             + " 2>&1; " + section("image") + "; "
-            f"img=$({self.compose(None, 'config', '--images', self.service, root_word=root_word)} | head -1) && "
+            f"img=$({self.service_image(None, root_word=root_word)}) && "
             "{ docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null || true; }; true"
         )
 

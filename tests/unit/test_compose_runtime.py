@@ -46,6 +46,11 @@ IMAGE = {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "DB_CLIENT=sqlite3",
          "WorkingDir": "/directus", "Labels": None}
 
 
+# what `docker compose config --format yaml directus` prints: the services it depends on too, first
+SERVICES_YAML = ("printf 'services:\\n  database:\\n    image: postgres:15\\n  directus:\\n    depends_on: {}\\n"
+                 "    image: directus/directus:12.4.0\\nnetworks:\\n  default: {}\\n'")
+
+
 def compose(tmp_path, **settings) -> Compose:
     config = load_config({"DEPLOY_ENV_FILE": str(write_env(tmp_path / "deploy.env", {**VALID, **settings}))})
     runtime = runtime_for(config, Layout("/srv/directus"))
@@ -137,7 +142,7 @@ def test_status_and_the_image_check_run_against_a_fake_docker(tmp_path):
     log = tmp_path / "log"
     fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n'
                  'case "$*" in *"ps --status running"*) [ -f ' + str(tmp_path / "up") + ' ] && echo abc123;; '
-                 '*"config --images"*) echo directus/directus:12.4.0;; '
+                 '*"config --format yaml directus") ' + SERVICES_YAML + ';; '
                  '*"image inspect"*) [ -f ' + str(tmp_path / "have") + ' ] || exit 1;; esac')
     env = path_with(tmp_path / "bin")
     instance = runtime.instances()[0]
@@ -168,7 +173,8 @@ def test_a_release_lists_its_compose_files_and_mounts_the_shared_marketplace_fol
     (release / "docker-compose.override.yml").write_text("services: {}\n")
     (release / "extensions" / ".registry").symlink_to(  # relative, as the release's links are made
         os.path.relpath(tmp_path / "srv" / "shared" / "extensions-registry", release / "extensions"))
-    fake_command(tmp_path / "bin", "docker", "case \"$*\" in *'config --images'*) echo img:1;; esac")
+    fake_command(tmp_path / "bin", "docker", "case \"$*\" in *'config --format yaml directus') " + SERVICES_YAML.replace("directus/directus:12.4.0", "img:1")
+                 + ";; esac")
     run(strict(*runtime.dependencies_lines(str(release))), env=path_with(tmp_path / "bin"))
     assert (release / ".deploy-compose").read_text() == "docker-compose.yml:docker-compose.override.yml:.deploy-compose.yml"
     registry = str(tmp_path / "srv" / "shared" / "extensions-registry")
@@ -259,7 +265,7 @@ def test_a_built_service_gets_an_image_named_after_the_release_and_other_service
         '  *"config --services") printf "directus\\ndatabase\\n";;',
         f'  *"config --format json database") if [ -f {flag("inside")} ]; then echo \'"source": "{release}/data/db",\'; '
         'else echo \'"source": "pgdata",\'; fi;;',
-        '  *"config --images directus") echo directus/directus:12.4.0;;',
+        '  *"config --format yaml directus") ' + SERVICES_YAML + ';;',
         '  "images -q --no-trunc shop-directus") echo sha256:old;;',
         f'  "image inspect -f {{{{.Id}}}} "*) if [ -f {flag("same")} ]; then echo sha256:old; else echo sha256:new; fi;;',
         "esac"]))

@@ -411,9 +411,10 @@ class ComposeProduction:
     of the bed's SQLite project whose tags c1 and c2 (v1 and v2 with a compose file instead of
     package.json) are what a compose team keeps in git. Nothing is released yet."""
 
-    def __init__(self, bed, folder: Path, database: str = "sqlite"):
+    def __init__(self, bed, folder: Path, database: str = "sqlite", service_lines: str = ""):
         self.bed, self.folder = bed, Path(folder)
         self.database = database  # sqlite (a bind-mounted file) or postgres (the project's `database` service)
+        self.service_lines = service_lines  # added to the Directus service of every tag
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.project_name = f"dd{secrets.token_hex(4)}"
@@ -460,6 +461,7 @@ class ComposeProduction:
         schema snapshot that version takes."""
         docker = Docker(self.bed.toolchain)
         docker.ensure_directus_image(version)
+        service_lines = self.service_lines + service_lines
         if self.database == "postgres":
             service_lines += POSTGRES_SERVICE.format(image=docker.ensure_postgres_image())
         changes = {"docker-compose.yml": COMPOSE_FILE.format(version=version) + service_lines,
@@ -510,6 +512,29 @@ class ComposeProduction:
                 raise RuntimeError(f"the compose install in {folder} did not answer in 120 s")
             time.sleep(0.5)
 
+    def adopt_behind_nginx(self, nginx) -> dict:
+        """Blue/green as a team comes to it: the install of c1 serving behind nginx (a site
+        sending requests to the container's port) adopted with DEPLOY_STRATEGY=bluegreen, then
+        the site pointed at the tool's upstream (the one step the user does by hand). From then
+        on `api` reaches Directus through nginx. Returns the site's port, the include, the ports."""
+        install = self.install("c1")
+        site_name = f"compose-{self.project_name}"
+        site = nginx.site(site_name, f"http://127.0.0.1:{self.port}")
+        upstream = f"{self.project_name}_directus"
+        include = nginx.conf_d / f"{self.project_name}-upstream.conf"
+        ports = {"blue": free_port(), "green": free_port()}
+        with self.env_file.open("a") as env:
+            env.write("".join(f"{key}={value}\n" for key, value in {
+                "DEPLOY_STRATEGY": "bluegreen", "DEPLOY_BLUEGREEN_PORTS": f"{ports['blue']},{ports['green']}",
+                "DEPLOY_NGINX_UPSTREAM_FILE": include, "DEPLOY_NGINX_UPSTREAM": upstream,
+                "DEPLOY_NGINX_CONF": nginx.conf, "DIRECTUS_URL": f"http://127.0.0.1:{site}"}.items()))
+        fab(self.env_file, "deploy.adopt", f"--from={install}")
+        served_before = include.read_text()
+        fab(self.env_file, "deploy.upstream")
+        nginx.site(site_name, f"http://{upstream}", port=site)
+        self.api = Api(f"http://127.0.0.1:{site}", self.token)
+        return {"site": site, "include": include, "ports": ports, "served_before": served_before}
+
     def containers(self) -> list[dict]:
         out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.project_name}",
                               "--format", "{{json .}}"], check=True, capture_output=True, text=True).stdout
@@ -534,6 +559,9 @@ class ComposeProduction:
                               check=True, capture_output=True, text=True).stdout.strip()
 
     def destroy(self) -> None:
+        # blue/green's containers first (one-off containers of the project, by name)
+        subprocess.run(["docker", "rm", "-f", *(f"{self.project_name}-directus-{color}" for color in ("blue", "green"))],
+                       capture_output=True)
         self.stop(self.project_name, volumes=True)
 
     @staticmethod

@@ -23,11 +23,12 @@ def bash(script: str) -> str:
 
 def test_the_idle_color_is_the_other_one_and_blue_after_a_plain_instance(tmp_path):
     config = bluegreen(tmp_path, tmp_path / "up.conf")
+    every = instances.every_instance(config)
     blue, green = instances.colors(config)
-    assert instances.serving(config, 8101) == blue and instances.idle(config, blue) == green
-    assert instances.serving(config, 8102) == green and instances.idle(config, green) == blue
-    plain = instances.serving(config, 8055)  # an install adopted as it ran
-    assert plain.name == "plain" and plain.app == "directus" and instances.idle(config, plain) == blue
+    assert instances.serving(every, 8101) == blue and instances.idle(every, blue) == green
+    assert instances.serving(every, 8102) == green and instances.idle(every, green) == blue
+    plain = instances.serving(every, 8055)  # an install adopted as it ran
+    assert plain.name == "plain" and plain.app == "directus" and instances.idle(every, plain) == blue
     assert (blue.app, green.app) == ("directus-blue", "directus-green")
 
 

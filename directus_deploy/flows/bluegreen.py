@@ -33,8 +33,9 @@ def switch_to(session, release_id: str, expected_extensions: list[str], previous
     Raises RolledBack if it never went live (the old instance serving throughout)."""
     config, console = session.config, session.console
     upstream = nginx.check_ready(session)
-    live = instances.serving(config, upstream.live_port)
-    new = instances.idle(config, live)
+    every = session.runtime.instances()
+    live = instances.serving(every, upstream.live_port)
+    new = instances.idle(every, live)
     previous = previous or upstream.current
     gate = _start_and_gate(session, new, release_id, expected_extensions, upstream.live_port)
     if not gate.get("ok"):

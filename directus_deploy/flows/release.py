@@ -199,9 +199,10 @@ def check_host(session, run: ReleaseRun) -> None:
     if session.switch_method == "bluegreen":
         with session.console.step("check nginx for the blue/green switch") as step:
             upstream = nginx.check_ready(session)
-            serving = instances.serving(session.config, upstream.live_port)
+            every = session.runtime.instances()
+            serving = instances.serving(every, upstream.live_port)
             step.detail = (f"{session.config.nginx_upstream} -> {serving}; nginx -t ok; "
-                           f"the release will start on {instances.idle(session.config, serving)}")
+                           f"the release will start on {instances.idle(every, serving)}")
 
 
 def back_up(run: ReleaseRun) -> None:

@@ -27,6 +27,7 @@ from directus_deploy.core.config import Key, parse_line, parse_name
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
 from directus_deploy.host.script import json_object, section, split_sections
+from directus_deploy.runtimes import instances
 from directus_deploy.runtimes.base import Instance, Runtime
 
 WORKDIR = "/directus"  # the official image's working folder (where cli.js lives)
@@ -39,29 +40,37 @@ OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.ov
 CLI = "/directus/cli.js"
 ONE_OFF_WAIT = 600  # seconds to wait for an interrupted release's CLI container (a long migration) to end
 MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds nothing pending
+COLOR_LABEL = "directus-deploy.instance"  # on a blue/green container: its color
 
 # The gate's crash watch: the service's container exiting or restarting while the gate waits
 # (bootstrap failing, a bad image) fails the gate at once. `app` is "<project>/<service>".
 _CRASH_WATCH_JS = r"""
 const { execFileSync } = require('child_process');
-const [project, service] = (app || '/').split('/');
+// `app`: "<project>/<service>" (the service's own container) or a blue/green container's name
+const [project, service] = app && app.includes('/') ? app.split('/') : ['', ''];
+const seeLogs = project ? `docker compose -p ${project} logs ${service}` : `docker logs ${app}`;
 let lastLook = 0, seenRestarts = null;
 const crashed = () => {
-  if (!project || Date.now() - lastLook < 1000) return null;
+  if (!app || Date.now() - lastLook < 1000) return null;
   lastLook = Date.now();
-  let line = '';
-  try {
-    line = execFileSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project=' + project,
-      '--filter', 'label=com.docker.compose.service=' + service, '--filter', 'label=com.docker.compose.oneoff=False',
-      '--format', '{{.ID}} {{.State}}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
-  } catch (e) { return null; }
-  const [id, state] = line.split(' ');
+  let id = app;
+  if (project) {
+    try {
+      id = execFileSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project=' + project,
+        '--filter', 'label=com.docker.compose.service=' + service, '--filter', 'label=com.docker.compose.oneoff=False',
+        '--format', '{{.ID}}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
+    } catch (e) { return null; }
+  }
   if (!id) return null;
-  if (state === 'exited' || state === 'dead') return `the ${service} container exited while starting; see: docker compose -p ${project} logs ${service}`;
-  let restarts = 0;
-  try { restarts = Number(execFileSync('docker', ['inspect', '-f', '{{.RestartCount}}', id], { encoding: 'utf8' }).trim()) || 0; } catch (e) {}
+  let state = '', restarts = 0;
+  try {
+    [state, restarts] = execFileSync('docker', ['inspect', '-f', '{{.State.Status}} {{.RestartCount}}', id],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(' ');
+  } catch (e) { return null; }
+  if (state === 'exited' || state === 'dead') return `the ${service || app} container exited while starting; see: ${seeLogs}`;
+  restarts = Number(restarts) || 0;
   seenRestarts ??= restarts;
-  if (restarts - seenRestarts >= 2) return `the ${service} container keeps restarting (${restarts - seenRestarts} times); see: docker compose -p ${project} logs ${service}`;
+  if (restarts - seenRestarts >= 2) return `the ${service || app} container keeps restarting (${restarts - seenRestarts} times); see: ${seeLogs}`;
   return null;
 };
 """
@@ -110,7 +119,15 @@ def _project_name(value: str) -> str:
 
 
 class Compose(Runtime):
+    """With DEPLOY_STRATEGY=bluegreen, blue and green are containers of the Directus service
+    beside its own one (`compose run -d`, named `<project>-<service>-<color>`): the same
+    project, networks, image, settings and mounts, published on 127.0.0.1 at the color's port
+    (and PORT set to it), the service's restart policy given after (`compose run` drops it).
+    The service's own container (the plain instance, serving at the ports of the compose file)
+    serves until the first switch retires it."""
+
     NAME = "compose"
+    RUNS_TWO = True
     KEYS = (
         Key("DIRECTUS_COMPOSE_PROJECT", "compose_project", _project_name, default="directus", example="directus"),
         Key("DIRECTUS_COMPOSE_SERVICE", "compose_service", parse_name, default="directus", example="directus"),
@@ -145,36 +162,89 @@ class Compose(Runtime):
 
     # -- the service -----------------------------------------------------------------------------
 
+    @property
+    def bluegreen(self) -> bool:
+        return self.config.strategy == "bluegreen"
+
     def stop(self) -> str:
-        return self.compose(None, "stop", self.service)
+        stop = self.compose(None, "stop", self.service)
+        if not self.bluegreen:
+            return stop
+        names = [instance.app for instance in self.instances() if instance.port]
+        return f"{stop} && for c in {q(*names)}; do docker stop \"$c\" >/dev/null 2>&1 || true; done"
 
     def start(self, root: str) -> str:
         """Recreate the Directus service from the release folder `root` (its compose file, its
-        image, its bind mounts), never its dependencies; a start with nothing changed restarts it."""
+        image, its bind mounts), never its dependencies; a start with nothing changed restarts it.
+        With blue/green: the instance that serves now, whichever it is."""
+        if self.bluegreen:
+            every = self.instances()
+            return instances.for_serving_instance(self.config, {i.name: self.start_instance(i, root) for i in every})
+        return self._start_service(root)
+
+    def _start_service(self, root: str) -> str:
         return self.after_one_offs() + " && " + self.compose(
             root, "up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", self.service)
+
+    def start_instance(self, instance: Instance, root: str) -> str:
+        """Shell (re)starting `instance` from the release folder `root`: the service's own
+        container, or a color's (removed first when it exists)."""
+        if not instance.port:
+            return self._start_service(root)
+        name = q(instance.app)
+        run = self.compose(root, "run", "-d", "-T", "--no-deps", "--quiet-pull", "--name", instance.app,
+                           "--label", f"{COLOR_LABEL}={instance.name}", "-e", f"PORT={instance.port}",
+                           "--publish", f"127.0.0.1:{instance.port}:{instance.port}", self.service)
+        return (f"{self.after_one_offs()} && {{ docker rm -f {name} >/dev/null 2>&1 || true; }} && "
+                f"policy=$({self._service_field(root, 'restart')}) && {run} >/dev/null && "
+                f"docker update --restart \"${{policy:-no}}\" {name} >/dev/null")
+
+    def retire(self, instance: Instance) -> str:
+        """Shell stopping an instance for good (its container removed); never fails."""
+        if instance.port:
+            ids = q(instance.app)
+        else:
+            ids = "$(" + self._containers(False, "-aq") + ")"
+        return (f"{{ for c in {ids}; do docker stop \"$c\" >/dev/null 2>&1; docker rm -f \"$c\" >/dev/null 2>&1; done; "
+                "true; }")
+
+    def _containers(self, oneoff: bool, *flags: str) -> str:
+        """Shell listing the service's containers (`docker ps` with `flags`): its own (`oneoff`
+        False) or its one-off ones (`compose run`: the CLI's and the blue/green colors)."""
+        labels = (f"label=com.docker.compose.project={self.project}", f"label=com.docker.compose.service={self.service}",
+                  f"label=com.docker.compose.oneoff={oneoff}")
+        return f"docker ps {q(*flags)} " + " ".join(f"--filter {q(label)}" for label in labels)
 
     def after_one_offs(self) -> str:
         """Shell that waits for the tool's one-off CLI containers still running (a release
         interrupted while one ran: it goes on writing the database after `fab` is gone), then
         removes them, so no Directus starts or migrates beside one. The deploy lock says no
         other release runs; Compose labels them as the project's one-off containers."""
-        labels = (f"label=com.docker.compose.project={self.project}", "label=com.docker.compose.oneoff=True",
-                  f"label=com.docker.compose.service={self.service}")
-        listing = "docker ps -aq " + " ".join(f"--filter {q(label)}" for label in labels)
+        # a one-off container with a color is a blue/green instance, not the CLI
+        listing = (self._containers(True, "-a", "--format", f'{{{{.ID}}}} {{{{.Label "{COLOR_LABEL}"}}}}')
+                   + " | awk 'NF == 1 { print $1 }'")
         return (f"{{ left=$({listing}); if [ -n \"$left\" ]; then "
                 f"echo \"waiting for a Directus CLI container of an interrupted release\" >&2; "
                 f"timeout {ONE_OFF_WAIT} docker wait $left >/dev/null 2>&1; docker rm -f $left >/dev/null; fi; }}")
 
     def instances(self) -> list[Instance]:
-        return [Instance("plain", f"{self.project}/{self.service}", None, kind="compose service")]
+        plain = Instance("plain", f"{self.project}/{self.service}", None, kind="compose service")
+        if not self.bluegreen:
+            return [plain]
+        return [plain, *instances.colors(self.config, lambda color: f"{self.project}-{self.service}-{color}",
+                                         kind="container")]
 
     def status(self, instance: Instance) -> str:
-        running = self.compose(None, "ps", "--status", "running", "--quiet", self.service)
+        if instance.port:
+            running = f"docker inspect -f '{{{{.State.Running}}}}' {q(instance.app)} 2>/dev/null"
+            return f"if [ \"$({running})\" = true ]; then echo online; else echo stopped; fi"
+        running = self._containers(False, "-q", "--filter", "status=running")
         return f"if [ -n \"$({running} 2>/dev/null)\" ]; then echo online; else echo stopped; fi"
 
     def watched(self, instance: Instance | None = None) -> list[str]:
-        return [f"{self.project}/{self.service}"]
+        if instance:
+            return [instance.app]
+        return [] if self.bluegreen else [f"{self.project}/{self.service}"]
 
     def recent_log(self, lines: int) -> str:
         return self.compose(None, "logs", "--no-color", "--no-log-prefix", "--tail", str(lines), self.service)
@@ -271,11 +341,15 @@ class Compose(Runtime):
 
     def service_image(self, root: str | None, root_word: str | None = None) -> str:
         """Shell printing the image the Directus service names. Not `config --images <service>`:
-        it lists the services it depends on too (the database), in no fixed order. Read from the
-        resolved YAML (a service at two spaces, its keys at four) to the end, never cut short."""
-        pick = ("awk -v s=" + q(self.service) + " '/^  [^ ]/ { c = $1; sub(/:$/, \"\", c); gsub(/\"/, \"\", c) } "
-                "/^    image: / && c == s && !done { v = $0; sub(/^    image: /, \"\", v); gsub(/\"/, \"\", v); "
-                "print v; done = 1 }'")
+        it lists the services it depends on too (the database), in no fixed order."""
+        return self._service_field(root, "image", root_word)
+
+    def _service_field(self, root: str | None, field: str, root_word: str | None = None) -> str:
+        """Shell printing one plain field of the Directus service (image, restart), read from
+        the resolved YAML (a service at two spaces, its keys at four) to the end, never cut short."""
+        pick = ("awk -v s=" + q(self.service) + " -v f=" + q(field) + " '/^  [^ ]/ { c = $1; sub(/:$/, \"\", c); "
+                "gsub(/\"/, \"\", c) } index($0, \"    \" f \": \") == 1 && c == s && !done { v = substr($0, length(f) + 7); "
+                "gsub(/\"/, \"\", v); print v; done = 1 }'")
         return f"{self.compose(root, 'config', '--format', 'yaml', self.service, root_word=root_word)} | {pick}"
 
     def built_image(self, release_id: str) -> str:
@@ -410,7 +484,23 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
     database = database_service(env, services, service)
     if database:
         found["database_service"] = database
+    published = served_port(spec, env)
+    if published:
+        found["served_port"] = published
     return found
+
+
+def served_port(spec: dict, env: dict) -> int | None:
+    """The host's port where the service's Directus answers: the one published for its PORT
+    (8055 unless set), or PORT itself with the host's network (None: not reachable there)."""
+    inside = int(str(env.get("PORT") or 8055)) if str(env.get("PORT") or 8055).isdigit() else None
+    if spec.get("network_mode") == "host":
+        return inside
+    for port in spec.get("ports") or []:
+        published = str(port.get("published") or "")
+        if port.get("target") == inside and published.isdigit() and port.get("host_ip", "") in ("", "0.0.0.0", "::", "127.0.0.1"):
+            return int(published)
+    return None
 
 
 def database_service(env: dict, services: dict, directus: str) -> str | None:

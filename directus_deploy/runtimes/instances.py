@@ -21,22 +21,27 @@ def plain(config) -> Instance:
     return Instance("plain", config.pm2_app, None, kind="pm2 app")
 
 
-def colors(config) -> tuple[Instance, Instance]:
+def colors(config, app_of=None, kind: str = "") -> tuple[Instance, Instance]:
+    """Blue and green on their ports; `app_of(color)` is the runtime's name for each (pm2's
+    apps `<app>-blue` and `<app>-green` by default)."""
     blue, green = config.bluegreen_ports
-    return Instance("blue", f"{config.pm2_app}-blue", blue), Instance("green", f"{config.pm2_app}-green", green)
+    app_of = app_of or (lambda color: f"{config.pm2_app}-{color}")
+    return Instance("blue", app_of("blue"), blue, kind=kind), Instance("green", app_of("green"), green, kind=kind)
 
 
 def every_instance(config) -> list[Instance]:
     return [plain(config), *colors(config)] if config.strategy == "bluegreen" else [plain(config)]
 
 
-def serving(config, live_port: int | None) -> Instance:
-    """The instance behind the port the upstream names (the plain one for any other port)."""
-    return next((c for c in colors(config) if c.port == live_port), plain(config))
+def serving(every: list[Instance], live_port: int | None) -> Instance:
+    """Of a runtime's instances, the one behind the port the upstream names (the plain one for
+    any other port)."""
+    return next((i for i in every if i.port and i.port == live_port), next(i for i in every if i.name == "plain"))
 
 
-def idle(config, live: Instance) -> Instance:
-    blue, green = colors(config)
+def idle(every: list[Instance], live: Instance) -> Instance:
+    """The color a release starts on: the one not serving (blue after the plain instance)."""
+    blue, green = (next(i for i in every if i.name == color) for color in ("blue", "green"))
     return green if live == blue else blue
 
 

@@ -45,6 +45,8 @@ class Production:
     # the database runs in a container of its own beside Directus: (settings, secret names) ->
     # shell words running a database client there (engines/base.py); None: reached from the host
     database_exec: object = field(default=None, repr=False, compare=False)
+    # the host's port where this Directus answers, when not its PORT (a container's published port)
+    served_port: int | None = None
 
     @property
     def has_files(self) -> bool:
@@ -173,6 +175,7 @@ def locate(remote: Remote, layout: Layout, install: str | None = None) -> Produc
     return Production(
         root=root,
         database_exec=database_exec,
+        served_port=found.get("served_port"),
         env_file=found.get("real_path") or settings.config_path,
         settings=settings,
         env=env,

@@ -70,7 +70,7 @@ def _upstream(session, port=None):
     config = session.config
     with session.console.step(f"nginx upstream {config.nginx_upstream} in {config.nginx_upstream_file}") as step:
         state, written = install_upstream(session, port)
-        serving = instances.serving(config, state.live_port) if state.live_port else None
+        serving = instances.serving(session.runtime.instances(), state.live_port) if state.live_port else None
         step.detail = ("written: " if written else "") + (f"-> 127.0.0.1:{state.live_port} ({serving.name})"
                                                            if serving else "missing")
         step.detail += f"; nginx routes requests to it: {'yes' if state.routed else 'not yet'}"

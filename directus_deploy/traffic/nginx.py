@@ -118,15 +118,16 @@ def write_upstream(session, port: int) -> None:
 
 def install_upstream(session, port: int | None = None) -> tuple[Upstream, bool]:
     """Write the include if it is missing: naming `port`, or the port Directus serves on now
-    (the production .env's PORT) when it runs, else blue's. An existing include is kept.
+    (where the host reaches it: the production .env's PORT, or a container's published port)
+    when it runs, else blue's. An existing include is kept.
     Returns the state and whether it was written."""
     upstream = read_upstream(session)
     if upstream.exists:
         return upstream, False
     if port is None:
         if upstream.current:
-            env = session.production.env if session.production else locate(session.remote(), session.layout).env
-            port = int(str(env.get("PORT") or DIRECTUS_DEFAULT_PORT))
+            production = session.production or locate(session.remote(), session.layout)
+            port = production.served_port or int(str(production.env.get("PORT") or DIRECTUS_DEFAULT_PORT))
         else:
             port = session.config.bluegreen_ports[0]  # blue's
     if session.dry_run:

@@ -14,7 +14,7 @@ import yaml
 from directus_deploy.core.errors import ConfigError, Refused
 from directus_deploy.engines import engine_for
 from directus_deploy.runtimes import load_config, runtime_for
-from directus_deploy.runtimes.compose import Compose, database_service, host_path, settings_of
+from directus_deploy.runtimes.compose import Compose, database_service, host_path, served_port, settings_of
 from directus_deploy.state.layout import Layout
 from directus_deploy.state.production import Production
 from directus_deploy.state.shared import shared_links
@@ -72,7 +72,8 @@ def test_every_command_names_the_project_and_touches_only_the_directus_service(t
     assert words[6:] == ["up", "-d", "--no-deps", "--no-build", "--force-recreate", "--quiet-pull", "cms"]
     assert shlex.split(runtime.stop()) == ["docker", "compose", "--progress", "quiet", "-p", "shop-cms", "stop", "cms"]
     assert runtime.watched() == ["shop-cms/cms"]
-    assert runtime.RUNS_TWO is False and runtime.RELEASE_HOLDS_DEPENDENCIES is False
+    assert runtime.RELEASE_HOLDS_DEPENDENCIES is False
+    assert [str(i) for i in runtime.instances()] == ["compose service shop-cms/cms"]  # restart: the service alone
 
 
 def test_a_compose_file_named_in_the_configuration_is_used_where_a_folder_lists_none(tmp_path):
@@ -141,7 +142,7 @@ def test_status_and_the_image_check_run_against_a_fake_docker(tmp_path):
     runtime = compose(tmp_path)
     log = tmp_path / "log"
     fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n'
-                 'case "$*" in *"ps --status running"*) [ -f ' + str(tmp_path / "up") + ' ] && echo abc123;; '
+                 'case "$*" in *"ps -q --filter status=running"*"oneoff=False"*) [ -f ' + str(tmp_path / "up") + ' ] && echo abc123;; '
                  '*"config --format yaml directus") ' + SERVICES_YAML + ';; '
                  '*"image inspect"*) [ -f ' + str(tmp_path / "have") + ' ] || exit 1;; esac')
     env = path_with(tmp_path / "bin")
@@ -194,13 +195,14 @@ def test_a_cli_container_left_by_an_interrupted_release_is_waited_for_before_any
     runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop")
     log = tmp_path / "log"
     fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n'
-                 'case "$*" in "ps -aq "*) [ -f ' + str(tmp_path / "left") + ' ] && echo 0ff1;; esac; exit 0')
+                 # a blue/green container (a color label) is a one-off too: never waited for
+                 'case "$*" in "ps -a "*) echo "c010r blue"; [ -f ' + str(tmp_path / "left") + ' ] && echo "0ff1 ";; esac; exit 0')
     env = path_with(tmp_path / "bin")
     release = tmp_path / "release"
     release.mkdir()
     run(strict(runtime.start(str(release))), env=env, cwd=tmp_path)
     calls = log.read_text().splitlines()
-    assert [c.split()[0:2] for c in calls] == [["ps", "-aq"], ["compose", "--progress"]]  # nothing to wait for
+    assert [c.split()[0:2] for c in calls] == [["ps", "-a"], ["compose", "--progress"]]  # nothing to wait for
     for label in ("com.docker.compose.project=shop", "com.docker.compose.oneoff=True",
                   "com.docker.compose.service=directus"):
         assert f"label={label}" in calls[0]
@@ -319,3 +321,70 @@ def test_mysql_in_a_compose_service_is_refused_in_one_line(tmp_path):
     with pytest.raises(Refused, match="^DB_HOST=database: a MySQL or MariaDB database run beside Directus in its own "
                                       "container is not supported yet"):
         engine_for(prod)
+
+
+# -- blue/green: two containers of the Directus service beside its own -------------------------
+
+BLUEGREEN = dict(DEPLOY_STRATEGY="bluegreen", DIRECTUS_URL="http://127.0.0.1", DEPLOY_BLUEGREEN_PORTS="8101,8102")
+RESTART_YAML = ("printf 'services:\\n  database:\\n    restart: always\\n  directus:\\n    image: d:1\\n"
+                "    restart: unless-stopped\\n'")
+
+
+def test_bluegreen_colors_are_containers_of_the_service_in_the_same_project(tmp_path):
+    runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="shop", DEPLOY_NGINX_UPSTREAM_FILE=str(tmp_path / "up.conf"),
+                      **BLUEGREEN)
+    plain, blue, green = runtime.instances()
+    assert (plain.app, plain.port, blue.app, blue.port, green.app, green.port) == (
+        "shop/directus", None, "shop-directus-blue", 8101, "shop-directus-green", 8102)
+    assert runtime.watched(green) == ["shop-directus-green"] and runtime.watched() == []
+    release = tmp_path / "release"
+    release.mkdir()
+    start = runtime.start_instance(green, str(release))
+    words = docker_words(start.split("policy=$(", 1)[1].split(") && ", 1)[1].split(" >/dev/null")[0])
+    # the project's networks and settings, its own ports left out (`run` publishes none of them)
+    assert words[6:] == ["run", "-d", "-T", "--no-deps", "--quiet-pull", "--name", "shop-directus-green",
+                         "--label", "directus-deploy.instance=green", "-e", "PORT=8102",
+                         "--publish", "127.0.0.1:8102:8102", "directus"]
+    assert runtime.start_instance(plain, ROOT) == runtime.start(ROOT).split("*) ", 1)[1].split(" ;;")[0]
+
+    log = tmp_path / "docker.log"
+    fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}\n'
+                 'case "$*" in *"config --format yaml"*) ' + RESTART_YAML + ';; esac; exit 0')
+    run(strict(start), env=path_with(tmp_path / "bin"))
+    calls = log.read_text().splitlines()
+    assert calls[1] == "rm -f shop-directus-green"  # after the one-off check: the old container of that color
+    assert "run -d" in calls[3]
+    # `compose run` drops the service's restart policy: given back, so the color survives a reboot
+    assert calls[4] == "update --restart unless-stopped shop-directus-green"
+
+    log.unlink()
+    run(strict(runtime.retire(blue), runtime.retire(plain)), env=path_with(tmp_path / "bin"))
+    calls = log.read_text().splitlines()
+    assert calls[:2] == ["stop shop-directus-blue", "rm -f shop-directus-blue"]
+    assert calls[2].startswith("ps -aq") and "label=com.docker.compose.oneoff=False" in calls[2]
+
+
+def test_bluegreen_starts_the_instance_nginx_names(tmp_path):
+    include = tmp_path / "up.conf"
+    runtime = compose(tmp_path, DEPLOY_NGINX_UPSTREAM_FILE=str(include), **BLUEGREEN)
+    log = tmp_path / "docker.log"
+    fake_command(tmp_path / "bin", "docker", f'echo "$*" >> {log}; exit 0')
+    for port, expected in ((8102, "--name directus-directus-green"), (8101, "--name directus-directus-blue"), (8055, "up -d --no-deps")):
+        include.write_text(f"upstream directus {{\n    server 127.0.0.1:{port};\n}}\n")
+        log.write_text("")
+        release = tmp_path / "release"
+        release.mkdir(exist_ok=True)
+        run(strict(runtime.start(str(release))), env=path_with(tmp_path / "bin"), cwd=tmp_path)
+        assert expected in log.read_text(), (port, log.read_text())
+    assert "docker stop \"$c\"" in runtime.stop() and "directus-directus-blue directus-directus-green" in runtime.stop()
+
+
+def test_the_port_the_host_reaches_a_container_on_is_the_one_published_for_its_port():
+    published = {"ports": [{"target": 9000, "published": "9000"}, {"target": 8055, "published": "18055", "host_ip": "127.0.0.1"}]}
+    assert served_port(published, {}) == 18055
+    assert served_port({"ports": [{"target": 3000, "published": "8080"}]}, {"PORT": "3000"}) == 8080
+    assert served_port({"network_mode": "host"}, {"PORT": "8056"}) == 8056
+    assert served_port({"ports": [{"target": 8055}]}, {}) is None  # a random host port: nothing to name
+    found = settings_of({"services": {"directus": {**QUICKSTART["services"]["directus"], **published}}}, IMAGE,
+                        "directus", ROOT)
+    assert found["served_port"] == 18055

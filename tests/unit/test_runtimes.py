@@ -77,7 +77,7 @@ def test_bluegreen_on_a_runtime_that_runs_one_is_refused_in_one_line(tmp_path, s
     with pytest.raises(ConfigError) as caught:
         bluegreen(tmp_path, DIRECTUS_SERVICE=service, **extra)
     message = str(caught.value)
-    assert "\n" not in message and "needs DIRECTUS_SERVICE=pm2" in message and f"{service} runs one" in message
+    assert "\n" not in message and "needs DIRECTUS_SERVICE=pm2|compose" in message and f"{service} runs one" in message
 
 
 def test_runtime_keys_are_read_and_checked(tmp_path):

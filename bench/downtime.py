@@ -1,11 +1,14 @@
 """Downtime benchmark: what users see during `fab release` and `fab rollback`, restart against
 blue/green, and Directus run by Docker Compose, side by side in one run.
 
-    .venv/bin/python bench/downtime.py [--plot docs/downtime.png] [--strategies restart,bluegreen,compose]
+    .venv/bin/python bench/downtime.py [--plot docs/downtime.png]
+        [--strategies restart,bluegreen,compose,compose-bluegreen]
 
 For each pm2 strategy, a fresh SQLite production of the test bed behind nginx (Debian's package),
 adopted into the layout; for compose, a compose production of the test bed (SQLite in a bind
-mount, the image `directus/directus:12.4.0`) released at c1. Then a probe requests /server/ping
+mount, the image `directus/directus:12.4.0`) released at c1; for compose-bluegreen, a compose
+install of c1 adopted with DEPLOY_STRATEGY=bluegreen and nginx pointed at the tool's upstream
+(two Directus containers, switched by nginx). Then a probe requests /server/ping
 and a content endpoint (/items/articles, with the token) through nginx every 50 ms while
 `fab release` (v2, or c2) and then `fab rollback` run. Counted: requests, failed ones (no answer,
 or not 2xx), requests slower than 2 s, and the longest stretch without a successful answer. The
@@ -72,13 +75,18 @@ def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
         production.destroy()
 
 
-def measure_compose(bed: TestBed, nginx: Nginx, work: Path) -> dict:
-    """The restart strategy of a compose production: the tool migrates, then recreates the
-    Directus container (`up -d --force-recreate`); requests go through nginx to its port."""
-    production = ComposeProduction(bed, work / "compose").create()
+def measure_compose(bed: TestBed, nginx: Nginx, work: Path, bluegreen: bool = False) -> dict:
+    """A compose production. Restart: the tool migrates, then recreates the Directus container
+    (`up -d --force-recreate`); requests go through nginx to its port. Blue/green: a second
+    container starts on the idle color's port and nginx moves to it once it passes its gate."""
+    production = ComposeProduction(bed, work / ("compose-bluegreen" if bluegreen else "compose"))
     try:
-        fab(production.env_file, "release", "--tag=c1", "--yes")
-        site = nginx.site(f"compose-{production.project_name}", f"http://127.0.0.1:{production.port}")
+        if bluegreen:
+            site = production.create(setup=False).adopt_behind_nginx(nginx)["site"]
+        else:
+            production.create()
+            fab(production.env_file, "release", "--tag=c1", "--yes")
+            site = nginx.site(f"compose-{production.project_name}", f"http://127.0.0.1:{production.port}")
         return probed(site, production.token, production.env_file,
                       (("release", ("release", "--tag=c2", "--yes")), ("rollback", ("rollback", "--yes"))))
     finally:
@@ -127,8 +135,8 @@ def plot(results: dict, target: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plot", default=str(REPO / "docs" / "downtime.png"), help="PNG to draw the timelines into")
-    parser.add_argument("--strategies", default="restart,bluegreen,compose",
-                        help="which to measure, in order: restart, bluegreen (pm2), compose")
+    parser.add_argument("--strategies", default="restart,bluegreen,compose,compose-bluegreen",
+                        help="which to measure, in order: restart, bluegreen (pm2), compose, compose-bluegreen")
     options = parser.parse_args()
     strategies = [s.strip() for s in options.strategies.split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="downtime-bench-"))
@@ -136,21 +144,21 @@ def main() -> int:
     bed = TestBed.attach(Path(reuse)) if reuse else TestBed(work / "bed", ("sqlite",)).up()
     nginx = Nginx(work / "nginx").start()
     try:
-        results = {strategy: measure_compose(bed, nginx, work) if strategy == "compose" else
-                   measure(bed, nginx, strategy, work) for strategy in strategies}
+        results = {strategy: measure_compose(bed, nginx, work, bluegreen=strategy == "compose-bluegreen")
+                   if strategy.startswith("compose") else measure(bed, nginx, strategy, work) for strategy in strategies}
     finally:
         nginx.stop()
         if not reuse:
             bed.destroy()
     print()
     print(f"probe: {', '.join(PROBED)} through nginx, one request every 50 ms")
-    print(f"{'strategy':<10} {'action':<9} {'fab s':>6} {'requests':>9} {'failed':>7} {'slow >' + str(int(SLOW)) + 's':>9} "
+    print(f"{'strategy':<17} {'action':<9} {'fab s':>6} {'requests':>9} {'failed':>7} {'slow >' + str(int(SLOW)) + 's':>9} "
           f"{'longest outage s':>17}")
-    print("-" * 72)
+    print("-" * 79)
     for strategy, runs in results.items():
         for action, run in runs.items():
             probe = run["probe"]
-            print(f"{strategy:<10} {action:<9} {run['seconds']:6.1f} {len(probe.samples):9d} {len(probe.failures):7d} "
+            print(f"{strategy:<17} {action:<9} {run['seconds']:6.1f} {len(probe.samples):9d} {len(probe.failures):7d} "
                   f"{len(probe.slow):9d} {longest_outage(probe):17.2f}")
     for action in ("release", "rollback"):
         failed = " / ".join(str(len(results[s][action]["probe"].failures)) for s in results)

@@ -59,6 +59,10 @@ POSTGRES_IMAGE = "postgres:15"
 POSTGRES_PACKAGES = ("postgresql-15",)  # with what it depends on: its client, postgresql-common, tzdata, locales
 POSTGRES_RECIPE = "1"  # bump when what goes into the postgres image changes
 POSTGRES_UID = 999  # the official image's postgres user and group
+MARIADB_IMAGE = "mariadb:10.11"
+MARIADB_PACKAGES = ("mariadb-server",)  # with its client (mariadb, mariadb-dump) and mariadb-admin
+MARIADB_RECIPE = "1"  # bump when what goes into the mariadb image changes
+MARIADB_UID = 999  # the official image's mysql user and group
 
 # What the official image's /directus holds around Directus's own package.
 CLI_JS = "#!/usr/bin/env node\nimport('./node_modules/@directus/api/dist/cli/run.js');\n"  # Directus's CLI without its update check
@@ -130,6 +134,59 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 fi
 exec "$@"
 """
+# The official mariadb image's contract, in the part Directus's compose files use: the data in
+# /var/lib/mysql (made on the first start, owned by uid 999), MARIADB_DATABASE and MARIADB_USER
+# with MARIADB_PASSWORD (granted that database), the *.sql of /docker-entrypoint-initdb.d run
+# once, `mariadbd` listening on 3306, root reached through its socket by the container's root.
+MARIADB_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+
+case "${1:-}" in -*) set -- mariadbd "$@" ;; esac
+if [ "${1:-}" != mariadbd ]; then
+	exec "$@"
+fi
+
+if [ "$(id -u)" = 0 ]; then
+	# a bind-mounted data folder belongs to whoever made it on the host, often root
+	mkdir -p /var/lib/mysql /run/mysqld
+	find /var/lib/mysql /run/mysqld \! -user mysql -exec chown mysql:mysql {} +
+	exec setpriv --reuid=999 --regid=999 --init-groups "$0" "$@"
+fi
+
+if [ ! -d /var/lib/mysql/mysql ]; then
+	: "${MARIADB_DATABASE:?the database is uninitialized and MARIADB_DATABASE is not set}"
+	: "${MARIADB_USER:?MARIADB_USER is not set}" "${MARIADB_PASSWORD:?MARIADB_PASSWORD is not set}"
+	# root@localhost and mysql@localhost (who runs this), each reached through the socket as that system user
+	mariadb-install-db --user=mysql --datadir=/var/lib/mysql --auth-root-authentication-method=socket --skip-test-db >/dev/null
+	mariadbd --skip-networking --socket=/run/mysqld/init.sock &
+	server=$!
+	for _ in $(seq 120); do mariadb --socket=/run/mysqld/init.sock -e 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.5; done
+	# values as SQL string literals and identifiers, escaped here, never on a command line
+	literal() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/''/g")"; }
+	identifier() { printf '`%s`' "$(printf '%s' "$1" | sed -e 's/`/``/g')"; }
+	{
+		echo "CREATE DATABASE IF NOT EXISTS $(identifier "$MARIADB_DATABASE") CHARACTER SET utf8mb4;"
+		echo "CREATE USER $(literal "$MARIADB_USER")@'%' IDENTIFIED BY $(literal "$MARIADB_PASSWORD");"
+		echo "GRANT ALL ON $(identifier "$MARIADB_DATABASE").* TO $(literal "$MARIADB_USER")@'%';"
+		for sql in /docker-entrypoint-initdb.d/*.sql; do [ -f "$sql" ] && cat "$sql"; done
+	} | mariadb --socket=/run/mysqld/init.sock
+	kill "$server"
+	wait "$server" || true
+	echo "docker-entrypoint.sh: the database is initialized; starting the server"
+fi
+exec "$@"
+"""
+# `healthcheck.sh --connect --innodb_initialized`, as compose files call the official image's:
+# here, the server answers on its socket
+MARIADB_HEALTHCHECK = "#!/bin/sh\nexec mariadb-admin --socket=/run/mysqld/mysqld.sock ping --silent >/dev/null\n"
+MARIADB_CONF = "[mysqld]\nbind-address = 0.0.0.0\nskip-name-resolve\nsocket = /run/mysqld/mysqld.sock\n"
+MARIADB_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "VOLUME /var/lib/mysql",
+    "EXPOSE 3306",
+    'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]',
+    'CMD ["mariadbd"]',
+)
 POSTGRES_CHANGES = (
     "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV PG_MAJOR=15",
@@ -336,6 +393,37 @@ class Docker:
             subprocess.run(as_root(["rm", "-rf", str(work)]))
 
 
+    def mariadb_key(self) -> str:
+        parts = [MARIADB_RECIPE, SUITE, ",".join(MARIADB_PACKAGES), MARIADB_ENTRYPOINT, MARIADB_HEALTHCHECK,
+                 MARIADB_CONF, *MARIADB_CHANGES]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    def ensure_mariadb_image(self) -> str:
+        """`mariadb:10.11`, built from Debian's mariadb-server once; loaded from the cache after that."""
+        return self._ensure_image(MARIADB_IMAGE, self.mariadb_key(), "mariadb-10.11", self._build_mariadb)
+
+    def _build_mariadb(self, key: str) -> None:
+        log(f"building {MARIADB_IMAGE} (Debian {SUITE}'s mariadb-server; cached)")
+        rootfs = self.rootfs(MARIADB_PACKAGES)
+        work = self.root / f"mariadb-build-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            _run(["cp", "-a", str(rootfs), str(work)])
+            shutil.rmtree(work / "var" / "lib" / "mysql", ignore_errors=True)  # made by the entrypoint
+            _renumber(work, "mysql", MARIADB_UID)
+            for folder in ("var/lib/mysql", "run/mysqld", "docker-entrypoint-initdb.d"):
+                (work / folder).mkdir(parents=True, exist_ok=True)
+                os.chown(work / folder, MARIADB_UID, MARIADB_UID)
+            (work / "etc" / "mysql" / "mariadb.conf.d" / "99-docker.cnf").write_text(MARIADB_CONF)
+            for name, text in (("docker-entrypoint.sh", MARIADB_ENTRYPOINT), ("healthcheck.sh", MARIADB_HEALTHCHECK)):
+                script = work / "usr" / "local" / "bin" / name
+                script.write_text(text)
+                script.chmod(0o755)
+            _import(work, MARIADB_IMAGE, MARIADB_CHANGES, key)
+        finally:
+            subprocess.run(as_root(["rm", "-rf", str(work)]))
+
+
 def _import(work: Path, image: str, changes: tuple[str, ...], key: str) -> None:
     """The tree at `work` as `image`, with the Dockerfile-like `changes` and the inputs label."""
     arguments = [arg for change in (*changes, f"LABEL {KEY_LABEL}={key}") for arg in ("--change", change)]
@@ -369,6 +457,7 @@ if __name__ == "__main__":
     print(Docker().ensure_directus_image())
     print(Docker().ensure_directus_image(PREVIOUS_DIRECTUS_VERSION))
     print(Docker().ensure_postgres_image())
+    print(Docker().ensure_mariadb_image())
 
 
 COMPOSE_FILE = """\
@@ -403,6 +492,27 @@ POSTGRES_SERVICE = """\
       interval: 2s
       retries: 60
 """
+# The same with MariaDB (the official image's contract), and the grant the tool's backup check
+# needs: its scratch databases, `<DB_DATABASE>_scratch_*`, made beside the database
+MARIADB_SERVICE = """\
+    depends_on:
+      database:
+        condition: service_healthy
+  database:
+    image: {image}
+    environment:
+      MARIADB_USER: directus
+      MARIADB_PASSWORD: ${{DB_PASSWORD}}
+      MARIADB_DATABASE: directus
+    volumes:
+      - ./data/database:/var/lib/mysql
+      - ./initdb:/docker-entrypoint-initdb.d:ro
+    healthcheck:
+      test: ["CMD", "healthcheck.sh", "--connect", "--innodb_initialized"]
+      interval: 2s
+      retries: 60
+"""
+MARIADB_SCRATCH_GRANT = "GRANT ALL ON `directus\\_scratch\\_%`.* TO 'directus'@'%';\n"
 
 
 class ComposeProduction:
@@ -413,7 +523,8 @@ class ComposeProduction:
 
     def __init__(self, bed, folder: Path, database: str = "sqlite", service_lines: str = ""):
         self.bed, self.folder = bed, Path(folder)
-        self.database = database  # sqlite (a bind-mounted file) or postgres (the project's `database` service)
+        # sqlite (a bind-mounted file), or postgres or mariadb (the project's `database` service)
+        self.database = database
         self.service_lines = service_lines  # added to the Directus service of every tag
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -427,13 +538,16 @@ class ComposeProduction:
     def create(self, setup: bool = True) -> "ComposeProduction":
         """The project and the settings; with `setup`, the host set up by `fab deploy.setup`."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        clone_project(self.bed.project_dir("sqlite"), self.project)
+        # schema snapshots are vendor specific: the project of the bed's production on the same server
+        clone_project(self.bed.project_dir({"postgres": "postgres", "mariadb": "mysql"}.get(self.database, "sqlite")),
+                      self.project)
         self.add_tag("c1", "v1")
         self.add_tag("c2", "v2")
         production_env = self.production_env = self.folder / "production.env"
         database = {"DB_CLIENT": "sqlite3", "DB_FILENAME": "/directus/database/data.db"}
-        if self.database == "postgres":
-            database = {"DB_CLIENT": "pg", "DB_HOST": "database", "DB_PORT": "5432", "DB_DATABASE": "directus",
+        if self.database in ("postgres", "mariadb"):
+            client, port = ("pg", "5432") if self.database == "postgres" else ("mysql", "3306")
+            database = {"DB_CLIENT": client, "DB_HOST": "database", "DB_PORT": port, "DB_DATABASE": "directus",
                         "DB_USER": "directus", "DB_PASSWORD": secrets.token_hex(12)}
         _write(production_env, {
             "SECRET": secrets.token_hex(24), **database,
@@ -462,10 +576,13 @@ class ComposeProduction:
         docker = Docker(self.bed.toolchain)
         docker.ensure_directus_image(version)
         service_lines = self.service_lines + service_lines
+        changes = {"package.json": None, "package-lock.json": None}
         if self.database == "postgres":
             service_lines += POSTGRES_SERVICE.format(image=docker.ensure_postgres_image())
-        changes = {"docker-compose.yml": COMPOSE_FILE.format(version=version) + service_lines,
-                   "package.json": None, "package-lock.json": None}
+        elif self.database == "mariadb":
+            service_lines += MARIADB_SERVICE.format(image=docker.ensure_mariadb_image())
+            changes["initdb/scratch.sql"] = MARIADB_SCRATCH_GRANT
+        changes["docker-compose.yml"] = COMPOSE_FILE.format(version=version) + service_lines
         if version != DIRECTUS_VERSION:
             changes["snapshots/schema.yaml"] = snapshot_of_directus_11(self.project, base, version)
         add_tag(self.project, tag, changes, base=base)
@@ -495,8 +612,8 @@ class ComposeProduction:
         # and the row that says so (without it Directus asks the registry about the folder)
         row = ("INSERT INTO directus_extensions (id, enabled, folder, source, bundle) "
                f"VALUES ('{uuid.uuid4()}', true, '{self.registry_folder}', 'registry', NULL)")
-        if self.database == "postgres":
-            self.psql(row)
+        if self.database != "sqlite":
+            self.sql(row)
         else:
             subprocess.run(["sqlite3", str(folder / "database" / "data.db"), row.replace("true", "1")], check=True)
         subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
@@ -551,6 +668,15 @@ class ComposeProduction:
                  and "com.docker.compose.oneoff=False" in c["Labels"]]
         assert len(found) == 1, found
         return found[0]
+
+    def sql(self, query: str) -> str:
+        """One value from the `database` service's server, asked inside its container."""
+        return self.psql(query) if self.database == "postgres" else self.mariadb(query)
+
+    def mariadb(self, query: str) -> str:
+        """One value from the `database` service's MariaDB (as its root, through its socket)."""
+        return subprocess.run(["docker", "compose", "-p", self.project_name, "exec", "-T", "database", "mariadb", "-N",
+                               "-B", "directus", "-e", query], check=True, capture_output=True, text=True).stdout.strip()
 
     def psql(self, sql: str) -> str:
         """One value from the `database` service's PostgreSQL, asked inside its container."""

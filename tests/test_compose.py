@@ -291,51 +291,65 @@ def test_a_running_compose_install_is_adopted_released_and_rolled_back(compose_i
     assert [c["State"] for c in setup.containers()] == ["running"]
 
 
-@pytest.fixture(scope="module")
-def compose_postgres(bed, tmp_path_factory):
-    """A compose production whose PostgreSQL runs as the project's `database` service, its data
-    in ./data/database (the shape of Directus's own compose guide)."""
-    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-pg"), database="postgres").create()
+# per database server: the dump's first bytes, and the query counting the scratch databases left
+DATABASE_SERVICES = {
+    "postgres": (b"PGDMP", "SELECT count(*) FROM pg_database WHERE datname LIKE 'directus_scratch_%'"),
+    "mariadb": (b"\x28\xb5\x2f\xfd", "SELECT count(*) FROM information_schema.schemata "
+                "WHERE schema_name LIKE 'directus\\_scratch\\_%'"),
+}
+
+
+@pytest.fixture(scope="module", params=list(DATABASE_SERVICES))
+def compose_database(bed, tmp_path_factory, request):
+    """A compose production whose database (PostgreSQL, or MariaDB) runs as the project's
+    `database` service, its data in ./data/database (the shape of Directus's own compose guide)."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp(f"compose-{request.param}"),
+                                              database=request.param).create()
     yield production
     production.destroy()
 
 
-def test_postgres_in_its_own_service_is_backed_up_through_it_and_rolled_back_with_the_database(compose_postgres):
+def test_a_database_in_its_own_service_is_backed_up_through_it_and_rolled_back_with_it(compose_database):
     """The first release starts the database service and installs Directus into it; the next
-    one backs it up with the server's own pg_dump, inside its container, and verifies the dump
-    there in a scratch database; `rollback --with-db` puts the database of before back through
-    the same container. The database container is never recreated: the same one serves from
-    the first release to the last."""
-    setup = compose_postgres
+    one backs it up with the server's own dump tool (pg_dump, mariadb-dump), inside its
+    container, and verifies the dump there in a scratch database; `rollback --with-db` puts the
+    database of before back through the same container. The database container is never
+    recreated: the same one serves from the first release to the last."""
+    setup = compose_database
     api, env_file = setup.api, setup.env_file
+    magic, scratch_query = DATABASE_SERVICES[setup.database]
     fab_ok("release", "--tag=c1", "--yes", env_file=env_file)
     assert api.get("/hello", auth=False)["release"] == "v1"
     database = setup.container("database")
-    assert database["State"] == "running" and database["Image"] == docker_bed.POSTGRES_IMAGE
+    image = docker_bed.POSTGRES_IMAGE if setup.database == "postgres" else docker_bed.MARIADB_IMAGE
+    assert database["State"] == "running" and database["Image"] == image
     # the guide's ./data/database: one folder in shared/ that every release links to
     data = setup.srv / "shared" / "services" / "data" / "database"
-    assert (data / "PG_VERSION").is_file() and (setup.srv / "current" / "data" / "database").resolve() == data
+    assert (data / ("PG_VERSION" if setup.database == "postgres" else "directus")).exists()
+    assert (setup.srv / "current" / "data" / "database").resolve() == data
     item = api.json("POST", "/items/articles", {"title": "written on c1"})["data"]
     upload = os.urandom(400_000)
-    file_id = api.upload("pg.bin", upload, "uploaded on c1", mime="application/octet-stream")
-    rows_before = setup.psql("SELECT count(*) FROM articles")
+    file_id = api.upload("db.bin", upload, "uploaded on c1", mime="application/octet-stream")
+    rows_before = setup.sql("SELECT count(*) FROM articles")
 
     released = fab_ok("release", "--tag=c2", "--yes", env_file=env_file).stdout
     assert api.get("/hello", auth=False)["release"] == "v2"
     assert api.get("/collections/tags")["data"]["collection"] == "tags"
     backups = sorted((setup.srv / "backups").iterdir())
-    dump = backups[-1] / "db" / "database.pgdump"
-    assert dump.stat().st_size > 0 and dump.read_bytes()[:5] == b"PGDMP", released[-2000:]
-    # the scratch database the dump was verified in is gone again
-    assert setup.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'directus_scratch_%'") == "0"
+    dump = next((backups[-1] / "db").glob("database.*"))
+    assert dump.stat().st_size > 0 and dump.read_bytes()[:len(magic)] == magic, released[-2000:]
+    if setup.database == "mariadb":  # the server's own dump, compressed on the host
+        text = subprocess.run(["zstd", "-dc", str(dump)], check=True, capture_output=True).stdout
+        assert b"CREATE TABLE `articles`" in text and b"written on c1" in text
+    assert setup.sql(scratch_query) == "0"  # the scratch database the dump was verified in is gone again
     on_c2 = api.json("POST", "/items/articles", {"title": "written on c2"})["data"]
 
     fab_ok("rollback", "--to=c1", "--with-db", "--yes", env_file=env_file)
     assert api.get("/hello", auth=False)["release"] == "v1"
     assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written on c1"
-    assert setup.psql("SELECT count(*) FROM articles") == rows_before  # the c2 item is set aside
-    assert setup.psql(f"SELECT count(*) FROM articles WHERE id = {int(on_c2['id'])}") == "0"
-    assert setup.psql("SELECT to_regclass('tags') IS NULL") == "t"
+    assert setup.sql("SELECT count(*) FROM articles") == rows_before  # the c2 item is set aside
+    assert setup.sql(f"SELECT count(*) FROM articles WHERE id = {int(on_c2['id'])}") == "0"
+    assert setup.sql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'tags'") == "0"
     assert api.request("GET", f"/assets/{file_id}") == upload
     again = api.json("POST", "/items/articles", {"title": "written after the rollback"})["data"]
     assert api.get(f"/items/articles/{again['id']}")["data"]["title"] == "written after the rollback"

@@ -2,6 +2,9 @@
 
 The password goes into a 0600 option file written by the shell's `printf` builtin from a value
 read on stdin, used with --defaults-extra-file and removed afterwards: never a command line.
+When the database runs in a container of its own beside Directus (production.database_exec),
+its own client does the work in there, with an option file written the same way inside it from
+the password passed by name; dumps and restores still read and write files on the host.
 """
 
 from __future__ import annotations
@@ -19,6 +22,18 @@ _COUNT_SQL = (
     "'SELECT 1 FROM DUAL WHERE FALSE') INTO @counts FROM information_schema.tables "
     "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'; "
     "PREPARE counts FROM @counts; EXECUTE counts; DEALLOCATE PREPARE counts;"
+)
+_DUMP_FLAGS = ("--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--no-tablespaces",
+               "--default-character-set=utf8mb4")
+# Run by `sh` in the database's container, with host, port, user and "mysql" or "dump" as $1-$4
+# and the client's arguments after: MariaDB's own names where the image has them (MariaDB 11's
+# images have no mysql* commands), else MySQL's.
+_IN_CONTAINER = (
+    "umask 077; f=$(mktemp) || exit 1; trap 'rm -f -- \"$f\"' EXIT; "
+    "printf '[client]\\nhost=%s\\nport=%s\\nuser=%s\\npassword=\"%s\"\\n' \"$1\" \"$2\" \"$3\" "
+    "\"$MYSQL_OPTION_PASSWORD\" > \"$f\"; "
+    "case \"$4\" in dump) t=mariadb-dump; alt=mysqldump;; *) t=mariadb; alt=mysql;; esac; "
+    "command -v \"$t\" >/dev/null 2>&1 || t=$alt; shift 4; \"$t\" --defaults-extra-file=\"$f\" \"$@\""
 )
 _DROP_ALL_SQL = (
     "SET SESSION group_concat_max_len = 4194304; SET FOREIGN_KEY_CHECKS = 0; "
@@ -47,8 +62,7 @@ class MysqlEngine(Engine):
         if not (self.database and self.user):
             raise Refused(f"DB_CLIENT=mysql needs DB_DATABASE and DB_USER in {production.env_file}")
         if self.container:
-            raise Refused(f"DB_HOST={self.host}: a MySQL or MariaDB database run beside Directus in its own container "
-                          "is not supported yet (PostgreSQL is)")
+            self.tools = ("zstd",)  # the dump is compressed on the host
 
     def database_name(self) -> str:
         return self.database
@@ -62,7 +76,10 @@ class MysqlEngine(Engine):
         return {"MYSQL_OPTION_PASSWORD": escaped}
 
     def prelude(self, work_dir: str, must_exist: bool = True) -> str:
-        """Shell lines creating $MYCNF (0600) and removing it when the script ends."""
+        """Shell lines creating $MYCNF (0600) and removing it when the script ends (none when
+        the client runs in the database's container: it writes its own there)."""
+        if self.container:
+            return ""
         # every value an argument of printf, never part of its format or of the shell text
         where = ("socket=%s\\n", q(self.socket)) if self.socket else ("host=%s\\nport=%s\\n", f"{q(self.host)} {q(self.port)}")
         return (
@@ -75,17 +92,21 @@ class MysqlEngine(Engine):
     def _no_create(self, purpose: str) -> str:
         return f"cannot create a scratch database {purpose}: the database user needs CREATE on {self.database}_scratch_%"
 
+    def _run(self, kind: str, *words: str) -> str:
+        """The client (`mysql`) or the dump tool (`dump`) with the connection's option file and
+        the quoted `words`: on the host, or in the database's container."""
+        if self.container:
+            return self.client({}, f"sh -c {q(_IN_CONTAINER)} sh {q(self.host, self.port, self.user, kind, *words)}")
+        tool = "mysqldump" if kind == "dump" else "mysql"
+        return f'{tool} --defaults-extra-file="$MYCNF" {q(*words)}'
+
     def _mysql(self, sql: str, database: str | None = None) -> str:
-        return (
-            f'mysql --defaults-extra-file="$MYCNF" --batch --skip-column-names '
-            f"-e {q(sql)} {q(database or self.database)}"
-        )
+        return self._run("mysql", "--batch", "--skip-column-names", "-e", sql, database or self.database)
 
     def dump(self, target: str) -> str:
         raw = target.removesuffix(".zst")
         return (
-            f'mysqldump --defaults-extra-file="$MYCNF" --single-transaction --routines --triggers --events '
-            f"--hex-blob --no-tablespaces --default-character-set=utf8mb4 --result-file={q(raw)} {q(self.database)} && "
+            f"{self._run('dump', *_DUMP_FLAGS, self.database)} > {q(raw)} && "
             f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
         )
 
@@ -101,7 +122,7 @@ class MysqlEngine(Engine):
             f"{{ {self._mysql(create)} || {self.fail(self._no_create('to verify the dump'))}; }} && "
             "{ " + self.always(
                 f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
-                f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)} && '
+                f"{self._run('mysql', scratch)} < {q(raw)} && "
                 f"{self.counts(of, scratch)}",
                 f"rm -f -- {q(raw)}; {self._mysql(drop)}",
             ) + "; }"
@@ -112,7 +133,7 @@ class MysqlEngine(Engine):
         # MySQL DDL is not transactional: the safety backup taken first is the way back.
         return self.always(
             f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && {self._mysql(_DROP_ALL_SQL)} && "
-            f'mysql --defaults-extra-file="$MYCNF" {q(self.database)} < {q(raw)}',
+            f"{self._run('mysql', self.database)} < {q(raw)}",
             f"rm -f -- {q(raw)}",
         )
 
@@ -124,7 +145,7 @@ class MysqlEngine(Engine):
             f"{self.rehearsal_drop(work_dir)} && "
             f"{{ {self._mysql(create)} || {self.fail(self._no_create('for the rehearsal'))}; }} && "
             "{ " + self.always(f"zstd -q -d -f -o {q(raw)} -- {q(dump)} && "
-                               f'mysql --defaults-extra-file="$MYCNF" {q(scratch)} < {q(raw)}', f"rm -f -- {q(raw)}") + "; }"
+                               f"{self._run('mysql', scratch)} < {q(raw)}", f"rm -f -- {q(raw)}") + "; }"
         )
 
     def rehearsal_settings(self, work_dir: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ from directus_deploy.traffic import nginx
 def switch_to(session, release_id: str, expected_extensions: list[str], previous: str | None = None) -> dict:
     """Start `release_id` on the idle color, gate it, move nginx to it, retire the old one.
     Raises RolledBack if it never went live (the old instance serving throughout)."""
-    config, console = session.config, session.console
+    console = session.console
     upstream = nginx.check_ready(session)
     every = session.runtime.instances()
     live = instances.serving(every, upstream.live_port)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 
 import pytest
 import yaml
@@ -312,15 +313,48 @@ def test_adopting_links_the_data_other_services_keep_in_the_install_where_it_is(
     assert sorted(p.name for p in services.rglob("*")) == ["data", "database"]
 
 
-def test_mysql_in_a_compose_service_is_refused_in_one_line(tmp_path):
-    runtime = compose(tmp_path)
-    env = {"DB_CLIENT": "mysql", "DB_HOST": "database", "DB_USER": "d", "DB_DATABASE": "d", "DB_PASSWORD": "p"}
-    prod = Production(root="/r", env_file="/r/.env", env=env, uploads=None, extensions="/r/extensions",
+MY_ENV = {"DB_CLIENT": "mysql", "DB_HOST": "database", "DB_PORT": "3306", "DB_USER": "d'u", "DB_DATABASE": "my`db",
+          "DB_PASSWORD": 'p"a\\ss w$rd'}
+# the database's container, here: `docker compose ... exec -T -e NAME... database <command>` runs <command>
+FAKE_DOCKER_EXEC = 'while [ "$1" != database ]; do shift; done; shift; exec "$@"'
+# a client in there: its option file (and its mode) and its arguments, each on a line
+FAKE_CLIENT = ('for a in "$@"; do case "$a" in --defaults-extra-file=*) f=${a#*=}; echo "$f" >> "$FILES"; '
+               'stat -c "mode %a" "$f"; cat "$f";; *) echo "arg $a";; esac; done; echo "tool $(basename "$0")"')
+
+
+def test_mysql_in_a_compose_service_runs_its_own_client_there_the_password_by_name(tmp_path):
+    """MariaDB or MySQL as the project's `database` service: its own client and dump tool run in
+    its container (MariaDB's names first: MariaDB 11's images have no mysql* commands), with a
+    0600 option file written there from the password passed by name and removed after; the dump
+    is compressed on the host."""
+    runtime = compose(tmp_path, DIRECTUS_COMPOSE_PROJECT="site")
+    prod = Production(root="/r", env_file="/r/.env", env=MY_ENV, uploads=None, extensions="/r/extensions",
                       registry="/r/extensions/.registry", directus_version="12.4.0", in_layout=False, release_id=None,
                       database_exec=runtime.database_exec("database"))
-    with pytest.raises(Refused, match="^DB_HOST=database: a MySQL or MariaDB database run beside Directus in its own "
-                                      "container is not supported yet"):
-        engine_for(prod)
+    engine = engine_for(prod)
+    assert engine.tools == ("zstd",) and engine.prelude("/w") == ""
+    bin_dir = tmp_path / "bin"
+    fake_command(bin_dir, "docker", FAKE_DOCKER_EXEC)
+    for tool in ("mariadb-dump", "mysqldump", "mariadb", "mysql"):
+        fake_command(bin_dir, tool, FAKE_CLIENT)
+    fake_command(bin_dir, "zstd", 'cp "${@: -1}" "${@: -3:1}"')  # zstd ... -o target -- raw: keep it readable
+    for tool in ("bash", "sh", "mktemp", "rm", "stat", "cat", "basename", "cp"):  # and no client of this machine's
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    files = tmp_path / "files"
+    env = {"PATH": str(bin_dir), **engine.secret_env(), "FILES": str(files)}
+    target = tmp_path / "database.sql.zst"
+    script = strict(engine.dump(str(target)))
+    assert MY_ENV["DB_PASSWORD"] not in script and "-e MYSQL_OPTION_PASSWORD database sh -c" in script
+    run(script, env=env)
+    dumped = target.read_text().splitlines()
+    assert dumped[0] == "mode 600" and 'password="p\\"a\\\\ss w$rd"' in dumped
+    assert "host=database" in dumped and "user=d'u" in dumped and "port=3306" in dumped
+    assert dumped[-2:] == ["arg my`db", "tool mariadb-dump"] and "arg --single-transaction" in dumped
+    assert not os.path.exists(files.read_text().split()[0])  # the option file is gone
+
+    (bin_dir / "mariadb").unlink()  # MySQL's image: mysql, not mariadb
+    out = run(strict(engine.size_query()), env=env).stdout.splitlines()
+    assert out[-1] == "tool mysql" and "arg --batch" in out and "arg my`db" in out
 
 
 # -- blue/green: two containers of the Directus service beside its own -------------------------

@@ -587,10 +587,13 @@ class ComposeProduction:
             changes["snapshots/schema.yaml"] = snapshot_of_directus_11(self.project, base, version)
         add_tag(self.project, tag, changes, base=base)
 
-    def install(self, tag: str = "c1") -> Path:
+    def install(self, tag: str = "c1", marketplace_in_container: bool = False) -> Path:
         """A compose install as a team runs it before this tool: the tag's files in a folder
         named after the project (Compose's default project name is the folder's), the .env,
-        state folders owned by uid 1000, started with `docker compose up -d`, answering."""
+        state folders owned by uid 1000, started with `docker compose up -d`, answering. A
+        marketplace extension is installed in its extensions/.registry, on the host, or with
+        `marketplace_in_container` in the container (extensions built into the image, nothing
+        mounted there: where Directus then writes them)."""
         folder = self.folder / self.project_name
         folder.mkdir()
         archive = subprocess.run(["git", "-C", str(self.project), "archive", tag], check=True, capture_output=True).stdout
@@ -600,7 +603,7 @@ class ComposeProduction:
             (folder / part).mkdir()
             os.chown(folder / part, 1000, 1000)
         # a marketplace install, as Directus leaves it: a folder in extensions/.registry
-        registry = folder / "extensions" / ".registry"
+        registry = (self.folder / "registry-in-container" if marketplace_in_container else folder / "extensions") / ".registry"
         shutil.copytree(MARKETPLACE_EXTENSION, registry / self.registry_folder)
         subprocess.run(["chown", "-R", "1000:1000", str(registry)], check=True)
         # the database made and given the project's schema before the first start, as a team
@@ -616,6 +619,14 @@ class ComposeProduction:
             self.sql(row)
         else:
             subprocess.run(["sqlite3", str(folder / "database" / "data.db"), row.replace("true", "1")], check=True)
+        if marketplace_in_container:  # into the container made, before it starts
+            subprocess.run(["docker", "compose", "--progress", "quiet", "up", "--no-start"], cwd=folder, check=True,
+                           capture_output=True)
+            made = self.container("directus")["ID"]
+            # through tar, owners kept (`docker cp -a` looks the image's user up, which fails here)
+            with subprocess.Popen(["tar", "-C", str(registry.parent), "--numeric-owner", "-cf", "-", ".registry"],
+                                  stdout=subprocess.PIPE) as pack:
+                _run(["docker", "cp", "-", f"{made}:/directus/extensions/"], stdin=pack.stdout, capture_output=True)
         subprocess.run(["docker", "compose", "--progress", "quiet", "up", "-d"], cwd=folder, check=True,
                        capture_output=True)
         deadline = time.monotonic() + 120

@@ -398,6 +398,53 @@ def test_a_service_built_from_the_projects_dockerfile_gets_an_image_per_release(
     assert api_release(setup) == "v2"
 
 
+# the project's extensions built into its own image; nothing mounted at the image's extensions folder
+BAKED_DOCKERFILE = f"FROM directus/directus:{DIRECTUS_VERSION}\nCOPY extensions /directus/extensions\n"
+BAKED_COMPOSE_FILE = COMPOSE_FILE.replace(f"image: directus/directus:{DIRECTUS_VERSION}", "build: .").replace(
+    "      - ./extensions:/directus/extensions\n", "")
+
+
+@pytest.fixture(scope="module")
+def compose_baked_install(bed, tmp_path_factory):
+    """A compose install whose extensions are built into its image (tags k1, k2), a marketplace
+    extension installed in its container (where Directus writes it when nothing is mounted)."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-baked")).create(setup=False)
+    try:
+        for tag, base in (("k1", "v1"), ("k2", "v2")):
+            add_tag(production.project, tag, {"docker-compose.yml": BAKED_COMPOSE_FILE, "Dockerfile": BAKED_DOCKERFILE,
+                                              "package.json": None, "package-lock.json": None}, base=base)
+        production.installed = production.install("k1", marketplace_in_container=True)
+        yield production
+    finally:
+        production.destroy()
+
+
+def test_extensions_built_into_the_image_and_marketplace_installs_in_the_container_survive(compose_baked_install):
+    """Adoption copies the marketplace installs out of the container into shared/ (owners
+    kept); every release's image holds the project's extensions, and the marketplace folder
+    from shared/ is mounted over the image's, so an install outlives every container."""
+    setup = compose_baked_install
+    api = setup.api
+
+    def loaded() -> set[str]:
+        return {e["schema"]["name"] for e in api.get("/extensions")["data"] if e["schema"]}
+
+    assert {"directus-extension-greeting", "directus-extension-hello"} <= loaded()  # as the install runs
+    adopted = fab_ok("deploy.adopt", f"--from={setup.installed}", env_file=setup.env_file).stdout
+    assert "runs tag k1" in adopted, adopted[-2000:]
+    copied = setup.srv / "shared" / "extensions-registry" / setup.registry_folder / "package.json"
+    assert copied.is_file() and copied.stat().st_uid == 1000, adopted[-2000:]
+    for tag, release in (("k1", "v1"), ("k2", "v2")):
+        if tag == "k2":
+            fab_ok("release", "--tag=k2", "--yes", env_file=setup.env_file)
+        assert api.get("/hello", auth=False)["release"] == release
+        assert {"directus-extension-greeting", "directus-extension-hello"} <= loaded()
+        container = setup.container("directus")["ID"]
+        mounts = subprocess.run(["docker", "inspect", "-f", "{{range .Mounts}}{{println .Destination}}{{end}}",
+                                 container], check=True, capture_output=True, text=True).stdout.split()
+        assert "/directus/extensions" not in mounts and "/directus/extensions/.registry" in mounts, mounts
+
+
 def image_names(repository: str) -> list[str]:
     out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository], check=True,
                          capture_output=True, text=True).stdout

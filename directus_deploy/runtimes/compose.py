@@ -38,6 +38,8 @@ OWN_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compo
 OVERRIDES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
              "docker-compose.override.yml")
 CLI = "/directus/cli.js"
+IMAGE_EXTENSIONS = "/directus/extensions"  # the image's extensions folder (EXTENSIONS_PATH's default)
+IMAGE_REGISTRY = IMAGE_EXTENSIONS + "/.registry"  # and its marketplace installs
 ONE_OFF_WAIT = 600  # seconds to wait for an interrupted release's CLI container (a long migration) to end
 MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds nothing pending
 COLOR_LABEL = "directus-deploy.instance"  # on a blue/green container: its color
@@ -336,8 +338,27 @@ class Compose(Runtime):
 
     def adopt_lines(self, install: str) -> list[str]:
         """Shell run when an install is adopted, before its first release is made: the data its
-        other services keep in folders of the install stays there, linked from shared/services/."""
-        return self._other_services_lines(install, link=False)
+        other services keep in folders of the install stays there, linked from shared/services/;
+        marketplace installs kept in the Directus container are copied out into shared/."""
+        return [*self._other_services_lines(install, link=False), *self._registry_out_lines()]
+
+    def _registry_out_lines(self) -> list[str]:
+        """An install whose extensions are built into its image (nothing mounted at the image's
+        extensions folder) keeps its marketplace installs in its container, which a new release
+        replaces: copied into shared/ (owners kept when run as root), the container stopped
+        first so that nothing is installed after the copy."""
+        shared = q(self.layout.shared_registry)
+        mounts = "docker inspect -f '{{range .Mounts}}{{println .Destination}}{{end}}' \"$cid\""
+        return [
+            f"cid=$({self._containers(False, '-aq')} | awk 'NR == 1')",
+            f"if [ -n \"$cid\" ] && ! {mounts} | grep -xE {q(IMAGE_EXTENSIONS + '(/[.]registry)?')} >/dev/null && "
+            f"docker cp \"$cid\":{IMAGE_REGISTRY} - >/dev/null 2>&1; then",
+            "  docker stop \"$cid\" >/dev/null",
+            # through tar: run as root it keeps the owners (the container's user), as `docker cp -a` does not
+            f"  mkdir -p -- {shared} && docker cp \"$cid\":{IMAGE_REGISTRY}/. - | tar -x -C {shared}",
+            "  echo \"marketplace extensions copied out of the Directus container into shared/\" >&2",
+            "fi",
+        ]
 
     def service_image(self, root: str | None, root_word: str | None = None) -> str:
         """Shell printing the image the Directus service names. Not `config --images <service>`:
@@ -407,8 +428,15 @@ class Compose(Runtime):
 
     def _files_lines(self, release_dir: str) -> list[str]:
         registry = self.layout.shared_registry
-        override = (f"services:\n  {json.dumps(self.service)}:\n    volumes:\n      - type: bind\n"
-                    f"        source: {json.dumps(registry)}\n        target: {json.dumps(registry)}\n")
+        mount = "      - type: bind\n        source: {}\n        target: {}\n"
+        override = (f"services:\n  {json.dumps(self.service)}:\n    volumes:\n"
+                    + mount.format(json.dumps(registry), json.dumps(registry)))
+        # extensions built into the image (no mount at the image's extensions folder): the
+        # marketplace folder from shared/ mounted over the image's, so installs outlive containers
+        baked = override + mount.format(json.dumps(registry), json.dumps(IMAGE_REGISTRY))
+        target = '"target": "' + IMAGE_EXTENSIONS + '/?"'
+        mounted = (f"COMPOSE_FILE=\"$files\" {self.compose(None, 'config', '--format', 'json', self.service)} | "
+                   f"grep -E {q(target)} >/dev/null")
         if self.config.compose_file:
             find = f"files={q(self.config.compose_file)}"
         else:
@@ -418,7 +446,8 @@ class Compose(Runtime):
         return [
             f"(cd {q(release_dir)} && {find}",
             "  reg=$(find . -maxdepth 4 -name .registry -type l | head -1)",
-            f"  if [ -n \"$reg\" ]; then ln -sfn -- {q(registry)} \"$reg\" && printf '%s' {q(override)} > {OVERRIDE} && "
+            f"  if [ -n \"$reg\" ]; then ln -sfn -- {q(registry)} \"$reg\" && "
+            f"if {mounted}; then printf '%s' {q(override)} > {OVERRIDE}; else printf '%s' {q(baked)} > {OVERRIDE}; fi && "
             f"files=\"$files:{OVERRIDE}\"; fi",
             f"  printf '%s' \"$files\" > {FILES_LIST})",
         ]
@@ -474,13 +503,24 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
     workdir = image.get("WorkingDir") or spec.get("working_dir") or WORKDIR
     mounts = [(m.get("target", ""), m) for m in spec.get("volumes") or []]
     translated = dict(env)
+    in_image = None
     for key, default in _path_settings(env):
         value = env.get(key) or default
+        inside = posixpath.normpath(posixpath.join(workdir, value))
+        if key == "EXTENSIONS_PATH" and inside == IMAGE_EXTENSIONS and _mount_of(inside, mounts) is None:
+            # the project's extensions built into its image (a Dockerfile copying ./extensions):
+            # on the host they are the release's own ./extensions; its marketplace folder is
+            # mounted from shared/ over the image's (EXTENSIONS_IN_IMAGE)
+            in_image = inside
+            translated[key] = "./extensions"
+            continue
         translated[key] = host_path(key, value, workdir, mounts, root)
     labels = image.get("Labels") or {}
     version = labels.get("org.opencontainers.image.version") or _tag_version(spec.get("image") or "")
     found = {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
              "image": spec.get("image") or ""}
+    if in_image:
+        found["extensions_in_image"] = in_image
     database = database_service(env, services, service)
     if database:
         found["database_service"] = database
@@ -532,12 +572,7 @@ def host_path(key: str, value: str, workdir: str, mounts: list, root: str) -> st
     if not value:
         return value
     inside = posixpath.normpath(posixpath.join(workdir, value))
-    best = None
-    for target, mount in mounts:
-        target = posixpath.normpath(target)
-        if inside == target or inside.startswith(target.rstrip("/") + "/"):
-            if best is None or len(target) > len(best[0]):
-                best = (target, mount)
+    best = _mount_of(inside, mounts)
     if best is None:
         raise Refused(f"{key}={value} is inside the container, on no volume: it would be lost with the container; "
                       "mount it from the host (volumes: - ./database:/directus/database)")
@@ -549,6 +584,17 @@ def host_path(key: str, value: str, workdir: str, mounts: list, root: str) -> st
     if on_host == root or on_host.startswith(root.rstrip("/") + "/"):
         return "./" + posixpath.relpath(on_host, root)
     return on_host
+
+
+def _mount_of(inside: str, mounts: list) -> tuple[str, dict] | None:
+    """(target, mount) of the deepest mount holding the container path `inside`, or None."""
+    best = None
+    for target, mount in mounts:
+        target = posixpath.normpath(target)
+        if inside == target or inside.startswith(target.rstrip("/") + "/"):
+            if best is None or len(target) > len(best[0]):
+                best = (target, mount)
+    return best
 
 
 def _tag_version(image: str) -> str:

@@ -139,6 +139,20 @@ def test_state_inside_the_container_or_on_a_named_volume_is_refused():
         settings_of(QUICKSTART, IMAGE, "cms", ROOT)
 
 
+def test_extensions_on_no_mount_are_the_images_and_the_release_folder_stands_for_them():
+    """A Dockerfile copying ./extensions into the image, nothing mounted there: on the host the
+    extensions are the release's own folder (its .registry a link into shared/ as always)."""
+    directus = QUICKSTART["services"]["directus"]
+    baked = {"services": {"directus": {**directus, "volumes": directus["volumes"][:2]}}}
+    found = settings_of(baked, IMAGE, "directus", ROOT)
+    assert found["process"]["EXTENSIONS_PATH"] == "./extensions" and found["extensions_in_image"] == "/directus/extensions"
+    assert "extensions_in_image" not in settings_of(QUICKSTART, IMAGE, "directus", ROOT)
+    elsewhere = {"services": {"directus": {**baked["services"]["directus"],
+                                           "environment": {**directus["environment"], "EXTENSIONS_PATH": "/opt/ext"}}}}
+    with pytest.raises(Refused, match="EXTENSIONS_PATH=/opt/ext is inside the container"):
+        settings_of(elsewhere, IMAGE, "directus", ROOT)
+
+
 def test_status_and_the_image_check_run_against_a_fake_docker(tmp_path):
     runtime = compose(tmp_path)
     log = tmp_path / "log"
@@ -175,14 +189,22 @@ def test_a_release_lists_its_compose_files_and_mounts_the_shared_marketplace_fol
     (release / "docker-compose.override.yml").write_text("services: {}\n")
     (release / "extensions" / ".registry").symlink_to(  # relative, as the release's links are made
         os.path.relpath(tmp_path / "srv" / "shared" / "extensions-registry", release / "extensions"))
+    mounted = tmp_path / "mounted"
+    mounted.touch()
     fake_command(tmp_path / "bin", "docker", "case \"$*\" in *'config --format yaml directus') " + SERVICES_YAML.replace("directus/directus:12.4.0", "img:1")
-                 + ";; esac")
+                 + f";; *'config --format json directus') [ -f {mounted} ] && echo '        \"target\": \"/directus/extensions\",';; esac; true")
     run(strict(*runtime.dependencies_lines(str(release))), env=path_with(tmp_path / "bin"))
     assert (release / ".deploy-compose").read_text() == "docker-compose.yml:docker-compose.override.yml:.deploy-compose.yml"
     registry = str(tmp_path / "srv" / "shared" / "extensions-registry")
     assert os.readlink(release / "extensions" / ".registry") == registry
     override = yaml.safe_load((release / ".deploy-compose.yml").read_text())
     assert override == {"services": {"directus": {"volumes": [{"type": "bind", "source": registry, "target": registry}]}}}
+
+    mounted.unlink()  # the extensions built into the image: the marketplace folder mounted over the image's too
+    run(strict(*runtime.dependencies_lines(str(release))), env=path_with(tmp_path / "bin"))
+    override = yaml.safe_load((release / ".deploy-compose.yml").read_text())
+    assert override["services"]["directus"]["volumes"][1] == {"type": "bind", "source": registry,
+                                                              "target": "/directus/extensions/.registry"}
 
     bare = tmp_path / "srv" / "releases" / "r2"
     bare.mkdir()

@@ -89,16 +89,16 @@ CHANGES = (
 
 # The official postgres image's entrypoint, as much of it as the test bed needs. POSIX sh: minbase
 # has no gosu, so setpriv (util-linux, essential) drops root.
-POSTGRES_ENTRYPOINT = r"""#!/bin/sh
-set -eu
+def _entrypoint(server: str, body: str) -> str:
+    """An official image's entrypoint (POSIX sh): options alone (`docker run postgres:15 -c
+    setting=value`) mean the server with them, another command runs as it is; `body` makes
+    the data on the first start and runs the server."""
+    return ("#!/bin/sh\nset -eu\n\n"
+            f'case "${{1:-}}" in -*) set -- {server} "$@" ;; esac\n'
+            f'if [ "${{1:-}}" != {server} ]; then\n\texec "$@"\nfi\n\n') + body
 
-# `docker run postgres:15 -c setting=value` means the server with those options
-case "${1:-}" in -*) set -- postgres "$@" ;; esac
-if [ "${1:-}" != postgres ]; then
-	exec "$@"
-fi
 
-if [ "$(id -u)" = 0 ]; then
+POSTGRES_ENTRYPOINT = _entrypoint("postgres", r"""if [ "$(id -u)" = 0 ]; then
 	# a bind-mounted data folder belongs to whoever made it on the host, often root
 	mkdir -p "$PGDATA" /var/run/postgresql
 	chmod 700 "$PGDATA"
@@ -133,20 +133,12 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 	echo "docker-entrypoint.sh: the database is initialized; starting the server"
 fi
 exec "$@"
-"""
+""")
 # The official mariadb image's contract, in the part Directus's compose files use: the data in
 # /var/lib/mysql (made on the first start, owned by uid 999), MARIADB_DATABASE and MARIADB_USER
 # with MARIADB_PASSWORD (granted that database), the *.sql of /docker-entrypoint-initdb.d run
 # once, `mariadbd` listening on 3306, root reached through its socket by the container's root.
-MARIADB_ENTRYPOINT = r"""#!/bin/sh
-set -eu
-
-case "${1:-}" in -*) set -- mariadbd "$@" ;; esac
-if [ "${1:-}" != mariadbd ]; then
-	exec "$@"
-fi
-
-if [ "$(id -u)" = 0 ]; then
+MARIADB_ENTRYPOINT = _entrypoint("mariadbd", r"""if [ "$(id -u)" = 0 ]; then
 	# a bind-mounted data folder belongs to whoever made it on the host, often root
 	mkdir -p /var/lib/mysql /run/mysqld
 	find /var/lib/mysql /run/mysqld \! -user mysql -exec chown mysql:mysql {} +
@@ -175,7 +167,7 @@ if [ ! -d /var/lib/mysql/mysql ]; then
 	echo "docker-entrypoint.sh: the database is initialized; starting the server"
 fi
 exec "$@"
-"""
+""")
 # `healthcheck.sh --connect --innodb_initialized`, as compose files call the official image's:
 # here, the server answers on its socket
 MARIADB_HEALTHCHECK = "#!/bin/sh\nexec mariadb-admin --socket=/run/mysqld/mysqld.sock ping --silent >/dev/null\n"
@@ -349,79 +341,78 @@ class Docker:
         finally:
             subprocess.run(as_root(["rm", "-rf", str(work)]))
 
-    # -- the postgres image ---------------------------------------------------------------------
+    # -- database servers' images: a Debian rootfs with the server's packages, shaped like the official image
 
-    def postgres_key(self) -> str:
-        parts = [POSTGRES_RECIPE, SUITE, ",".join(POSTGRES_PACKAGES), POSTGRES_ENTRYPOINT, *POSTGRES_CHANGES]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    def _debian_image(self, image: str, stem: str, packages: tuple[str, ...], parts: list[str],
+                      changes: tuple[str, ...], prepare) -> str:
+        """`image` made from a copy of the Debian rootfs with `packages`, shaped by `prepare(work)`,
+        keyed by the texts in `parts` (recipe, scripts) and `changes`; cached like the others."""
+        key = hashlib.sha256("\n".join([parts[0], SUITE, ",".join(packages), *parts[1:], *changes]).encode()).hexdigest()[:16]
+
+        def build(key: str) -> None:
+            log(f"building {image} (Debian {SUITE}'s {', '.join(packages)}; cached)")
+            rootfs = self.rootfs(packages)
+            work = self.root / f"{stem}-build-{os.getpid()}"
+            shutil.rmtree(work, ignore_errors=True)
+            try:
+                _run(["cp", "-a", str(rootfs), str(work)])
+                prepare(work)
+                _import(work, image, changes, key)
+            finally:
+                subprocess.run(as_root(["rm", "-rf", str(work)]))
+
+        return self._ensure_image(image, key, stem, build)
 
     def ensure_postgres_image(self) -> str:
         """`postgres:15`, built from Debian's packages once; loaded from the cache after that."""
-        return self._ensure_image(POSTGRES_IMAGE, self.postgres_key(), "postgres-15", self._build_postgres)
-
-    def _build_postgres(self, key: str) -> None:
-        log(f"building {POSTGRES_IMAGE} (Debian {SUITE}'s postgresql-15; cached)")
-        rootfs = self.rootfs(POSTGRES_PACKAGES)
-        work = self.root / f"postgres-build-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            _run(["cp", "-a", str(rootfs), str(work)])
-            # postgresql-common's postinst made a cluster `15/main`: the image has none, the
-            # entrypoint makes one in PGDATA
-            for made in ("etc/postgresql/15", "var/lib/postgresql/15"):
-                shutil.rmtree(work / made, ignore_errors=True)
-            for made in (work / "var" / "log" / "postgresql").glob("postgresql-15-main.log*"):
-                made.unlink()
-            _renumber(work, "postgres", POSTGRES_UID)
-            # the official image's locale (LANG=en_US.utf8), compiled by the image's own glibc;
-            # the sources go after
-            _run(as_root(["chroot", str(work), "localedef", "-i", "en_US", "-c", "-f", "UTF-8", "en_US.UTF-8"]))
-            for junk in ("usr/share/i18n/locales", "usr/share/i18n/charmaps", "usr/share/postgresql/15/man"):
-                shutil.rmtree(work / junk, ignore_errors=True)
-            # as the official image leaves them: the socket folder open to all (sticky, setgid),
-            # PGDATA open until the entrypoint narrows it to 700. `run`, not `var/run`: that one is
-            # a link to /run, which from here is this machine's
-            for folder, mode in (("run/postgresql", 0o3777), ("var/lib/postgresql/data", 0o1777)):
-                (work / folder).mkdir(parents=True, exist_ok=True)
-                os.chown(work / folder, POSTGRES_UID, POSTGRES_UID)
-                (work / folder).chmod(mode)
-            entrypoint = work / "usr" / "local" / "bin" / "docker-entrypoint.sh"
-            entrypoint.write_text(POSTGRES_ENTRYPOINT)
-            entrypoint.chmod(0o755)
-            _import(work, POSTGRES_IMAGE, POSTGRES_CHANGES, key)
-        finally:
-            subprocess.run(as_root(["rm", "-rf", str(work)]))
-
-
-    def mariadb_key(self) -> str:
-        parts = [MARIADB_RECIPE, SUITE, ",".join(MARIADB_PACKAGES), MARIADB_ENTRYPOINT, MARIADB_HEALTHCHECK,
-                 MARIADB_CONF, *MARIADB_CHANGES]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        return self._debian_image(POSTGRES_IMAGE, "postgres-15", POSTGRES_PACKAGES, [POSTGRES_RECIPE, POSTGRES_ENTRYPOINT],
+                                  POSTGRES_CHANGES, _shape_postgres)
 
     def ensure_mariadb_image(self) -> str:
         """`mariadb:10.11`, built from Debian's mariadb-server once; loaded from the cache after that."""
-        return self._ensure_image(MARIADB_IMAGE, self.mariadb_key(), "mariadb-10.11", self._build_mariadb)
+        return self._debian_image(MARIADB_IMAGE, "mariadb-10.11", MARIADB_PACKAGES,
+                                  [MARIADB_RECIPE, MARIADB_ENTRYPOINT, MARIADB_HEALTHCHECK, MARIADB_CONF],
+                                  MARIADB_CHANGES, _shape_mariadb)
 
-    def _build_mariadb(self, key: str) -> None:
-        log(f"building {MARIADB_IMAGE} (Debian {SUITE}'s mariadb-server; cached)")
-        rootfs = self.rootfs(MARIADB_PACKAGES)
-        work = self.root / f"mariadb-build-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            _run(["cp", "-a", str(rootfs), str(work)])
-            shutil.rmtree(work / "var" / "lib" / "mysql", ignore_errors=True)  # made by the entrypoint
-            _renumber(work, "mysql", MARIADB_UID)
-            for folder in ("var/lib/mysql", "run/mysqld", "docker-entrypoint-initdb.d"):
-                (work / folder).mkdir(parents=True, exist_ok=True)
-                os.chown(work / folder, MARIADB_UID, MARIADB_UID)
-            (work / "etc" / "mysql" / "mariadb.conf.d" / "99-docker.cnf").write_text(MARIADB_CONF)
-            for name, text in (("docker-entrypoint.sh", MARIADB_ENTRYPOINT), ("healthcheck.sh", MARIADB_HEALTHCHECK)):
-                script = work / "usr" / "local" / "bin" / name
-                script.write_text(text)
-                script.chmod(0o755)
-            _import(work, MARIADB_IMAGE, MARIADB_CHANGES, key)
-        finally:
-            subprocess.run(as_root(["rm", "-rf", str(work)]))
+
+def _shape_postgres(work: Path) -> None:
+    # postgresql-common's postinst made a cluster `15/main`: the image has none, the
+    # entrypoint makes one in PGDATA
+    for made in ("etc/postgresql/15", "var/lib/postgresql/15"):
+        shutil.rmtree(work / made, ignore_errors=True)
+    for made in (work / "var" / "log" / "postgresql").glob("postgresql-15-main.log*"):
+        made.unlink()
+    _renumber(work, "postgres", POSTGRES_UID)
+    # the official image's locale (LANG=en_US.utf8), compiled by the image's own glibc;
+    # the sources go after
+    _run(as_root(["chroot", str(work), "localedef", "-i", "en_US", "-c", "-f", "UTF-8", "en_US.UTF-8"]))
+    for junk in ("usr/share/i18n/locales", "usr/share/i18n/charmaps", "usr/share/postgresql/15/man"):
+        shutil.rmtree(work / junk, ignore_errors=True)
+    # as the official image leaves them: the socket folder open to all (sticky, setgid),
+    # PGDATA open until the entrypoint narrows it to 700. `run`, not `var/run`: that one is
+    # a link to /run, which from here is this machine's
+    for folder, mode in (("run/postgresql", 0o3777), ("var/lib/postgresql/data", 0o1777)):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        os.chown(work / folder, POSTGRES_UID, POSTGRES_UID)
+        (work / folder).chmod(mode)
+    _script(work, "docker-entrypoint.sh", POSTGRES_ENTRYPOINT)
+
+
+def _shape_mariadb(work: Path) -> None:
+    shutil.rmtree(work / "var" / "lib" / "mysql", ignore_errors=True)  # made by the entrypoint
+    _renumber(work, "mysql", MARIADB_UID)
+    for folder in ("var/lib/mysql", "run/mysqld", "docker-entrypoint-initdb.d"):
+        (work / folder).mkdir(parents=True, exist_ok=True)
+        os.chown(work / folder, MARIADB_UID, MARIADB_UID)
+    (work / "etc" / "mysql" / "mariadb.conf.d" / "99-docker.cnf").write_text(MARIADB_CONF)
+    _script(work, "docker-entrypoint.sh", MARIADB_ENTRYPOINT)
+    _script(work, "healthcheck.sh", MARIADB_HEALTHCHECK)
+
+
+def _script(work: Path, name: str, text: str) -> None:
+    script = work / "usr" / "local" / "bin" / name
+    script.write_text(text)
+    script.chmod(0o755)
 
 
 def _import(work: Path, image: str, changes: tuple[str, ...], key: str) -> None:
@@ -473,14 +464,17 @@ services:
       - ./uploads:/directus/uploads
       - ./extensions:/directus/extensions
 """
-# Directus's compose guide's database: PostgreSQL as the project's own service, its data in a
-# folder of the project (the tool keeps it in shared/services/ for every release)
-POSTGRES_SERVICE = """\
+# A database as the project's own service, which the Directus service waits for
+_DATABASE_SERVICE = """\
     depends_on:
       database:
         condition: service_healthy
   database:
     image: {image}
+"""
+# Directus's compose guide's database: PostgreSQL, its data in a folder of the project (the
+# tool keeps it in shared/services/ for every release)
+POSTGRES_SERVICE = _DATABASE_SERVICE + """\
     environment:
       POSTGRES_USER: directus
       POSTGRES_PASSWORD: ${{DB_PASSWORD}}
@@ -494,12 +488,7 @@ POSTGRES_SERVICE = """\
 """
 # The same with MariaDB (the official image's contract), and the grant the tool's backup check
 # needs: its scratch databases, `<DB_DATABASE>_scratch_*`, made beside the database
-MARIADB_SERVICE = """\
-    depends_on:
-      database:
-        condition: service_healthy
-  database:
-    image: {image}
+MARIADB_SERVICE = _DATABASE_SERVICE + """\
     environment:
       MARIADB_USER: directus
       MARIADB_PASSWORD: ${{DB_PASSWORD}}

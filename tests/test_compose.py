@@ -445,6 +445,57 @@ def test_extensions_built_into_the_image_and_marketplace_installs_in_the_contain
         assert "/directus/extensions" not in mounts and "/directus/extensions/.registry" in mounts, mounts
 
 
+# Directus's database and uploads on named volumes of the project (Docker keeps their folders)
+NAMED_COMPOSE_FILE = COMPOSE_FILE.replace("      - ./database:/directus/database\n", "      - database:/directus/database\n").replace(
+    "      - ./uploads:/directus/uploads\n", "      - uploads:/directus/uploads\n") + "volumes:\n  database: {}\n  uploads: {}\n"
+
+
+@pytest.fixture(scope="module")
+def compose_volumes(bed, tmp_path_factory):
+    """A new compose production whose tags n1 and n2 keep the SQLite file and uploads on named volumes."""
+    production = docker_bed.ComposeProduction(bed, tmp_path_factory.mktemp("compose-volumes")).create()
+    try:
+        for tag, base in (("n1", "v1"), ("n2", "v2")):
+            add_tag(production.project, tag, {"docker-compose.yml": NAMED_COMPOSE_FILE, "package.json": None,
+                                              "package-lock.json": None}, base=base)
+        yield production
+    finally:
+        production.destroy()
+
+
+def test_state_on_named_volumes_is_backed_up_and_restored_in_their_folders(compose_volumes):
+    """The SQLite file and uploads on the project's named volumes: the tool reads and writes
+    them in the folders Docker keeps the volumes in (as the deploy user root can); a release
+    backs them up from there, and `rollback --with-db` restores the database in its volume."""
+    setup = compose_volumes
+    api, env_file = setup.api, setup.env_file
+    fab_ok("release", "--tag=n1", "--yes", env_file=env_file)
+    assert api_release(setup) == "v1"
+    folder = {name: subprocess.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}",
+                                    f"{setup.project_name}_{name}"], check=True, capture_output=True,
+                                   text=True).stdout.strip() for name in ("database", "uploads")}
+    assert os.path.isfile(os.path.join(folder["database"], "data.db"))
+    assert not (setup.srv / "shared" / "database" / "data.db").exists()  # not in shared/: on the volume
+    item = api.json("POST", "/items/articles", {"title": "written on n1"})["data"]
+    upload = os.urandom(300_000)
+    file_id = api.upload("volume.bin", upload, "uploaded on n1", mime="application/octet-stream")
+    assert len(os.listdir(folder["uploads"])) >= 1
+
+    released = fab_ok("release", "--tag=n2", "--yes", env_file=env_file).stdout
+    assert api_release(setup) == "v2"
+    backup = sorted((setup.srv / "backups").iterdir())[-1]
+    copied = [p for p in (backup / "uploads").rglob("*") if p.is_file() and p.read_bytes() == upload]
+    assert copied, released[-2000:]  # the upload backed up from the volume's folder
+    on_n2 = api.json("POST", "/items/articles", {"title": "written on n2"})["data"]
+
+    fab_ok("rollback", "--to=n1", "--with-db", "--yes", env_file=env_file)
+    assert api_release(setup) == "v1"
+    assert api.get(f"/items/articles/{item['id']}")["data"]["title"] == "written on n1"
+    query = f"SELECT count(*) FROM articles WHERE id = {int(on_n2['id'])}"
+    assert sqlite_rows(os.path.join(folder["database"], "data.db"), query) == ["0"]  # restored in its volume
+    assert api.request("GET", f"/assets/{file_id}") == upload
+
+
 def image_names(repository: str) -> list[str]:
     out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository], check=True,
                          capture_output=True, text=True).stdout

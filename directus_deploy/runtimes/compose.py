@@ -459,13 +459,18 @@ class Compose(Runtime):
 
     def settings_script(self, root_word: str) -> str:
         """Shell printing, for the release folder in the shell word `root_word`, the service's
-        configuration as Compose resolves it and its image's defaults (two sections; the second
-        empty while the image is not on the host yet: pulled or built when the release is made)."""
+        configuration as Compose resolves it, its image's defaults (empty while the image is not
+        on the host yet: pulled or built when the release is made), and the host's named volumes
+        with their folders and whether this user can read and write them."""
         return (
             section("compose") + "; " + self.compose(None, "config", "--format", "json", root_word=root_word)
             + " 2>&1; " + section("image") + "; "
             f"img=$({self.service_image(None, root_word=root_word)}) && "
-            "{ docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null || true; }; true"
+            "{ docker image inspect --format '{{json .Config}}' \"$img\" 2>/dev/null || true; }; "
+            + section("volumes") + "; docker info -f 'root {{.DockerRootDir}}' 2>/dev/null || true; "
+            "docker volume ls --format '{{.Name}} {{.Driver}} {{.Mountpoint}}' 2>/dev/null | while read -r n d m; do "
+            "if [ -r \"$m\" ] && [ -w \"$m\" ] && [ -x \"$m\" ]; then a=rw; else a=no; fi; "
+            "echo \"volume $n $d $a $m\"; done; true"
         )
 
     def read_settings(self, root: str, output: str) -> dict:
@@ -481,12 +486,26 @@ class Compose(Runtime):
             image = json.loads((parts.get("image") or "").strip() or "null") or {}
         except ValueError:
             image = {}
-        return settings_of(config, image, self.service, root)
+        return settings_of(config, image, self.service, root, volumes_of(parts.get("volumes") or ""))
 
 
-def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
+def volumes_of(text: str) -> dict:
+    """The host's named volumes from settings_script: {"root": Docker's folder, name: (driver,
+    access "rw" or "no", folder)}."""
+    found: dict = {}
+    for line in text.splitlines():
+        words = line.split(" ", 4)
+        if words[0] == "root" and len(words) == 2:
+            found["root"] = words[1]
+        elif words[0] == "volume" and len(words) == 5:
+            found[words[1]] = (words[2], words[3], words[4])
+    return found
+
+
+def settings_of(config: dict, image: dict, service: str, root: str, volumes: dict | None = None) -> dict:
     """Directus's settings in the service `service` of a resolved compose configuration, with
-    its container paths turned into paths relative to `root` through the bind mounts.
+    its container paths turned into paths relative to `root` through the bind mounts (or the
+    folders of its named volumes, from `volumes_of`).
     Returns the settings reader's JSON: {"process": {...}, "config_path", "real_path", "version"}."""
     services = config.get("services") or {}
     if service not in services:
@@ -501,7 +520,8 @@ def settings_of(config: dict, image: dict, service: str, root: str) -> dict:
         if value is not None:
             env[key] = str(value)
     workdir = image.get("WorkingDir") or spec.get("working_dir") or WORKDIR
-    mounts = [(m.get("target", ""), m) for m in spec.get("volumes") or []]
+    named = {key: (value or {}).get("name") or key for key, value in (config.get("volumes") or {}).items()}
+    mounts = [(m.get("target", ""), _with_folder(m, named, volumes)) for m in spec.get("volumes") or []]
     translated = dict(env)
     in_image = None
     for key, default in _path_settings(env):
@@ -565,10 +585,29 @@ def _path_settings(env: dict) -> list[tuple[str, str]]:
     return found
 
 
+def _with_folder(mount: dict, named: dict, volumes: dict | None) -> dict:
+    """A named volume's mount with the folder Docker keeps it in (`folder`), or why the tool
+    cannot use it (`refused`): another driver than local, or a folder this user cannot write.
+    A volume not made yet (a first release) will be in Docker's own folder."""
+    if mount.get("type") != "volume" or not mount.get("source") or volumes is None:
+        return mount
+    name = named.get(mount["source"], mount["source"])
+    driver, access, folder = volumes.get(name) or ("local", "new", f"{volumes.get('root') or '/var/lib/docker'}/volumes/{name}/_data")
+    if driver != "local":
+        return {**mount, "refused": f"the named volume {name!r} uses the driver {driver!r}: the tool reads a volume's files "
+                                    "in its folder on the host (driver local), or a bind mount"}
+    if access == "no":
+        return {**mount, "refused": f"the named volume {name!r} is in {folder}, which the deploy user cannot read and "
+                                    "write (it belongs to Docker): deploy as root, or mount a folder of the host instead "
+                                    "(- ./uploads:/directus/uploads)"}
+    return {**mount, "folder": folder, "volume": name}
+
+
 def host_path(key: str, value: str, workdir: str, mounts: list, root: str) -> str:
     """A path inside the container as the host sees it: relative to `root` when its bind
-    mount's source is inside `root`, else absolute. Refused when no mount holds it (the file
-    would live in the container and go with it) or a named volume does (not followed yet)."""
+    mount's source is inside `root`, else absolute (a named volume: in the folder Docker keeps
+    it in). Refused when no mount holds it (the file would live in the container and go with
+    it), or a named volume the tool cannot use holds it."""
     if not value:
         return value
     inside = posixpath.normpath(posixpath.join(workdir, value))
@@ -577,9 +616,11 @@ def host_path(key: str, value: str, workdir: str, mounts: list, root: str) -> st
         raise Refused(f"{key}={value} is inside the container, on no volume: it would be lost with the container; "
                       "mount it from the host (volumes: - ./database:/directus/database)")
     target, mount = best
+    if mount.get("type") == "volume" and mount.get("folder"):
+        return posixpath.normpath(posixpath.join(mount["folder"], posixpath.relpath(inside, target)))
     if mount.get("type") != "bind":
-        raise Refused(f"{key}={value} is on the named volume {mount.get('source')!r}: this tool keeps a compose "
-                      "production's state in bind mounts (- ./uploads:/directus/uploads)")
+        raise Refused(f"{key}={value}: " + (mount.get("refused") or f"on the volume {mount.get('source')!r}, whose folder "
+                                            "on the host the tool does not know (- ./uploads:/directus/uploads)"))
     on_host = posixpath.normpath(posixpath.join(mount["source"], posixpath.relpath(inside, target)))
     if on_host == root or on_host.startswith(root.rstrip("/") + "/"):
         return "./" + posixpath.relpath(on_host, root)

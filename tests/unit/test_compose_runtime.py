@@ -15,7 +15,14 @@ import yaml
 from directus_deploy.core.errors import ConfigError, Refused
 from directus_deploy.engines import engine_for
 from directus_deploy.runtimes import load_config, runtime_for
-from directus_deploy.runtimes.compose import Compose, database_service, host_path, served_port, settings_of
+from directus_deploy.runtimes.compose import (
+    Compose,
+    database_service,
+    host_path,
+    served_port,
+    settings_of,
+    volumes_of,
+)
 from directus_deploy.state.layout import Layout
 from directus_deploy.state.production import Production
 from directus_deploy.state.shared import shared_links
@@ -133,10 +140,32 @@ def test_state_inside_the_container_or_on_a_named_volume_is_refused():
     named = {"services": {"directus": {**QUICKSTART["services"]["directus"], "volumes": [
         {"type": "volume", "source": "directus_uploads", "target": "/directus/uploads"},
         *QUICKSTART["services"]["directus"]["volumes"][::2]]}}}
-    with pytest.raises(Refused, match="named volume 'directus_uploads'"):
+    with pytest.raises(Refused, match="on the volume 'directus_uploads', whose folder on the host the tool does not know"):
         settings_of(named, IMAGE, "directus", ROOT)
     with pytest.raises(Refused, match="no service 'cms'.*cache, directus"):
         settings_of(QUICKSTART, IMAGE, "cms", ROOT)
+
+
+def test_state_on_a_named_volume_is_in_the_folder_docker_keeps_it_in():
+    """`uploads:/directus/uploads` with `volumes: {uploads: {}}`: Compose names the volume after
+    the project; its folder on the host (`docker volume ls`) is where the tool reads and writes
+    the files, as for any folder outside the release; one not made yet will be in Docker's."""
+    directus = QUICKSTART["services"]["directus"]
+    named = {"services": {"directus": {**directus, "volumes": [
+        {"type": "volume", "source": "database", "target": "/directus/database"},
+        {"type": "volume", "source": "uploads", "target": "/directus/uploads"}, directus["volumes"][2]]}},
+        "volumes": {"database": {"name": "site_database"}, "uploads": {"name": "site_uploads"}}}
+    listed = volumes_of("root /srv/docker\nvolume site_uploads local rw /srv/docker/volumes/site_uploads/_data\n"
+                        "volume other local no /x\nnoise\n")
+    found = settings_of(named, IMAGE, "directus", ROOT, listed)["process"]
+    assert found["STORAGE_LOCAL_ROOT"] == "/srv/docker/volumes/site_uploads/_data"
+    assert found["DB_FILENAME"] == "/srv/docker/volumes/site_database/_data/data.db"  # made at the first start
+    with pytest.raises(Refused, match="the named volume 'site_uploads' is in /v, which the deploy user cannot read and "
+                                      "write .*deploy as root"):
+        settings_of(named, IMAGE, "directus", ROOT, {"site_uploads": ("local", "no", "/v")})
+    with pytest.raises(Refused, match="^STORAGE_LOCAL_ROOT=./uploads: the named volume 'site_uploads' uses the driver "
+                                      "'rexray'"):
+        settings_of(named, IMAGE, "directus", ROOT, {"site_uploads": ("rexray", "rw", "/v")})
 
 
 def test_extensions_on_no_mount_are_the_images_and_the_release_folder_stands_for_them():

@@ -10,6 +10,7 @@ row and upload written in between is still there, and the compose project keeps 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,11 @@ def test_compose_release_migrates_with_the_tool_and_rolls_back(compose_productio
     assert api.request("GET", f"/assets/{file_id}") == upload
     # one Directus container, of the same compose project; the tool's one-off CLI containers are gone
     assert [c["State"] for c in setup.containers()] == ["running"]
+    # the backup before c2 keeps what c1 ran: its compose files and its image, by name and ID
+    backup = sorted((srv / "backups").iterdir())[-1]
+    assert (backup / "runtime" / "docker-compose.yml").read_text() == COMPOSE_FILE
+    image = json.loads((backup / "manifest.json").read_text())["image"]
+    assert image["name"] == f"directus/directus:{DIRECTUS_VERSION}" and image["id"].startswith("sha256:"), image
 
     back = fab_ok("rollback", "--yes", env_file=env_file)
     assert "c1" in back.stdout, back.stdout[-2000:]

@@ -262,7 +262,8 @@ class BackupRun:
         if "env" in self.parts:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
-                      emit("env", sha256=f'"$(sha256sum -- {q(self.staging + "/env")} | cut -c1-64)"')]
+                      emit("env", sha256=f'"$(sha256sum -- {q(self.staging + "/env")} | cut -c1-64)"'),
+                      *self.session.runtime.backup_lines(prod.root, posixpath.join(self.staging, "runtime"))]
         return lines
 
     def _reuse_lines(self, prev_dir: str, copy: list[str]) -> list[str]:
@@ -331,6 +332,10 @@ class BackupRun:
         if env_copy:
             self.manifest["env"] = {"file": "env", "sha256": env_copy["sha256"]}
             details.append(".env")
+        image = reported.first("image")
+        if image and image.get("name"):  # what the runtime runs (its own files are in runtime/)
+            self.manifest["image"] = {"name": image["name"], "id": image["id"]}
+            details.append(f"image {image['name']}")
         return "; ".join(details)
 
     def _incremental_copy_lines(self, part: str, copies, prev_dir: str | None) -> list[str]:

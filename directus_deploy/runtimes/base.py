@@ -126,6 +126,12 @@ class Runtime:
         the runtime keeps of it besides Directus's own state (compose: other services' data)."""
         return []
 
+    def backup_lines(self, root: str, target: str) -> list[str]:
+        """Shell run by a backup that keeps the configuration: what the runtime needs to run the
+        production in `root` again, copied into the folder `target` (compose: its compose files),
+        and `emit` records of it for the manifest (compose: the image, by name and ID)."""
+        return []
+
     def release_removed(self, release_id: str) -> str:
         """Shell run when retention deletes a release: what the runtime kept for it alone."""
         return "true"

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from directus_deploy.core.config import Key, parse_line, parse_name
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
-from directus_deploy.host.script import json_object, section, split_sections
+from directus_deploy.host.script import emit, json_object, section, split_sections
 from directus_deploy.runtimes import instances
 from directus_deploy.runtimes.base import Instance, Runtime
 
@@ -358,6 +358,20 @@ class Compose(Runtime):
             f"  mkdir -p -- {shared} && docker cp \"$cid\":{IMAGE_REGISTRY}/. - | tar -x -C {shared}",
             "  echo \"marketplace extensions copied out of the Directus container into shared/\" >&2",
             "fi",
+        ]
+
+    def backup_lines(self, root: str, target: str) -> list[str]:
+        """The compose files the production runs with (its own and the tool's overrides, at
+        their paths in the release) and its image by name and ID (a tag can be moved: the ID
+        says which image it was)."""
+        return [
+            f"mkdir -p -m 0700 {q(target)}",
+            f"(cd {q(root)} && if [ -f {FILES_LIST} ]; then IFS=: read -r -a files < {FILES_LIST} || true; "
+            f"else files=({' '.join(OWN_FILES)}); fi; "
+            f"for f in \"${{files[@]}}\"; do if [ -f \"$f\" ]; then cp -p --parents -- \"$f\" {q(target)}/; fi; done)",
+            f"img=$({self.service_image(root)})",
+            "id=$(docker image inspect -f '{{.Id}}' \"$img\" 2>/dev/null || true)",
+            emit("image", name='"$img"', id='"$id"'),
         ]
 
     def service_image(self, root: str | None, root_word: str | None = None) -> str:

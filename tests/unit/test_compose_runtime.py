@@ -14,6 +14,7 @@ import yaml
 
 from directus_deploy.core.errors import ConfigError, Refused
 from directus_deploy.engines import engine_for
+from directus_deploy.host.script import EMIT_FUNCTION, parse_results
 from directus_deploy.runtimes import load_config, runtime_for
 from directus_deploy.runtimes.compose import (
     Compose,
@@ -473,3 +474,20 @@ def test_the_port_the_host_reaches_a_container_on_is_the_one_published_for_its_p
     found = settings_of({"services": {"directus": {**QUICKSTART["services"]["directus"], **published}}}, IMAGE,
                         "directus", ROOT)
     assert found["served_port"] == 18055
+
+
+def test_a_backup_keeps_the_compose_files_the_production_runs_with_and_its_image(tmp_path):
+    runtime = compose(tmp_path)
+    release = tmp_path / "release"
+    (release / "deploy").mkdir(parents=True)
+    for name in ("deploy/compose.prod.yml", ".deploy-compose.yml"):
+        (release / name).write_text(f"# {name}\n")
+    (release / ".deploy-compose").write_text("deploy/compose.prod.yml:.deploy-compose.yml")
+    fake_command(tmp_path / "bin", "docker", 'case "$*" in *"config --format yaml directus") ' + SERVICES_YAML + ';; '
+                 '"image inspect -f {{.Id}} directus/directus:12.4.0") echo sha256:abc;; esac')
+    target = tmp_path / "backup" / "runtime"
+    out = run(strict(EMIT_FUNCTION, *runtime.backup_lines(str(release), str(target))),
+              env=path_with(tmp_path / "bin")).stdout
+    assert (target / "deploy" / "compose.prod.yml").read_text() == "# deploy/compose.prod.yml\n"
+    assert (target / ".deploy-compose.yml").is_file() and oct(target.stat().st_mode)[-3:] == "700"
+    assert parse_results(out).first("image") == {"kind": "image", "name": "directus/directus:12.4.0", "id": "sha256:abc"}

@@ -173,6 +173,34 @@ def test_a_release_whose_container_crashes_at_start_is_switched_back(compose_pro
     assert "c-crash" not in (setup.srv / "current").resolve().name  # the failed release is kept, not current
 
 
+# the guide's healthcheck shape: a command run in the container every second
+HEALTHCHECK = ('    healthcheck:\n      test: ["CMD-SHELL", "{test}"]\n      interval: 1s\n      timeout: 5s\n'
+               '      retries: 3\n')
+
+
+def test_the_gate_waits_for_the_containers_healthcheck_and_an_unhealthy_one_is_switched_back(compose_production):
+    """With a healthcheck in the compose file, the gate goes on only once Docker reports the
+    container healthy; one reported unhealthy (Directus answering, its check failing) fails
+    the gate and the previous release serves again."""
+    setup = compose_production
+    api = setup.api
+    serving = api.get("/hello", auth=False)["release"]
+    setup.add_tag("c-unhealthy", "v2", service_lines=HEALTHCHECK.format(test="exit 1"))
+    result = run_fab("release", "--tag=c-unhealthy", "--yes", env_file=setup.env_file)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0 and "healthcheck reports it unhealthy" in out, out[-3000:]
+    assert api.get("/hello", auth=False)["release"] == serving
+    assert [c["State"] for c in setup.containers()] == ["running"]
+
+    setup.add_tag("c-healthy", "v2", service_lines=HEALTHCHECK.format(
+        test="wget -q -O /dev/null http://127.0.0.1:8055/server/ping"))
+    fab_ok("release", "--tag=c-healthy", "--yes", env_file=setup.env_file)
+    assert api.get("/hello", auth=False)["release"] == "v2"
+    health = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.Status}}", setup.container("directus")["ID"]],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    assert health == "healthy"
+
+
 @pytest.mark.parametrize("step", ["run migrations", "switch to"])
 def test_a_release_killed_at_a_compose_step_leaves_production_serving(compose_production, step):
     """`fab` killed (SIGKILL) while the tool's one-off CLI container runs, or while `up`

@@ -45,34 +45,44 @@ MIGRATE_FIRST = "the tool migrates before the start"  # why bootstrap finds noth
 COLOR_LABEL = "directus-deploy.instance"  # on a blue/green container: its color
 
 # The gate's crash watch: the service's container exiting or restarting while the gate waits
-# (bootstrap failing, a bad image) fails the gate at once. `app` is "<project>/<service>".
+# (bootstrap failing, a bad image) fails the gate at once; once Directus answers, a container
+# with a healthcheck must report healthy before the gate goes on (unhealthy fails it).
 _CRASH_WATCH_JS = r"""
 const { execFileSync } = require('child_process');
 // `app`: "<project>/<service>" (the service's own container) or a blue/green container's name
 const [project, service] = app && app.includes('/') ? app.split('/') : ['', ''];
 const seeLogs = project ? `docker compose -p ${project} logs ${service}` : `docker logs ${app}`;
+const docker = (...args) => execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+const containerId = () => !project ? app : docker('ps', '-a', '--filter', 'label=com.docker.compose.project=' + project,
+  '--filter', 'label=com.docker.compose.service=' + service, '--filter', 'label=com.docker.compose.oneoff=False',
+  '--format', '{{.ID}}').split('\n')[0];
 let lastLook = 0, seenRestarts = null;
 const crashed = () => {
   if (!app || Date.now() - lastLook < 1000) return null;
   lastLook = Date.now();
-  let id = app;
-  if (project) {
-    try {
-      id = execFileSync('docker', ['ps', '-a', '--filter', 'label=com.docker.compose.project=' + project,
-        '--filter', 'label=com.docker.compose.service=' + service, '--filter', 'label=com.docker.compose.oneoff=False',
-        '--format', '{{.ID}}'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0];
-    } catch (e) { return null; }
-  }
-  if (!id) return null;
   let state = '', restarts = 0;
   try {
-    [state, restarts] = execFileSync('docker', ['inspect', '-f', '{{.State.Status}} {{.RestartCount}}', id],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split(' ');
+    const id = containerId();
+    if (!id) return null;
+    [state, restarts] = docker('inspect', '-f', '{{.State.Status}} {{.RestartCount}}', id).split(' ');
   } catch (e) { return null; }
   if (state === 'exited' || state === 'dead') return `the ${service || app} container exited while starting; see: ${seeLogs}`;
   restarts = Number(restarts) || 0;
   seenRestarts ??= restarts;
   if (restarts - seenRestarts >= 2) return `the ${service || app} container keeps restarting (${restarts - seenRestarts} times); see: ${seeLogs}`;
+  return null;
+};
+// the container's own healthcheck (the compose file's or the image's), when it has one: healthy first
+const containerReady = async (started, timeoutS) => {
+  while (app) {
+    let health = '';
+    try { health = docker('inspect', '-f', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', containerId()); }
+    catch (e) { return null; }
+    if (health === '' || health === 'healthy') return null;
+    if (health === 'unhealthy') return `the ${service || app} container's healthcheck reports it unhealthy; see: docker inspect ${containerId()}`;
+    if (Date.now() - started > timeoutS * 1000) return `the ${service || app} container's healthcheck did not report healthy in ${timeoutS}s`;
+    await new Promise((r) => setTimeout(r, 500));
+  }
   return null;
 };
 """

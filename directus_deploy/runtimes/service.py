@@ -19,7 +19,8 @@ HEALTH_TIMEOUT = 120  # seconds for Directus to answer /server/ping after a star
 
 # Runs on the host with Node 22 (fetch built in). Prints one JSON line; exit 1 when unhealthy.
 # `crashed()` comes from the runtime (Runtime.crash_watch_js): a Directus that exits while
-# booting, restarted again and again, fails the gate at once instead of at the timeout.
+# booting, restarted again and again, fails the gate at once instead of at the timeout. A
+# runtime may define `containerReady()` there too: awaited once Directus answers its ping.
 _HEALTH_JS = r"""
 const [url, timeoutS, expected, app] = [process.argv[1], Number(process.argv[2]), JSON.parse(process.argv[3]), process.argv[4]];
 const token = process.env.DIRECTUS_TOKEN;
@@ -39,6 +40,9 @@ const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date
     await new Promise((r) => setTimeout(r, 250));
   }
   if (ping !== 'pong') return report(false, { failed: 'ping', detail: ping });
+  // a runtime that knows its own readiness (a container's healthcheck) says when it is ready
+  const notReady = typeof containerReady === 'function' ? await containerReady(started, timeoutS) : null;
+  if (notReady) return report(false, { failed: 'container', detail: notReady });
   let health;
   try { const r = await get('/server/health', true); health = await r.json(); }
   catch (e) { return report(false, { failed: 'health', detail: String(e.message) }); }

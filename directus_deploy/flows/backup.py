@@ -177,6 +177,8 @@ class BackupRun:
             lines += [_clock("db")] + self.database_lines()
         if {"files", "extensions", "env"} & set(self.parts):
             lines += [_clock("files")] + self.file_lines()
+        # whatever the parts: what the runtime runs the production with (its files, its image)
+        lines += self.session.runtime.backup_lines(self.production.root, posixpath.join(self.staging, "runtime"))
         lines.append(_clock("end"))
         secrets = {**(self.engine.secret_env() if self.engine else {}), **self.production.storage_secret_env()}
         out = self._write("\n".join(lines), what="back up", secret_env=secrets or None).stdout
@@ -190,6 +192,10 @@ class BackupRun:
         if "files" in clocks:
             self.timings["files"] = round(clocks["end"] - clocks["files"], 3)
             details.append(self.read_files(out) + f" [{self.timings['files']:.1f}s]")
+        image = parse_results(out).first("image")
+        if image and image.get("name"):  # what the runtime runs (its own files are in runtime/)
+            self.manifest["image"] = {"name": image["name"], "id": image["id"]}
+            details.append(f"image {image['name']}")
         return "; ".join(details)
 
     def database_lines(self) -> list[str]:
@@ -262,8 +268,7 @@ class BackupRun:
         if "env" in self.parts:
             lines += [section("env"),
                       f"install -m 0600 -- {q(prod.env_file)} {q(self.staging + '/env')}",
-                      emit("env", sha256=f'"$(sha256sum -- {q(self.staging + "/env")} | cut -c1-64)"'),
-                      *self.session.runtime.backup_lines(prod.root, posixpath.join(self.staging, "runtime"))]
+                      emit("env", sha256=f'"$(sha256sum -- {q(self.staging + "/env")} | cut -c1-64)"')]
         return lines
 
     def _reuse_lines(self, prev_dir: str, copy: list[str]) -> list[str]:
@@ -332,10 +337,6 @@ class BackupRun:
         if env_copy:
             self.manifest["env"] = {"file": "env", "sha256": env_copy["sha256"]}
             details.append(".env")
-        image = reported.first("image")
-        if image and image.get("name"):  # what the runtime runs (its own files are in runtime/)
-            self.manifest["image"] = {"name": image["name"], "id": image["id"]}
-            details.append(f"image {image['name']}")
         return "; ".join(details)
 
     def _incremental_copy_lines(self, part: str, copies, prev_dir: str | None) -> list[str]:

@@ -127,7 +127,7 @@ class Runtime:
         return []
 
     def backup_lines(self, root: str, target: str) -> list[str]:
-        """Shell run by a backup that keeps the configuration: what the runtime needs to run the
+        """Shell run by every backup: what the runtime needs to run the
         production in `root` again, copied into the folder `target` (compose: its compose files),
         and `emit` records of it for the manifest (compose: the image, by name and ID)."""
         return []

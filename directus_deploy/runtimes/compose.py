@@ -72,14 +72,20 @@ const crashed = () => {
   if (restarts - seenRestarts >= 2) return `the ${service || app} container keeps restarting (${restarts - seenRestarts} times); see: ${seeLogs}`;
   return null;
 };
-// the container's own healthcheck (the compose file's or the image's), when it has one: healthy first
+// the container's own healthcheck (the compose file's or the image's), when it has one: healthy
+// first. Failures while Directus booted leave it "unhealthy" for a while: only a check begun
+// after Directus answered (called just then) that failed again means it is unhealthy.
 const containerReady = async (started, timeoutS) => {
+  const answered = Date.now();
   while (app) {
-    let health = '';
-    try { health = docker('inspect', '-f', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', containerId()); }
-    catch (e) { return null; }
+    let words = [];
+    try {
+      words = docker('inspect', '-f', '{{if .State.Health}}{{.State.Health.Status}}{{range .State.Health.Log}} {{.Start.UnixNano}}:{{.ExitCode}}{{end}}{{end}}',
+        containerId()).split(' ');
+    } catch (e) { return null; }
+    const [health, last] = [words[0], (words[words.length - 1] || '').split(':').map(Number)];
     if (health === '' || health === 'healthy') return null;
-    if (health === 'unhealthy') return `the ${service || app} container's healthcheck reports it unhealthy; see: docker inspect ${containerId()}`;
+    if (health === 'unhealthy' && last[0] / 1e6 > answered && last[1] !== 0) return `the ${service || app} container's healthcheck reports it unhealthy; see: docker inspect ${containerId()}`;
     if (Date.now() - started > timeoutS * 1000) return `the ${service || app} container's healthcheck did not report healthy in ${timeoutS}s`;
     await new Promise((r) => setTimeout(r, 500));
   }

@@ -181,6 +181,11 @@ class Compose(Runtime):
     # -- the service -----------------------------------------------------------------------------
 
     @property
+    def _service_app(self) -> str:
+        """The service's own container as the crash watch names it: "<project>/<service>"."""
+        return f"{self.project}/{self.service}"
+
+    @property
     def bluegreen(self) -> bool:
         return self.config.strategy == "bluegreen"
 
@@ -246,7 +251,7 @@ class Compose(Runtime):
                 f"timeout {ONE_OFF_WAIT} docker wait $left >/dev/null 2>&1; docker rm -f $left >/dev/null; fi; }}")
 
     def instances(self) -> list[Instance]:
-        plain = Instance("plain", f"{self.project}/{self.service}", None, kind="compose service")
+        plain = Instance("plain", self._service_app, None, kind="compose service")
         if not self.bluegreen:
             return [plain]
         return [plain, *instances.colors(self.config, lambda color: f"{self.project}-{self.service}-{color}",
@@ -262,7 +267,7 @@ class Compose(Runtime):
     def watched(self, instance: Instance | None = None) -> list[str]:
         if instance:
             return [instance.app]
-        return [] if self.bluegreen else [f"{self.project}/{self.service}"]
+        return [] if self.bluegreen else [self._service_app]
 
     def recent_log(self, lines: int) -> str:
         return self.compose(None, "logs", "--no-color", "--no-log-prefix", "--tail", str(lines), self.service)
@@ -361,18 +366,22 @@ class Compose(Runtime):
     def _registry_out_lines(self) -> list[str]:
         """An install whose extensions are built into its image (nothing mounted at the image's
         extensions folder) keeps its marketplace installs in its container, which a new release
-        replaces: copied into shared/ (owners kept when run as root), the container stopped
-        first so that nothing is installed after the copy."""
+        replaces: the container stopped first (so that nothing is installed after the copy),
+        then its marketplace folder, when it has one, copied once into shared/ through tar
+        (run as root, it keeps the owners, as `docker cp -a` does not)."""
         shared = q(self.layout.shared_registry)
+        copy = q(posixpath.join(self.layout.tool_dir, "registry-out.tar"))
         mounts = "docker inspect -f '{{range .Mounts}}{{println .Destination}}{{end}}' \"$cid\""
         return [
             f"cid=$({self._containers(False, '-aq')} | awk 'NR == 1')",
-            f"if [ -n \"$cid\" ] && ! {mounts} | grep -xE {q(IMAGE_EXTENSIONS + '(/[.]registry)?')} >/dev/null && "
-            f"docker cp \"$cid\":{IMAGE_REGISTRY} - >/dev/null 2>&1; then",
+            f"if [ -n \"$cid\" ] && ! {mounts} | grep -xE {q(IMAGE_EXTENSIONS + '(/[.]registry)?')} >/dev/null; then",
             "  docker stop \"$cid\" >/dev/null",
-            # through tar: run as root it keeps the owners (the container's user), as `docker cp -a` does not
-            f"  mkdir -p -- {shared} && docker cp \"$cid\":{IMAGE_REGISTRY}/. - | tar -x -C {shared}",
-            "  echo \"marketplace extensions copied out of the Directus container into shared/\" >&2",
+            f"  mkdir -p -- {q(self.layout.tool_dir)}",
+            f"  if docker cp \"$cid\":{IMAGE_REGISTRY}/. - > {copy} 2>/dev/null; then",
+            f"    mkdir -p -- {shared} && tar -x -C {shared} -f {copy}",
+            "    echo \"marketplace extensions copied out of the Directus container into shared/\" >&2",
+            "  fi",
+            f"  rm -f -- {copy}",
             "fi",
         ]
 
@@ -553,15 +562,13 @@ def settings_of(config: dict, image: dict, service: str, root: str, volumes: dic
     named = {key: (value or {}).get("name") or key for key, value in (config.get("volumes") or {}).items()}
     mounts = [(m.get("target", ""), _with_folder(m, named, volumes)) for m in spec.get("volumes") or []]
     translated = dict(env)
-    in_image = None
     for key, default in _path_settings(env):
         value = env.get(key) or default
         inside = posixpath.normpath(posixpath.join(workdir, value))
         if key == "EXTENSIONS_PATH" and inside == IMAGE_EXTENSIONS and _mount_of(inside, mounts) is None:
             # the project's extensions built into its image (a Dockerfile copying ./extensions):
             # on the host they are the release's own ./extensions; its marketplace folder is
-            # mounted from shared/ over the image's (EXTENSIONS_IN_IMAGE)
-            in_image = inside
+            # mounted from shared/ over the image's (_files_lines)
             translated[key] = "./extensions"
             continue
         translated[key] = host_path(key, value, workdir, mounts, root)
@@ -569,8 +576,6 @@ def settings_of(config: dict, image: dict, service: str, root: str, volumes: dic
     version = labels.get("org.opencontainers.image.version") or _tag_version(spec.get("image") or "")
     found = {"process": translated, "config_path": posixpath.join(root, ".env"), "version": version,
              "image": spec.get("image") or ""}
-    if in_image:
-        found["extensions_in_image"] = in_image
     database = database_service(env, services, service)
     if database:
         found["database_service"] = database
@@ -583,7 +588,8 @@ def settings_of(config: dict, image: dict, service: str, root: str, volumes: dic
 def served_port(spec: dict, env: dict) -> int | None:
     """The host's port where the service's Directus answers: the one published for its PORT
     (8055 unless set), or PORT itself with the host's network (None: not reachable there)."""
-    inside = int(str(env.get("PORT") or 8055)) if str(env.get("PORT") or 8055).isdigit() else None
+    port = str(env.get("PORT") or 8055)
+    inside = int(port) if port.isdigit() else None
     if spec.get("network_mode") == "host":
         return inside
     for port in spec.get("ports") or []:

@@ -65,9 +65,12 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the Python virtualenv .venv"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest, moto, importlinter' 2>/dev/null || [ requirements-dev.txt -nt .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
-  say "installing Python requirements"
-  .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+# The package itself, editable (its `fab` and `directus-deploy` commands run this folder's code),
+# with what the tests need: pyproject.toml lists both.
+if ! .venv/bin/python -c 'import fabric, dotenv, yaml, pytest, moto, importlinter' 2>/dev/null \
+    || ! .venv/bin/directus-deploy --version >/dev/null 2>&1 || [ pyproject.toml -nt .venv/.installed ]; then
+  say "installing the package and the test requirements"
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   touch .venv/.installed
 fi
 say "machine ready"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from directus_deploy.core.config import SECRET_KEYS
 from directus_deploy.core.errors import EXIT_REFUSED, ConfigError
 from directus_deploy.runtimes import ALL_KEYS, load_config
 
@@ -115,19 +116,78 @@ def test_a_line_that_is_not_key_value_is_refused_with_its_line_number(tmp_path):
         load_config({"DEPLOY_ENV_FILE": str(path)})
 
 
-def test_env_example_documents_exactly_the_declared_keys():
-    text = (REPO / ".env.example").read_text()
-    mentioned = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.M))
+def test_the_template_init_writes_documents_exactly_the_declared_keys():
+    template = REPO / "directus_deploy" / "templates" / "env.deploy"
+    mentioned = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", template.read_text(), flags=re.M))
     assert mentioned == {key.name for key in ALL_KEYS}
-    # and it is itself a valid configuration
-    values = {k: v for k, v in dotenv_values(REPO / ".env.example").items()}
-    assert load_config({"DEPLOY_ENV_FILE": str(REPO / ".env.example")}).hosts
-    assert "DEPLOY_HOSTS" in values
+    # it names no secret value, and with the two required keys given it is a valid configuration
+    values = dotenv_values(template)
+    assert not any(values.get(name) for name in SECRET_KEYS)
+    with pytest.raises(ConfigError, match="DEPLOY_HOSTS is required"):
+        load_config({"DEPLOY_ENV_FILE": str(template)})
+    assert load_config({"DEPLOY_ENV_FILE": str(template), **VALID}).hosts
 
 
 def test_no_real_env_file_is_committed():
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
-    env_files = [p for p in tracked.stdout.splitlines() if Path(p).name.startswith(".env")]
-    assert set(env_files) <= {".env.example"}
+    assert not [p for p in tracked.stdout.splitlines() if Path(p).name.startswith(".env")]
+
+
+def project(tmp_path: Path, settings: dict, secrets: dict | None = None) -> Path:
+    """A project repository with .env.deploy (and .env.deploy.local) at its top."""
+    root = tmp_path / "project"
+    (root / ".git").mkdir(parents=True)
+    (root / "extensions" / "endpoint").mkdir(parents=True)
+    write_env(root / ".env.deploy", settings)
+    if secrets is not None:
+        write_env(root / ".env.deploy.local", secrets)
+    return root
+
+
+def test_env_deploy_is_found_from_the_project_folder_or_below(tmp_path, monkeypatch):
+    root = project(tmp_path, VALID)
+    for folder in (root, root / "extensions" / "endpoint"):
+        monkeypatch.chdir(folder)
+        config = load_config({})
+        assert config.env_file == root / ".env.deploy"
+        assert config.source == root  # DEPLOY_SOURCE: the repository the file is in
+
+
+def test_no_file_above_the_repository_is_read(tmp_path, monkeypatch):
+    write_env(tmp_path / ".env.deploy", VALID)  # a parent of the repository: another project's
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    with pytest.raises(ConfigError, match=r"DEPLOY_HOSTS is required; add DEPLOY_HOSTS=.* to \.env\.deploy "):
+        load_config({})
+
+
+def test_secrets_file_wins_over_the_committed_file_and_the_environment_over_both(tmp_path, monkeypatch):
+    root = project(tmp_path, {**VALID, "DIRECTUS_TOKEN": "", "KEEP_BACKUPS": "3"},
+                   secrets={"DIRECTUS_TOKEN": "from-the-local-file", "KEEP_BACKUPS": "4"})
+    monkeypatch.chdir(root)
+    config = load_config({})
+    assert (config.directus_token, config.keep_backups) == ("from-the-local-file", 4)
+    assert load_config({"DIRECTUS_TOKEN": "from-ci-secrets"}).directus_token == "from-ci-secrets"
+    (root / ".env.deploy.local").write_text("DIRECTUS_TOKEN=\n")  # as init writes it: not filled in yet
+    with pytest.raises(ConfigError, match=r"DIRECTUS_TOKEN is required; add DIRECTUS_TOKEN=.* to \S*\.env\.deploy\.local$"):
+        load_config({})
+
+
+def test_a_typo_in_the_secrets_file_is_refused_too(tmp_path, monkeypatch):
+    root = project(tmp_path, VALID, secrets={"DIRECTUS_TOKN": "x"})
+    monkeypatch.chdir(root)
+    with pytest.raises(ConfigError, match=r"\.env\.deploy\.local: unknown key DIRECTUS_TOKN; did you mean DIRECTUS_TOKEN\?"):
+        load_config({})
+
+
+def test_relative_paths_in_a_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    root = project(tmp_path, {**VALID, "DEPLOY_SOURCE": "..", "DEPLOY_SSH_CONFIG": "ssh/config"})
+    (root / "ssh").mkdir()
+    (root / "ssh" / "config").write_text("Host prod\n")
+    monkeypatch.chdir(root / "extensions")
+    config = load_config({"DEPLOY_ENV_FILE": str(root / ".env.deploy")})
+    assert config.source == tmp_path and config.ssh_config == root / "ssh" / "config"
+    # from the environment: relative to the folder fab runs in
+    assert load_config({"DEPLOY_ENV_FILE": str(root / ".env.deploy"), "DEPLOY_SOURCE": ".."}).source == root

@@ -1,9 +1,12 @@
-"""The tool's own configuration: a `.env` file on the machine that runs `fab`.
+"""The tool's own configuration: `.env.deploy` in the Directus project, on the machine that runs `fab`.
 
-Every key is declared once in `KEYS` below, with its default and its check. The file is read
-with python-dotenv; the process environment may override a declared key (a CI secret, say).
-Anything wrong (a required key missing, a key nobody declared in one of our prefixes, a value
-of the wrong shape) stops with a `ConfigError` naming the key and the fix.
+Every key is declared once in `KEYS` below, with its default and its check. The file is found
+in the folder `fab` runs from or a parent up to the project's git repository (DEPLOY_ENV_FILE
+names another); it is committed, so secrets go in the same name plus `.local` (git-ignored),
+which wins over it, or in the process environment, which wins over both (a CI secret, say).
+Files are read with python-dotenv. Anything wrong (a required key missing, a key nobody
+declared in one of our prefixes, a value of the wrong shape) stops with a `ConfigError`
+naming the key and the fix.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from dotenv import dotenv_values
 from directus_deploy.core.errors import ConfigError
 
 ENV_FILE_VARIABLE = "DEPLOY_ENV_FILE"
-DEFAULT_ENV_FILE = ".env"
+DEFAULT_ENV_FILE = ".env.deploy"
+LOCAL_SUFFIX = ".local"  # the secrets file beside a configuration file: <file>.local
 # Keys with these prefixes belong to this tool; an undeclared one is a typo, not a stranger.
 OWN_PREFIXES = ("DEPLOY_", "DIRECTUS_", "KEEP_")
 
@@ -146,14 +150,16 @@ class Key:
     default: str | None = None  # None: required (unless `optional`)
     optional: bool = False
     example: str = ""  # shown in the fix hint of an error
+    local_path: bool = False  # a path on this machine: relative to the file that sets it
 
 
 KEYS = (
     Key("DEPLOY_HOSTS", "hosts", _hosts, example="deploy@prod.example.com"),
     Key("DEPLOY_PRIMARY", "primary", parse_line, optional=True, example="app1.example.com"),
-    Key("DEPLOY_SSH_CONFIG", "ssh_config", _local_file, optional=True, example="~/.ssh/config"),
+    Key("DEPLOY_SSH_CONFIG", "ssh_config", _local_file, optional=True, example="~/.ssh/config", local_path=True),
     Key("DEPLOY_PATH", "deploy_path", _layout_root, default="/srv/directus", example="/srv/directus"),
-    Key("DEPLOY_SOURCE", "source", _local_dir, default=".", example="."),
+    # default: the git repository the configuration file is in (load() fills it in)
+    Key("DEPLOY_SOURCE", "source", _local_dir, optional=True, example=".", local_path=True),
     Key("DEPLOY_NODE_PATH", "node_path", _absolute_dir, optional=True, example="/opt/node-22/bin"),
     Key("DIRECTUS_URL", "directus_url", _url, default="http://127.0.0.1:8055", example="http://127.0.0.1:8055"),
     Key("DIRECTUS_TOKEN", "directus_token", _token, example="<an admin user's static token>"),
@@ -217,9 +223,30 @@ class Config:
         return tuple(s for s in (self.directus_token, self.dev_token) if s)
 
 
-def env_file_path(environ: dict[str, str] | None = None) -> Path:
+def env_file_path(environ: dict[str, str] | None = None, start: Path | None = None) -> Path | None:
+    """DEPLOY_ENV_FILE, else the nearest `.env.deploy` in `start` (the current folder) or a
+    parent, up to the git repository's top; None when there is none."""
     environ = os.environ if environ is None else environ
-    return Path(environ.get(ENV_FILE_VARIABLE) or DEFAULT_ENV_FILE).expanduser()
+    if environ.get(ENV_FILE_VARIABLE):
+        return Path(environ[ENV_FILE_VARIABLE]).expanduser()
+    folder = Path(start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / DEFAULT_ENV_FILE).is_file():
+            return candidate / DEFAULT_ENV_FILE
+        if (candidate / ".git").exists():  # never a file of another project above this one
+            return None
+    return None
+
+
+def local_file_of(path: Path) -> Path:
+    """The secrets file beside a configuration file."""
+    return path.with_name(path.name + LOCAL_SUFFIX)
+
+
+def repository_of(folder: Path) -> Path:
+    """The git repository `folder` is in (its top folder), or `folder` when it is in none."""
+    folder = folder.resolve()
+    return next((candidate for candidate in (folder, *folder.parents) if (candidate / ".git").exists()), folder)
 
 
 def load(environ: dict[str, str] | None = None, *, extra_keys: tuple[Key, ...] = (), checks=()) -> Config:
@@ -231,29 +258,30 @@ def load(environ: dict[str, str] | None = None, *, extra_keys: tuple[Key, ...] =
     declared = {key.name for key in keys}
     environ = dict(os.environ if environ is None else environ)
     path = env_file_path(environ)
-    explicit = bool(environ.get(ENV_FILE_VARIABLE))
-    if path.is_file():
-        file_values = _read_env_file(path)
-    elif explicit:
+    if path is not None and not path.is_file():
         raise ConfigError(f"{ENV_FILE_VARIABLE}={path}: no such file")
-    else:
-        file_values = {}
-        path = None
+    # each file's values, the secrets file's last so that they win; the environment wins over both
+    files = [(each, _read_env_file(each)) for each in (path, path and local_file_of(path)) if each and each.is_file()]
 
-    for name in file_values:
-        if name.startswith(OWN_PREFIXES) and name not in declared and name != ENV_FILE_VARIABLE:
-            raise ConfigError(f"{_where(path)}: unknown key {name}{_suggest(name, declared)}")
+    for each, file_values in files:
+        for name in file_values:
+            if name.startswith(OWN_PREFIXES) and name not in declared and name != ENV_FILE_VARIABLE:
+                raise ConfigError(f"{each}: unknown key {name}{_suggest(name, declared)}")
 
     values: dict[str, object] = {}
     for key in keys:
-        raw = environ.get(key.name)
+        raw, origin = environ.get(key.name), None
         if raw is None:
-            raw = file_values.get(key.name)
+            for each, file_values in files:  # the last file that sets it wins (an empty line sets nothing)
+                if file_values.get(key.name, "").strip():
+                    raw, origin = file_values[key.name], each
         if raw is not None:
             raw = raw.strip()
+        if raw and key.local_path and origin is not None and not raw.startswith(("/", "~")):
+            raw = str(origin.parent / raw)
         if not raw:
             if key.default is None and not key.optional:
-                hint = f"add {key.name}={key.example} to {_where(path, for_fix=True)}"
+                hint = f"add {key.name}={key.example} to {_where(path, for_fix=True, secret=key.name in SECRET_KEYS)}"
                 raise ConfigError(f"{_where(path)}: {key.name} is required; {hint}")
             raw = key.default
         if raw is None:
@@ -285,6 +313,8 @@ def load(environ: dict[str, str] | None = None, *, extra_keys: tuple[Key, ...] =
 
     settings = {key.field: values[key.name] for key in KEYS}
     settings["primary"] = primary
+    if settings["source"] is None:
+        settings["source"] = repository_of(path.parent if path is not None else Path.cwd())
     runtime_settings = {key.field: values[key.name] for key in extra_keys}
     return Config(**settings, env_file=path, runtime_settings=runtime_settings)
 
@@ -301,14 +331,16 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return {k: (v or "") for k, v in dotenv_values(path).items()}
 
 
-def _where(path: Path | None, for_fix: bool = False) -> str:
+def _where(path: Path | None, for_fix: bool = False, secret: bool = False) -> str:
     if path is not None:
-        return str(path)
-    return ".env (copy .env.example)" if for_fix else "config"
+        return str(local_file_of(path)) if for_fix and secret else str(path)
+    if for_fix:
+        return f"{DEFAULT_ENV_FILE}{LOCAL_SUFFIX if secret else ''} or the environment (directus-deploy init writes both files)"
+    return f"config (no {DEFAULT_ENV_FILE} here or above, no {ENV_FILE_VARIABLE})"
 
 
 def _suggest(name: str, declared) -> str:
     close = difflib.get_close_matches(name, sorted(declared), n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]}?"
-    return "; see .env.example for the keys this tool reads"
+    return f"; the {DEFAULT_ENV_FILE} that directus-deploy init writes lists every key this tool reads"

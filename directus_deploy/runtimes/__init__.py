@@ -41,8 +41,18 @@ def load_config(environ: dict[str, str] | None = None) -> config_module.Config:
     return config_module.load(environ, extra_keys=KEYS, checks=(check_config,))
 
 
+def found_in(project) -> tuple[str, str] | None:
+    """(DIRECTUS_SERVICE, the file that says so) for a project folder holding a runtime's own
+    file (a compose file, say); None when nothing there names one."""
+    for name, runtime in RUNTIMES.items():
+        for file in runtime.PROJECT_FILES:
+            if (project / file).is_file():
+                return name, file
+    return None
+
+
 def runtime_for(config, layout=None) -> Runtime:
     return RUNTIMES[config.service](config, layout)
 
 
-__all__ = ["ALL_KEYS", "Instance", "KEYS", "RUNTIMES", "Runtime", "load_config", "runtime_for"]
+__all__ = ["ALL_KEYS", "Instance", "KEYS", "RUNTIMES", "Runtime", "found_in", "load_config", "runtime_for"]

@@ -45,6 +45,7 @@ class Runtime:
     TOOLS: dict[str, str] = {}  # host commands it needs, and why
     RELEASE_HOLDS_DEPENDENCIES = True  # a release links node_modules (npm ci); False: an image holds Directus
     READS_OWN_SETTINGS = False  # True: settings_script/read_settings say what Directus runs with
+    PROJECT_FILES: tuple[str, ...] = ()  # a file of these in a project's folder: this runtime runs it
     DEFINED_BY = ("package-lock.json",)  # the project's top-level files that say what runs (globs)
 
     def __init__(self, config, layout=None):

@@ -154,6 +154,7 @@ class Compose(Runtime):
     TOOLS = {"docker": "runs Directus when DIRECTUS_SERVICE=compose (Docker Engine with Compose v2)"}
     RELEASE_HOLDS_DEPENDENCIES = False  # the image holds Directus; a release holds no node_modules
     READS_OWN_SETTINGS = True
+    PROJECT_FILES = OWN_FILES
     DEFINED_BY = ("*.yml", "*.yaml")  # the compose file(s)
 
     @property

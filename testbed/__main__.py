@@ -4,6 +4,7 @@
     python -m testbed status [--root DIR]
     python -m testbed show [--root DIR] [--engines sqlite]
     python -m testbed compose [--root DIR]
+    python -m testbed configure --from FILE --project DIR
     python -m testbed down [--root DIR]
 
 `up` leaves sshd, pm2 and the Directus productions running in the background and prints
@@ -11,7 +12,9 @@ how to point `fab` at them (DEPLOY_ENV_FILE=...). `compose`, on a bed that is up
 Directus 11.17.4 compose install (Docker Engine, Compose v2, the bed's images) as a team runs
 it before this tool, seeded with content, and a project whose tags u1 (that install) and u2
 (Directus 12.4.0 and v2) are what the team keeps in git; `show --engines compose` reads it.
-Tests reuse a running bed when DIRECTUS_DEPLOY_TESTBED names its folder.
+`configure` fills in the .env.deploy (and .env.deploy.local) that `directus-deploy init`
+wrote into a project folder with the settings of a bed's configuration file, as a user would by
+hand (DEPLOY_SOURCE left out: the project folder is the source). Tests reuse a running bed when DIRECTUS_DEPLOY_TESTBED names its folder.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .content import Api, read_content, seed
 from .databases import ENGINES, SqliteDatabase, new_database
 from .docker import ComposeProduction
 from .production import Pm2
+from .tool import fill_in, read_settings
 from .toolchain import DIRECTUS_VERSION, PREVIOUS_DIRECTUS_VERSION, Toolchain
 
 DEFAULT_ROOT = Path(".testbed")
@@ -36,13 +40,22 @@ DEFAULT_ROOT = Path(".testbed")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("up", "status", "show", "compose", "down"))
+    parser.add_argument("command", choices=("up", "status", "show", "compose", "configure", "down"))
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("DIRECTUS_DEPLOY_TESTBED") or DEFAULT_ROOT))
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: sqlite,postgres,mysql")
     parser.add_argument("--sqlite-shape", default="tidy", choices=SqliteDatabase.SHAPES,
                         help="where the SQLite production keeps its file (init: ./data.db, as `directus init` makes it)")
+    parser.add_argument("--from", dest="from_file", type=Path, help="configure: the bed's configuration file")
+    parser.add_argument("--project", type=Path, help="configure: the project folder init wrote into")
     args = parser.parse_args(argv)
     state_file = args.root / "testbed.json"
+    if args.command == "configure":
+        if not (args.from_file and args.project):
+            parser.error("configure needs --from and --project")
+        settings = read_settings(args.from_file)
+        settings.pop("DEPLOY_SOURCE", None)
+        fill_in(args.project, settings)
+        return 0
 
     if args.command == "up":
         if state_file.exists():

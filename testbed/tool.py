@@ -5,10 +5,13 @@ this environment)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from directus_deploy.core.config import SECRET_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 OWN_PREFIXES = ("DEPLOY_", "DIRECTUS_", "KEEP_")
@@ -24,3 +27,23 @@ def fab(env_file: Path, *args: str) -> tuple[float, str]:
     if result.returncode != 0:
         raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
     return seconds, result.stdout
+
+
+def fill_in(project: Path, settings: dict[str, str]) -> None:
+    """Fill in the configuration `directus-deploy init` wrote into `project` as a user does by
+    hand: each key's line of .env.deploy set (uncommented), the secrets in .env.deploy.local."""
+    for name, keys in ((".env.deploy", [k for k in settings if k not in SECRET_KEYS]),
+                       (".env.deploy.local", [k for k in settings if k in SECRET_KEYS])):
+        path = project / name
+        text = path.read_text()
+        for key in keys:
+            text, found = re.subn(rf"^#?{key}=.*$", lambda _: f"{key}={settings[key]}", text, count=1, flags=re.M)
+            if not found:
+                raise KeyError(f"{path} has no line for {key}")
+        path.write_text(text)
+
+
+def read_settings(env_file: Path) -> dict[str, str]:
+    """KEY=value lines of a configuration file the bed wrote."""
+    lines = [line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#")]
+    return {key: value for key, value in lines}

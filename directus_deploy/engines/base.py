@@ -100,6 +100,11 @@ class Engine:
     def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
         raise NotImplementedError
 
+    def rehearsal_query(self, work_dir: str, sql: str) -> str:
+        """Shell running `sql` in the rehearsal's scratch database, printing its rows (values
+        separated by `|`)."""
+        raise NotImplementedError
+
     def rehearsal_drop(self, work_dir: str) -> str:
         """Shell dropping the scratch database; succeeds when there is none."""
         raise NotImplementedError

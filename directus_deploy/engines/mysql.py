@@ -29,7 +29,8 @@ _DUMP_FLAGS = ("--single-transaction", "--routines", "--triggers", "--events", "
 # and the client's arguments after: MariaDB's own names where the image has them (MariaDB 11's
 # images have no mysql* commands), else MySQL's.
 _IN_CONTAINER = (
-    "umask 077; f=$(mktemp) || exit 1; trap 'rm -f -- \"$f\"' EXIT; "
+    "umask 077; d=$(mktemp -d) || exit 1; trap 'rm -rf -- \"$d\"' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; "
+    "f=\"$d/client.cnf\"; "
     "printf '[client]\\nhost=%s\\nport=%s\\nuser=%s\\npassword=\"%s\"\\n' \"$1\" \"$2\" \"$3\" "
     "\"$MYSQL_OPTION_PASSWORD\" > \"$f\"; "
     "case \"$4\" in dump) t=mariadb-dump; alt=mysqldump;; *) t=mariadb; alt=mysql;; esac; "
@@ -76,17 +77,21 @@ class MysqlEngine(Engine):
         return {"MYSQL_OPTION_PASSWORD": escaped}
 
     def prelude(self, work_dir: str, must_exist: bool = True) -> str:
-        """Shell lines creating $MYCNF (0600) and removing it when the script ends (none when
-        the client runs in the database's container: it writes its own there)."""
+        """Shell lines creating $MYCNF (0600, in a private folder of mktemp's: 0700, a name
+        nobody can guess) once per script, and removing the folder however the script ends:
+        done, failed, interrupted or terminated (none when the client runs in the database's
+        container: it writes its own there)."""
         if self.container:
             return ""
         # every value an argument of printf, never part of its format or of the shell text
         where = ("socket=%s\\n", q(self.socket)) if self.socket else ("host=%s\\nport=%s\\n", f"{q(self.host)} {q(self.port)}")
         return (
-            "MYCNF=$(umask 077 && mktemp) && "
-            "trap 'rm -f -- \"$MYCNF\"' EXIT && "
-            f"printf '[client]\\n{where[0]}user=%s\\npassword=\"%s\"\\n' {where[1]} {q(self.user)} "
-            "\"$MYSQL_OPTION_PASSWORD\" > \"$MYCNF\" && "
+            # a second prelude in the same script (a teardown before the work) reuses the first
+            "if [ -z \"${MYCNF:-}\" ]; then "
+            "MYCNF_DIR=$(mktemp -d) && MYCNF=\"$MYCNF_DIR/client.cnf\" && "
+            "trap 'rm -rf -- \"$MYCNF_DIR\"' EXIT && trap 'exit 130' INT && trap 'exit 143' TERM && "
+            f"(umask 077 && printf '[client]\\n{where[0]}user=%s\\npassword=\"%s\"\\n' {where[1]} {q(self.user)} "
+            "\"$MYSQL_OPTION_PASSWORD\" > \"$MYCNF\"); fi && "
         )
 
     def _no_create(self, purpose: str) -> str:
@@ -153,6 +158,9 @@ class MysqlEngine(Engine):
 
     def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
         return self.counts(of, self.rehearsal_name())
+
+    def rehearsal_query(self, work_dir: str, sql: str) -> str:
+        return f"{self._mysql(sql, self.rehearsal_name())} | tr '\\t' '|'"
 
     def rehearsal_drop(self, work_dir: str) -> str:
         return self._mysql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name(), '`')}")

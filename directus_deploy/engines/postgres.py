@@ -130,6 +130,9 @@ class PostgresEngine(Engine):
     def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
         return self.counts(of, self.rehearsal_name())
 
+    def rehearsal_query(self, work_dir: str, sql: str) -> str:
+        return self._psql(sql, self.rehearsal_name())
+
     def rehearsal_drop(self, work_dir: str) -> str:
         # FORCE: a scratch Directus killed a moment ago may still hold a connection
         return self._psql(f"DROP DATABASE IF EXISTS {quote_identifier(self.rehearsal_name())} WITH (FORCE)")

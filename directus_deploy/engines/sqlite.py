@@ -93,6 +93,9 @@ class SqliteEngine(Engine):
     def rehearsal_counts(self, work_dir: str, of: str = LIVE) -> str:
         return self._counts_of(f"{work_dir}/database.sqlite", of)
 
+    def rehearsal_query(self, work_dir: str, sql: str) -> str:
+        return f"sqlite3 -batch -list -separator '|' {q(work_dir + '/database.sqlite')} {q(sql)}"
+
     def rehearsal_drop(self, work_dir: str) -> str:
         return f"rm -f -- {q(work_dir)}/database.sqlite*"
 

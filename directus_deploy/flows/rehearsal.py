@@ -11,10 +11,12 @@ Directus migrations are not transactional: one that fails halfway leaves a datab
 migrated. Here it fails on a copy, and production has not been touched.
 
 The copy's Directus reads a settings file of its own (CONFIG_PATH, `.deploy/rehearsal/`):
-production's `.env` as it is (its SECRET too) with the database, the port, storage, caches,
-message bus and email pointed at nothing production uses. It runs in the release's folder, so
-every other relative path means what it means in production; its storage root is an empty
-scratch folder (uploads are never opened), and its extensions are the release's own.
+production's `.env` (its SECRET too) without any Redis setting, with the database, the port,
+storage, caches, message bus and email pointed at nothing production uses. It runs in the
+release's folder, so every other relative path means what it means in production; its storage
+root is an empty scratch folder (uploads are never opened), and its extensions are the
+release's own. Every flow is inactive in the copy's database, so no schedule or event there
+calls a webhook, sends a message or charges a card a second time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ ISOLATION = {
     "EMAIL_VERIFY_SETUP": "false",  # so the health check does not count that as an error
     "TELEMETRY": "false",
 }
+# A production `.env` line setting Redis (REDIS, REDIS_HOST, CACHE_REDIS, RATE_LIMITER_REDIS,
+# SYNCHRONIZATION_REDIS...): left out of the copy's settings, whatever ISOLATION says.
+REDIS_SETTING = r"^[[:space:]]*(export[[:space:]]+)?([A-Z0-9]+_)*REDIS(_[A-Z0-9_]*)?[[:space:]]*="
+ACTIVE_FLOWS_SQL = "SELECT COUNT(*) FROM directus_flows WHERE status = 'active'"
+FLOWS_OFF_SQL = "UPDATE directus_flows SET status = 'inactive' WHERE status = 'active'"
 _FREE_PORT_JS = ("const s = require('net').createServer().listen(0, '127.0.0.1', "
                  "() => { console.log(s.address().port); s.close(); });")
 _LOG_TAIL_JS = ("let s = ''; process.stdin.on('data', (d) => s += d).on('end', () => console.log(JSON.stringify("
@@ -95,8 +102,8 @@ def rehearse(session, release_id: str, backup: dict, expected_extensions: list[s
     work = session.layout.rehearsal_dir
     try:
         with console.step(f"rehearse: restore backup {backup['id']} into a scratch database") as step:
-            port = _prepare(session, engine, backup, work)
-            step.detail = f"{engine.describe().split(' ')[0]} copy, Directus to run on 127.0.0.1:{port}"
+            port, isolated = _prepare(session, engine, backup, work)
+            step.detail = f"{engine.describe().split(' ')[0]} copy, Directus to run on 127.0.0.1:{port}; {isolated}"
         with console.step("rehearse: migrations and schema apply on the copy") as step:
             step.detail = _migrate(session, release_id, work, plan)
         with console.step("rehearse: start the new release on the copy, health gate") as step:
@@ -111,18 +118,39 @@ def rehearse(session, release_id: str, backup: dict, expected_extensions: list[s
     return {"backup": backup["id"], "seconds": round(time.monotonic() - started, 1), "outcome": "passed"}
 
 
+def start_time(pid: str) -> str:
+    """Shell printing when process `pid` started (clock ticks after boot, /proc/<pid>/stat's
+    22nd field; the name before it may hold spaces): with the pid, it names one process for good."""
+    return f"sed -E 's/^.*\\) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f20"
+
+
+# ours PID START: is process group PID one this rehearsal started? Its leader alive: only if it
+# started at START and runs node (a pid a killed run left may be another process's by now).
+# Its leader gone: only if the group still has members (the kernel gives no new process a pid
+# that is still some group's id, so those are the rehearsal's).
+_OURS_FUNCTION = (
+    "ours() { if [ -e \"/proc/$1\" ]; then [ -n \"$2\" ] && [ \"$(" + start_time('"$1"') + ")\" = \"$2\" ] && "
+    "tr '\\0' ' ' < \"/proc/$1/cmdline\" | grep -q node; "
+    "else awk -v g=\"$1\" '{ sub(/^.*\\) /, \"\"); if ($3 == g) found = 1 } END { exit !found }' /proc/[0-9]*/stat 2>/dev/null; fi; }"
+)
+
+
 def teardown(engine, work: str) -> str:
-    """Shell removing a rehearsal: its processes (each its own process group), its scratch
-    database, its folder. Safe to run when there is none."""
+    """Shell removing a rehearsal: its processes (each its own process group, recorded with
+    its start time), its scratch database, its folder. Safe to run when there is none."""
     pids = q(work + "/pids")
     return "\n".join([
         f"if [ -f {pids} ]; then",
-        f"  for p in $(cat {pids}); do kill -TERM -- \"-$p\" 2>/dev/null || true; done",
+        "  " + _OURS_FUNCTION,
+        "  groups=''",
+        "  while read -r p s; do case \"$p\" in ''|*[!0-9]*) continue;; esac; "
+        f"if ours \"$p\" \"$s\"; then groups=\"$groups $p\"; fi; done < {pids}",
+        "  for p in $groups; do kill -TERM -- \"-$p\" 2>/dev/null || true; done",
         "  for _ in $(seq 50); do",
-        f"    alive=''; for p in $(cat {pids}); do if kill -0 \"$p\" 2>/dev/null; then alive=1; fi; done",
+        "    alive=''; for p in $groups; do if kill -0 -- \"-$p\" 2>/dev/null; then alive=1; fi; done",
         "    if [ -z \"$alive\" ]; then break; fi; sleep 0.1",
         "  done",
-        f"  for p in $(cat {pids}); do kill -KILL -- \"-$p\" 2>/dev/null || true; done",
+        "  for p in $groups; do kill -KILL -- \"-$p\" 2>/dev/null || true; done",
         "fi",
         engine.prelude(work, must_exist=False) + engine.rehearsal_drop(work),
         f"rm -rf -- {q(work)}",
@@ -133,7 +161,8 @@ def _fail(what: str, detail: str) -> DeployError:
     return DeployError(f"rehearsal on a copy of production failed at {what}: {detail}; production was not touched")
 
 
-def _prepare(session, engine, backup: dict, work: str) -> int:
+def _prepare(session, engine, backup: dict, work: str) -> tuple[int, str]:
+    """The copy made, its settings written: (its port, what was switched off in it)."""
     settings = {**ISOLATION, **engine.rehearsal_settings(work), "STORAGE_LOCAL_ROOT": f"{work}/uploads"}
     dump = posixpath.join(session.layout.backup_dir(backup["id"]), backup["database"]["file"])
     env_file = f"{work}/directus.env"
@@ -142,27 +171,42 @@ def _prepare(session, engine, backup: dict, work: str) -> int:
     secret_settings = engine.rehearsal_secret_settings(work)
     from_stdin = {f"REHEARSAL_{key}": value for key, value in secret_settings.items()}
     secret_lines = "".join(f"printf '%s=%s\\n' {q(key)} \"$REHEARSAL_{key}\"; " for key in secret_settings)
+    production_env = q(session.production.env_file)
     script = "\n".join([
         teardown(engine, work),  # what an interrupted rehearsal left
         f"mkdir -m 0700 -- {q(work)} && mkdir -m 0700 -- {q(work + '/uploads')}",
+        EMIT_FUNCTION,
         engine.prelude(work, must_exist=False) + engine.rehearsal_copy(dump, work),
+        # the copy's flows stay still: the count first, for the output
+        f"flows=$({engine.rehearsal_query(work, ACTIVE_FLOWS_SQL)}) && {engine.rehearsal_query(work, FLOWS_OFF_SQL)}",
+        emit("flows", active='"$flows"'),
         f"port=$(node -e {q(_FREE_PORT_JS)})",
-        # later lines win in a dotenv file: production's settings, then the copy's own
-        f"{{ umask 077; {{ cat -- {q(session.production.env_file)}; printf '\\n%s' {q(lines)}; {secret_lines}"
+        # later lines win in a dotenv file: production's settings but Redis's, then the copy's own
+        # (grep exits 1 when it selects no line, 2 when it cannot read)
+        f"{{ umask 077; {{ {{ grep -Ev {q(REDIS_SETTING)} -- {production_env} || [ $? -eq 1 ]; }}; "
+        f"printf '\\n%s' {q(lines)}; {secret_lines}"
         f"echo \"PORT=$port\"; echo \"PUBLIC_URL=http://127.0.0.1:$port\"; }} > {q(env_file)}; }}",
-        EMIT_FUNCTION, emit("port", port='"$port"'),
+        f"{{ grep -Eo {q(REDIS_SETTING)} -- {production_env} || [ $? -eq 1 ]; }} | "
+        "sed -E 's/^[[:space:]]*(export[[:space:]]+)?//; s/[[:space:]]*=$//' | while read -r key; do emit redis key \"$key\"; done",
+        emit("port", port='"$port"'),
     ])
     result = session.remote().script(script, what="prepare the rehearsal", secret_env={**engine.secret_env(), **from_stdin},
                                      check=False)
     if not result.ok:
         raise _fail("restoring the backup into a scratch database", session.remote().error_line(result))
-    return int(parse_results(result.stdout).first("port")["port"])
+    results = parse_results(result.stdout)
+    flows = int(results.first("flows")["active"] or 0)
+    redis = [r["key"] for r in results.all("redis")]
+    isolated = f"{flows} active flow{'s' * (flows != 1)} set inactive on the copy"
+    if redis:
+        isolated += f"; Redis settings left out: {', '.join(redis)}"
+    return int(results.first("port")["port"]), isolated
 
 
 def _in_copy(work: str, command: str) -> str:
     """Shell running `command` with the copy's settings, in its own process group (listed in
     the rehearsal's pids, so an interrupted run's teardown can stop it)."""
-    inner = f"echo $$ >> {q(work + '/pids')}; exec {command}"
+    inner = f"echo \"$$ $({start_time('$$')})\" >> {q(work + '/pids')}; exec {command}"
     return f"CONFIG_PATH={q(work + '/directus.env')} setsid -w bash -c {q(inner)}"
 
 
@@ -195,7 +239,7 @@ def _start_and_gate(session, release_id: str, work: str, port: int, expected: li
     script = "\n".join([
         f"cd {q(release_dir)}",
         f"CONFIG_PATH={q(work + '/directus.env')} setsid nohup node {q(entry)} start > {log} 2>&1 < /dev/null &",
-        f"d=$!; echo \"$d\" >> {q(work + '/pids')}",
+        f"d=$!; echo \"$d $({start_time('$d')})\" >> {q(work + '/pids')}",
         f"{service.health_check(expected, HEALTH_TIMEOUT, instance=copy)} > {gate} 2>&1 &",
         "g=$!",
         # a Directus that exits on the copy fails the gate at once, with its last words

@@ -268,6 +268,24 @@ def test_mysql_option_file_holds_every_value_as_mysql_reads_it_and_is_removed(tm
 
 
 @pytest.mark.skipif(not shutil.which("mysql"), reason="mysql client")
+@pytest.mark.parametrize("ending", ["exit 0", "false", "kill -TERM $$", "kill -INT $$"])
+def test_mysql_option_file_is_private_made_once_and_removed_however_the_script_ends(tmp_path, ending):
+    engine = engine_for(production(tmp_path, **MY_ENV))
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    where = q(str(tmp_path / "where"))
+    script = strict(
+        # twice, as a rehearsal's teardown and its work each start with one: the second reuses the first
+        engine.prelude(str(tmp_path)) + engine.prelude(str(tmp_path)) + "true",
+        f'stat -c "%a %n" "$(dirname "$MYCNF")" "$MYCNF" > {where}',
+        ending)
+    run(script, env={**engine.secret_env(), "TMPDIR": str(private_tmp)}, check=False)
+    modes = (tmp_path / "where").read_text().split("\n")
+    assert modes[0].startswith("700 ") and modes[1].startswith("600 ")
+    assert list(private_tmp.iterdir()) == []  # nothing left, whatever ended the script
+
+
+@pytest.mark.skipif(not shutil.which("mysql"), reason="mysql client")
 def test_mysql_socket_replaces_host_and_port(tmp_path):
     engine = engine_for(production(tmp_path, **MY_ENV, DB_SOCKET_PATH="/run/my sql.sock"))
     out = run(strict(engine.prelude(str(tmp_path)), 'mysql --defaults-extra-file="$MYCNF" --print-defaults'),

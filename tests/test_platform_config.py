@@ -12,7 +12,7 @@ import pytest
 
 from testbed.project import clone_project, git
 
-from .helpers import fab_ok, one_line, run_fab
+from .helpers import REPO, fab_ok, one_line, run_fab
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,30 @@ def test_a_push_that_would_change_secret_is_refused(platform, tmp_path):
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr
     assert "changes SECRET" in one_line(result) and "a-new-secret" not in result.stdout + result.stderr
     assert (srv / "shared" / ".env").read_bytes() == before
+
+
+def test_the_configuration_cli_runs_from_the_tools_lockfile_with_no_registry_reachable(platform, bed, tmp_path):
+    """Directus's CLI is installed from the lockfile this tool carries, once per lockfile, and
+    then runs with nothing fetched: here npm's registry is a closed port and its cache empty (a
+    `npx` run would resolve the package and its dependencies there, and fail)."""
+    srv = platform["srv"]
+    offline = tmp_path / "node-offline"  # DEPLOY_NODE_PATH: the same tools, npm cut off
+    offline.mkdir()
+    for tool in bed.toolchain.bin_dir.iterdir():
+        wrapper = offline / tool.name
+        wrapper.write_text(f"#!/bin/sh\nexport npm_config_registry=http://127.0.0.1:9/ npm_config_cache={tmp_path}/empty-cache\n"
+                           f"exec {tool} \"$@\"\n")
+        wrapper.chmod(0o755)
+    installs = list((srv / ".deploy" / "d6s").iterdir())  # what the releases above installed
+    assert len(installs) == 1 and (installs[0] / "node_modules" / ".bin" / "d6s").exists()
+    locked = json.loads((REPO / "directus_deploy" / "d6s" / "package-lock.json").read_text())["packages"]
+    installed = json.loads((installs[0] / "node_modules" / ".package-lock.json").read_text())["packages"]
+    assert {path: entry["version"] for path, entry in installed.items()} == \
+        {path: entry["version"] for path, entry in locked.items() if path}
+
+    released = run_fab("release", "--tag=v3-config", "--yes", env_file=platform["env"],
+                       env={"DEPLOY_NODE_PATH": str(offline)})
+    assert released.returncode == 0, released.stdout[-3000:] + released.stderr
+    assert "apply the system configuration" in released.stdout
+    assert "Editor" in configuration(platform["production"].api)["roles"]
+    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").rglob("*.tgz"))

@@ -19,7 +19,7 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.core.extensions import PRINT_MANIFESTS, check_printed
 from directus_deploy.engines import engine_for, object_storage, parse_counts, parse_migrations, parse_size
-from directus_deploy.flows.system_config import EXPORT_DIR, export_lines
+from directus_deploy.flows.system_config import EXPORT_DIR, ensure_helper, export_lines, secret_env
 from directus_deploy.host.remote import Remote, q
 from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, section, split_sections
 from directus_deploy.state.layout import is_id
@@ -392,12 +392,13 @@ class BackupRun:
     def export_config(self) -> str:
         """Production's system configuration, through Directus's own CLI, into config/."""
         into = posixpath.join(self.staging, "config")
-        lines = [EMIT_FUNCTION, *export_lines(self.session.config, posixpath.join(self.staging, ".config-work"), into)]
+        ensure_helper(self.session)
+        lines = [EMIT_FUNCTION, *export_lines(self.session.config, self.session.layout,
+                                              posixpath.join(self.staging, ".config-work"), into)]
         lines.append("echo; " + emit("config", sha256=f'"$({mf.CONFIG_DIGEST.format(folder=q(into))})"',
                                      files=f'"$(find {q(into)} -type f | wc -l)"'))
-        token = self.session.config.directus_token
         out = self._write("\n".join(lines), what="export the system configuration",
-                          secret_env={"DIRECTUS_PRODUCTION_TOKEN": token, "DIRECTUS_TOKEN": token}).stdout
+                          secret_env=secret_env(self.session.config.directus_token)).stdout
         exported = parse_results(out).first("config")
         digest, count = exported["sha256"], exported["files"].strip()
         self.manifest["config"] = {"folder": "config", "sha256": digest, "files": int(count)}

@@ -15,30 +15,42 @@ key. Presets are the one part it lacks; the tool handles them over the REST API,
 deletes; `mirror` only with --allow-destructive); a rollback pushes the backup's export in
 `mirror` mode, which puts back exactly what the release replaced.
 
-On the host the CLI runs through npx against DIRECTUS_URL, with the admin token in its
-environment (DIRECTUS_<PROFILE>_TOKEN), never on a command line. Its id map (how source records
-map to production's) is kept in shared/, from one release to the next.
+The CLI is installed from the lockfile in `directus_deploy/d6s/` (@directus/cli and every
+dependency pinned, with their checksums) by `npm ci --ignore-scripts`, once per lockfile: on the
+host into `.deploy/d6s/<lockfile hash>/`, here into the user's cache. Nothing is resolved or
+fetched when it runs (no npx), and no install script of a dependency ever runs. It works
+against DIRECTUS_URL with the admin token in the environment of the CLI's own process alone
+(DIRECTUS_<PROFILE>_TOKEN), never on a command line nor in the environment of the script's other
+commands. Its id map (how source records map to production's) is kept in shared/, from one
+release to the next.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import os
 import posixpath
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from importlib import resources
 from pathlib import Path
 
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.host.remote import q
 from directus_deploy.host.script import section, split_sections
 
-CLI_PACKAGE = "@directus/cli@12.2.1"
+HELPER_FILES = ("package.json", "package-lock.json")  # in directus_deploy/d6s/
 EXPORT_DIR = "config/system"
+# the one variable the host's scripts receive the admin token in; not exported to their commands
+TOKEN_VARIABLE = "SYSTEM_CONFIG_TOKEN"
 D6S_FLAGS = ["--no-interactive"]
 # d6s's default set minus folders: the media library's folder tree belongs with the files
 PULL_FLAGS = ["--no-folders"]
@@ -92,8 +104,99 @@ def d6s_config(profile: str, url: str) -> str:
                        "projects": {"default": {"schema": False}}}, indent=1) + "\n"
 
 
-def _d6s(*args: str) -> str:
-    return q("npx", "--yes", f"--package={CLI_PACKAGE}", "--", "d6s", *args)
+def _helper_files() -> dict[str, bytes]:
+    folder = resources.files("directus_deploy") / "d6s"
+    return {name: folder.joinpath(name).read_bytes() for name in HELPER_FILES}
+
+
+def helper_key() -> str:
+    """The lockfile's identity: an install made from it is reused while it stays the same."""
+    digest = hashlib.sha256()
+    for name, content in sorted(_helper_files().items()):
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def cli_package() -> str:
+    dependencies = json.loads(_helper_files()["package.json"])["dependencies"]
+    return " ".join(f"{name}@{version}" for name, version in dependencies.items())
+
+
+def helper_dir(layout) -> str:
+    return posixpath.join(layout.tool_dir, "d6s", helper_key())
+
+
+def install_helper_script(folder: str) -> str:
+    """Shell installing the CLI into `folder` from the lockfile (a base64 tar of HELPER_FILES on
+    standard input), unless it is there; prints `present` or `installed`. A failed install
+    leaves nothing that looks installed."""
+    staging = folder + ".installing"
+    return (
+        f"if [ -x {q(folder + '/node_modules/.bin/d6s')} ]; then cat > /dev/null; echo present; exit 0; fi; "
+        f"rm -rf -- {q(staging)} && mkdir -p -m 0700 -- {q(staging)} && base64 -d | tar -x -C {q(staging)} && "
+        f"(cd {q(staging)} && npm ci --ignore-scripts --omit=dev --no-audit --no-fund --loglevel=error) && "
+        f"rm -rf -- {q(folder)} && mv -- {q(staging)} {q(folder)} && echo installed"
+    )
+
+
+def helper_archive() -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in _helper_files().items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return base64.b64encode(buffer.getvalue()).decode() + "\n"
+
+
+def ensure_helper(session) -> str:
+    """The CLI installed on the primary host (once per lockfile); what was done."""
+    remote = session.remote()
+    folder = helper_dir(session.layout)
+    result = remote.run(install_helper_script(folder), stdin=helper_archive(), what=f"install {cli_package()}",
+                        check=False)
+    if not result.ok:
+        raise DeployError(f"{remote.name}: installing {cli_package()} from the tool's lockfile failed: "
+                          f"{remote.error_line(result)}")
+    return result.stdout.strip()
+
+
+def _d6s(folder: str, profile: str, *args: str) -> str:
+    """The CLI in `folder`, the token in its own environment alone."""
+    return (f'DIRECTUS_{profile.upper()}_TOKEN="${TOKEN_VARIABLE}" '
+            + q(posixpath.join(folder, "node_modules", ".bin", "d6s"), *args))
+
+
+def secret_env(token: str) -> dict[str, str]:
+    """What the host's scripts below read from standard input."""
+    return {TOKEN_VARIABLE: token}
+
+
+# The scripts' first line: the token stays a shell variable, out of every command's environment
+# but the ones given it by name.
+KEEP_TOKEN_IN_THE_SCRIPT = f"export -n {TOKEN_VARIABLE}"
+
+
+def _local_helper() -> Path:
+    """The CLI on this machine, in the user's cache (installed once per lockfile)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "directus-deploy"
+    folder = cache / f"d6s-{helper_key()}"
+    binary = folder / "node_modules" / ".bin" / "d6s"
+    if binary.exists():
+        return binary
+    staging = cache / f"d6s-{helper_key()}.installing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, mode=0o700)
+    for name, content in _helper_files().items():
+        (staging / name).write_bytes(content)
+    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
+                            cwd=staging, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DeployError(f"installing {cli_package()} from the tool's lockfile failed: {_last_line(result.stderr)}")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return binary
 
 
 # -- on the development side: config.pull --------------------------------------------------
@@ -110,8 +213,7 @@ def pull_from_development(url: str, token: str, project: Path, say) -> dict:
         workspace = Path(work)
         (workspace / "directus.config.json").write_text(d6s_config("development", url))
         env = {**os.environ, "DIRECTUS_DEVELOPMENT_TOKEN": token, "CI": "1"}
-        command = ["npx", "--yes", f"--package={CLI_PACKAGE}", "--", "d6s", "sync", "pull", "--from", "development",
-                   *PULL_FLAGS, *D6S_FLAGS]
+        command = [str(_local_helper()), "sync", "pull", "--from", "development", *PULL_FLAGS, *D6S_FLAGS]
         result = subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise DeployError(f"d6s sync pull from {url} failed: {_last_line(result.stderr or result.stdout, token)}")
@@ -177,17 +279,20 @@ def _workspace_lines(work: str, profile: str, url: str, export: str, id_map: str
 
 
 def _presets(url: str, *args: str) -> str:
-    return q("node", "-e", _PRESETS_JS, url, *args)
+    return f'DIRECTUS_TOKEN="${TOKEN_VARIABLE}" ' + q("node", "-e", _PRESETS_JS, url, *args)
 
 
-def export_lines(config, work: str, into: str) -> list[str]:
+def export_lines(config, layout, work: str, into: str) -> list[str]:
     """Shell exporting production's system configuration into the folder `into` (a backup's
-    config/: data/ and presets.json), through a d6s workspace at `work`. Needs the admin token
-    in $DIRECTUS_PRODUCTION_TOKEN and $DIRECTUS_TOKEN."""
+    config/: data/ and presets.json), through a d6s workspace at `work`, with the CLI that
+    ensure_helper installed. Needs secret_env(token)."""
     url = config.directus_url
+    d6s = helper_dir(layout)
     return [
+        KEEP_TOKEN_IN_THE_SCRIPT,
         *_workspace_lines(work, "production", url, "", None),
-        f"(cd {q(work)} && CI=1 {_d6s('sync', 'pull', '--from', 'production', *PULL_FLAGS, *D6S_FLAGS)} > {q(work + '/pull.log')} 2>&1) "
+        f"(cd {q(work)} && CI=1 {_d6s(d6s, 'production', 'sync', 'pull', '--from', 'production', *PULL_FLAGS, *D6S_FLAGS)} "
+        f"> {q(work + '/pull.log')} 2>&1) "
         f"|| {{ tail -3 {q(work + '/pull.log')} >&2; exit 1; }}",
         f"mkdir -p -m 0700 -- {q(into)} && cp -R -- {q(work + '/directus/default/data')} {q(into + '/data')}",
         f"{_presets(url, 'export')} > {q(into + '/presets.json')}",
@@ -200,20 +305,23 @@ def apply(session, export: str, mode: str, *, plan_only: bool = False) -> dict:
     """Make production hold the export at `export` (a folder on the host): the plan first
     (d6s diff), then the push and the presets, unless `plan_only`. Returns the plan/outcome."""
     config, layout, remote = session.config, session.layout, session.remote()
+    ensure_helper(session)  # under --dry-run: says it would
+    d6s = helper_dir(layout)
     work = posixpath.join(layout.tool_dir, "system-config")
     id_map = posixpath.join(layout.shared, "system-config-id_map.json")
     push_flags = ["--mode", mode, "--yes"] + (["--dangerously-allow-delete"] if mode == "mirror" else [])
-    lines = _workspace_lines(work, "production", config.directus_url, export, id_map) + [
+    lines = [KEEP_TOKEN_IN_THE_SCRIPT, *_workspace_lines(work, "production", config.directus_url, export, id_map)] + [
         f"cd {q(work)}",
         "export CI=1",
         section("plan"),
-        f"{_d6s('--json', 'sync', 'diff', '--to', 'production', '--mode', mode, *D6S_FLAGS)} 2>{q(work + '/diff.log')} "
+        f"{_d6s(d6s, 'production', '--json', 'sync', 'diff', '--to', 'production', '--mode', mode, *D6S_FLAGS)} "
+        f"2>{q(work + '/diff.log')} "
         f"|| {{ tail -3 {q(work + '/diff.log')} >&2; exit 1; }}",
     ]
     if not plan_only:
         lines += [
             section("push"),
-            f"{_d6s('sync', 'push', '--to', 'production', *push_flags, *D6S_FLAGS)} > {q(work + '/push.log')} 2>&1 "
+            f"{_d6s(d6s, 'production', 'sync', 'push', '--to', 'production', *push_flags, *D6S_FLAGS)} > {q(work + '/push.log')} 2>&1 "
             f"|| {{ tail -3 {q(work + '/push.log')} >&2; exit 1; }}",
             f"tail -1 {q(work + '/push.log')}",
             f"if [ -f directus/default/id_map.json ]; then cp -- directus/default/id_map.json {q(id_map + '.tmp')} && "
@@ -223,9 +331,8 @@ def apply(session, export: str, mode: str, *, plan_only: bool = False) -> dict:
             "else echo '{}'; fi",
         ]
     lines.append(f"cd / && rm -rf -- {q(work)}")
-    token = config.directus_token
     result = remote.script("\n".join(lines), what=f"{'plan' if plan_only else 'apply'} the system configuration",
-                           secret_env={"DIRECTUS_PRODUCTION_TOKEN": token, "DIRECTUS_TOKEN": token},
+                           secret_env=secret_env(config.directus_token),
                            changes=not plan_only, check=False)
     if not result.ok:
         raise DeployError(f"{remote.name}: system configuration {'plan' if plan_only else 'push'} failed: "

@@ -114,3 +114,33 @@ def test_the_copy_runs_no_flow_and_no_redis_of_production_and_stops_only_its_own
     finally:
         for production in made.values():
             production.destroy()
+
+
+@pytest.mark.parametrize("ending", ["true", "false", "kill -TERM $$"])
+def test_the_mysql_option_file_is_private_and_gone_however_a_script_on_the_host_ends(bed, tmp_path, ending):
+    """Over SSH, against the bed's MariaDB: the password's option file lives in a folder of its
+    own (0700, file 0600) under TMPDIR, and nothing of it is left when the script ends, fails or
+    is terminated."""
+    from directus_deploy.engines import engine_for
+    from directus_deploy.state.production import locate
+
+    from .helpers import session_for
+
+    if "mysql" not in bed.productions:
+        pytest.skip("the bed runs no MariaDB production")
+    private = tmp_path / "tmp"
+    private.mkdir()
+    session = session_for(bed.env_file("mysql"))
+    try:
+        remote = session.remote()
+        engine = engine_for(locate(remote, session.layout, install=str(bed.productions["mysql"].folder)))
+        result = remote.script("\n".join([
+            f"export TMPDIR={tmp_path}/tmp",
+            engine.prelude(str(tmp_path)) + engine.prelude(str(tmp_path)) + engine.migrations_query() + " > /dev/null",
+            'stat -c "%a" "$(dirname "$MYCNF")" "$MYCNF"',
+            ending]), secret_env=engine.secret_env(), check=False)
+    finally:
+        session.close()
+    assert result.stdout.split()[:2] == ["700", "600"], result.stdout + result.stderr
+    assert result.ok == (ending == "true")
+    assert list(private.iterdir()) == []

@@ -59,9 +59,15 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(table())
     target = os.environ.get("RELIABILITY_REPORT")
     if target:
+        # the scenarios' table is rewritten; what follows it (the security table) is kept
+        previous = Path(target).read_text() if Path(target).exists() else ""
+        kept = previous[previous.index(SECURITY_HEADING):] if SECURITY_HEADING in previous else ""
         Path(target).write_text(
             "# Reliability and security suite\n\n"
             "Every scenario of `tests/test_reliability.py`, on the real test bed, as printed by its latest run:\n\n"
             "```sh\nRELIABILITY_REPORT=docs/reliability.md ./run-tests tests/test_reliability.py\n```\n\n"
-            + table() + "\n"
+            + table() + "\n" + ("\n" + kept if kept else "")
         )
+
+
+SECURITY_HEADING = "## Security"

@@ -96,9 +96,16 @@ def test_a_project_with_only_the_installed_package_adopts_releases_from_ci_and_r
         assert (project / "requirements-deploy.txt").read_text().splitlines()[-1] == \
             f"directus-deploy @ {installed['wheel'].as_uri()}"
 
-        # fab from the project folder: its own fabfile, its own configuration
+        # fab from the project folder: its own fabfile, its own configuration; a task of the
+        # team's own beside the tool's, as the fabfile's comment says
+        with open(project / "fabfile.py", "a") as fabfile:
+            fabfile.write("\n\nfrom invoke import task\n\n\n@task\ndef warm_cache(c):\n"
+                          "    \"\"\"The team's own: warm the CDN.\"\"\"\n    print('warming')\n\n\nns.add_task(warm_cache)\n")
         listed = run(["fab", "--list"], cwd=project, env=env)
-        assert all(task in listed.stdout for task in ("release", "rollback", "deploy.adopt", "backup.db", "host.trust"))
+        assert all(task in listed.stdout for task in ("release", "rollback", "deploy.adopt", "backup.db", "host.trust",
+                                                      "warm-cache"))
+        assert run(["fab", "warm-cache"], cwd=project, env=env).stdout == "warming\n"
+        assert "--allow-destructive" in run(["fab", "-h", "release"], cwd=project, env=env).stdout
         unconfigured = run(["fab", "host.check"], cwd=project, env=env, ok=False)
         assert unconfigured.returncode == 2
         assert unconfigured.stderr.strip() == (f"error: {project}/.env.deploy: DEPLOY_HOSTS is required; add "

@@ -6,6 +6,7 @@ and that production still serves."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -67,3 +68,70 @@ def test_a_tag_whose_extensions_is_a_symlink_out_of_the_release_is_refused(adopt
         assert kept_state(srv) == before  # no backup, no release, current unchanged
         assert not (srv / ".deploy" / "lock").exists()
     assert hello(adopted["production"]) == "hello from v2"
+
+
+# -- 3. retention and a damaged deploy log -----------------------------------------------------
+
+def damage_deleted(log):
+    log.unlink()
+
+
+def damage_emptied(log):
+    log.write_text("")
+
+
+def damage_garbled(log):
+    """The adoption's line (release v1 and its backup) mangled, the rest intact."""
+    first, *rest = log.read_text().splitlines(keepends=True)
+    log.write_text(first[: len(first) // 2] + "\n" + "".join(rest))
+
+
+def damage_line_removed(log):
+    """The adoption's line taken out by hand: the log reads well but no longer names release v1."""
+    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
+                           if json.loads(line).get("action") != "adopt"))
+
+
+DAMAGES = {"deleted": (damage_deleted, "is missing"),
+           "emptied": (damage_emptied, "does not record the current release"),
+           "garbled": (damage_garbled, "is not a JSON entry"),
+           "line-removed": (damage_line_removed, "names no entry for release")}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_retention_refuses_on_a_damaged_deploy_log_and_deletes_nothing(adopted, damage):
+    srv, log = adopted["srv"], adopted["log"]
+    good = log.read_text()
+    releases = sorted(p.name for p in (srv / "releases").iterdir() if not p.name.startswith("."))
+    assert len(releases) == 2  # v1 (adopted, the last good one) and v2 (current)
+    before = kept_state(srv)
+    damage_it, says = DAMAGES[damage]
+    damage_it(log)
+    try:
+        for task in ("deploy.cleanup", "backup.prune"):
+            result = run_fab(task, env_file=adopted["env"])
+            assert result.returncode == 2, result.stdout[-3000:] + result.stderr
+            line = one_line(result)
+            assert says in line and "nothing was deleted" in line, line
+            assert kept_state(srv) == before
+            assert not (srv / ".deploy" / "lock").exists()
+    finally:
+        log.write_text(good)
+    assert hello(adopted["production"]) == "hello from v2"
+
+
+def test_a_release_over_a_deleted_deploy_log_skips_its_clean_up(adopted):
+    """The release itself goes on (it was recorded, production serves it), but its clean up,
+    seeing a log that names neither older release, deletes nothing and says why."""
+    srv, log = adopted["srv"], adopted["log"]
+    good = log.read_text()
+    before = kept_state(srv)
+    log.unlink()
+    try:
+        result = fab_ok("release", "--tag=v2", "--yes", env_file=adopted["env"])
+        assert "warning: clean up skipped" in result.stdout, result.stdout[-3000:]
+        for kind in ("releases", "backups"):  # everything there before is there still
+            assert set(before[kind]) <= set(tree_fingerprint(srv / kind)), kind
+        assert hello(adopted["production"]) == "hello from v2"
+    finally:
+        log.write_text(good + log.read_text())

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 
 import pytest
 
 from testbed.project import clone_project, git
+from testbed.sshd import free_port
 
 from .helpers import fab_ok, hello, one_line, run_fab, tree_fingerprint
 
@@ -135,3 +137,70 @@ def test_a_release_over_a_deleted_deploy_log_skips_its_clean_up(adopted):
         assert hello(adopted["production"]) == "hello from v2"
     finally:
         log.write_text(good + log.read_text())
+
+
+# -- 6. the blue/green include nginx loads as root ---------------------------------------------
+
+@pytest.fixture
+def upstream_setup(bed, nginx, tmp_path):
+    """A blue/green configuration whose upstream include is the test's to place; the tool's
+    `fab deploy.upstream` (writes the include when missing, shows it) runs against the bed's nginx
+    with no release on the host. The files a test adds to nginx are removed after it."""
+    name = f"b_{secrets.token_hex(3)}"
+    site_port = free_port()
+    added = []
+
+    def env_for(include) -> os.PathLike:
+        return bed.tool_env(bed.productions["sqlite"], tmp_path / "tool", DEPLOY_STRATEGY="bluegreen",
+                            DEPLOY_BLUEGREEN_PORTS=f"{free_port()},{free_port()}", DEPLOY_NGINX_UPSTREAM=name,
+                            DEPLOY_NGINX_UPSTREAM_FILE=str(include), DEPLOY_NGINX_CONF=str(nginx.conf),
+                            DIRECTUS_URL=f"http://127.0.0.1:{site_port}")
+
+    def nginx_files() -> dict:
+        return {folder: tree_fingerprint(nginx.root / folder) for folder in ("conf.d", "sites", "upstreams")}
+
+    yield {"name": name, "site_port": site_port, "env_for": env_for, "added": added, "nginx": nginx,
+           "files": nginx_files}
+    for path in added:
+        path.unlink(missing_ok=True)
+    (nginx.root / "sites" / f"{name}.conf").unlink(missing_ok=True)
+    nginx.reload()
+
+
+def refused_with_nothing_changed(setup, include, says: str) -> None:
+    before = setup["files"]()
+    result = run_fab("deploy.upstream", env_file=setup["env_for"](include))
+    assert result.returncode == 2, result.stdout[-3000:] + result.stderr
+    line = one_line(result)
+    assert says in line and "nothing was changed" in line, line
+    assert setup["files"]() == before
+
+
+def test_an_include_nginx_loads_at_http_level_is_never_written(upstream_setup):
+    """The include where nginx loads every file at http level (conf.d/*.conf): written there,
+    it could hold any directive nginx runs as root."""
+    setup, nginx = upstream_setup, upstream_setup["nginx"]
+    include = nginx.conf_d / f"{setup['name']}.conf"
+    setup["added"].append(include)
+    nginx.site(setup["name"], "http://127.0.0.1:9", port=setup["site_port"])  # not pointed at the upstream yet
+    refused_with_nothing_changed(setup, include, f"{include} included inside http {{ }} ({nginx.conf}:")
+    assert not include.exists()
+    # an include already there (the upstream block, loaded at http level) is refused the same
+    include.write_text(f"upstream {setup['name']} {{\n    server 127.0.0.1:{free_port()};\n}}\n")
+    nginx.reload()
+    refused_with_nothing_changed(setup, include, "included inside http { }")
+
+
+def test_an_include_holding_more_than_its_server_line_is_refused(upstream_setup):
+    setup, nginx = upstream_setup, upstream_setup["nginx"]
+    include = nginx.upstream_file(setup["name"])
+    include.parent.mkdir(exist_ok=True)
+    setup["added"].append(include)
+    include.write_text(f"server 127.0.0.1:{free_port()};\nserver 10.9.9.9:80 backup;\n")  # a fallback someone added
+    nginx.site(setup["name"], f"http://{setup['name']}", port=setup["site_port"], upstream=(setup["name"], include))
+    refused_with_nothing_changed(setup, include, "holds `server 10.9.9.9:80 backup;` (line 2)")
+    # in its place and holding its one server line, the include is accepted
+    include.write_text(f"server 127.0.0.1:{free_port()};\n")
+    nginx.reload()
+    result = fab_ok("deploy.upstream", env_file=setup["env_for"](include))
+    assert "nginx routes requests to it: yes" in result.stdout, result.stdout

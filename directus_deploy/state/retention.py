@@ -19,14 +19,15 @@ from directus_deploy.state.releases import cleanup_lines, cleanup_plan, release_
 
 def log_problem(stock, layout) -> str | None:
     """Why the deploy log cannot be trusted to decide what retention deletes, with what to do
-    about it; None when it can. It cannot when it is missing (with releases or backups on disk),
-    unreadable, holds a line that is no entry, does not record the release `current` points at
-    as successful, or names no entry at all for a release folder on disk (every release the tool
-    makes is recorded: by the release, adoption, switch, rollback or deploy.code that made it)."""
+    about it; None when it can. It cannot when it is missing, unreadable, holds a line that is
+    no entry, does not record the release `current` points at as successful, or names no entry
+    at all for a release folder on disk (every release the tool makes is recorded: by the
+    release, adoption, switch, rollback or deploy.code that made it). With no release on disk
+    the log protects nothing (no backup is a kept release's rollback), so it is not needed."""
     log = layout.log_file
+    if not stock.releases:
+        return None
     if stock.log_state == "missing":
-        if not stock.releases and not stock.backups:
-            return None  # nothing to delete, nothing a rollback needs
         return (f"the deploy log {log} is missing: put it back (from a copy, or another host of the fleet); "
                 "it says which release was the last good one and which backups their rollbacks need")
     if stock.log_state != "read":

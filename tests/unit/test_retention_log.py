@@ -64,9 +64,13 @@ def test_a_missing_log_is_told_from_an_empty_one(host):
     assert stock.log_state == "read" and "does not record the current release" in log_problem(stock, host)
 
 
-def test_a_missing_log_on_an_empty_host_is_no_problem(tmp_path):
-    layout = Layout(str(tmp_path / "nothing"))
-    assert problem(layout) is None
+def test_a_missing_log_where_no_release_is_is_no_problem(tmp_path, host):
+    assert problem(Layout(str(tmp_path / "nothing"))) is None
+    for release in (R1, R2):  # backups taken with --install before any release: no rollback needs them
+        os.rmdir(os.path.join(host.releases, release))
+    os.remove(host.current)
+    os.remove(host.log_file)
+    assert problem(host) is None
 
 
 def test_a_log_that_cannot_be_read_is_not_trusted(host):

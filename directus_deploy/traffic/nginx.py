@@ -109,12 +109,12 @@ def check_ready(session, upstream: Upstream | None = None) -> Upstream:
                       "(DEPLOY_STRATEGY=bluegreen)")
     if not upstream.test_ok:
         raise Refused(f"{name}: nginx -t fails before any change: {upstream.test_line}")
-    problem = upstream.problem(config, required=True)
-    if problem:
-        raise Refused(f"{name}: {problem}; nothing was changed")
     if not upstream.routed:
         raise Refused(f"{name}: nginx sends no request to upstream {config.nginx_upstream}: no proxy_pass "
                       f"http://{config.nginx_upstream} in nginx -T; point your site's proxy_pass at it and reload nginx")
+    problem = upstream.problem(config, required=True)
+    if problem:
+        raise Refused(f"{name}: {problem}; nothing was changed")
     return upstream
 
 

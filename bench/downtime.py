@@ -61,12 +61,13 @@ def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
         upstream = f"{production.name}_directus"
         if strategy == "bluegreen":
             settings.update(DEPLOY_BLUEGREEN_PORTS=f"{free_port()},{free_port()}", DEPLOY_NGINX_UPSTREAM=upstream,
-                            DEPLOY_NGINX_UPSTREAM_FILE=str(nginx.conf_d / f"{production.name}-upstream.conf"),
+                            DEPLOY_NGINX_UPSTREAM_FILE=str(nginx.upstream_file(production.name)),
                             DEPLOY_NGINX_CONF=str(nginx.conf))
         env_file = bed.tool_env(production, work / strategy, **settings)
         fab(env_file, "deploy.adopt", f"--from={production.folder}")
         if strategy == "bluegreen":
-            nginx.site(production.name, f"http://{upstream}", port=site)
+            nginx.site(production.name, f"http://{upstream}", port=site,
+                       upstream=(upstream, nginx.upstream_file(production.name)))
         return probed(site, production.token, env_file,
                       (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))))
     finally:

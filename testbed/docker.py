@@ -638,7 +638,7 @@ class ComposeProduction:
         site_name = f"compose-{self.project_name}"
         site = nginx.site(site_name, f"http://127.0.0.1:{self.port}")
         upstream = f"{self.project_name}_directus"
-        include = nginx.conf_d / f"{self.project_name}-upstream.conf"
+        include = nginx.upstream_file(self.project_name)
         ports = {"blue": free_port(), "green": free_port()}
         with self.env_file.open("a") as env:
             env.write("".join(f"{key}={value}\n" for key, value in {
@@ -648,7 +648,7 @@ class ComposeProduction:
         fab(self.env_file, "deploy.adopt", f"--from={install}")
         served_before = include.read_text()
         fab(self.env_file, "deploy.upstream")
-        nginx.site(site_name, f"http://{upstream}", port=site)
+        nginx.site(site_name, f"http://{upstream}", port=site, upstream=(upstream, include))
         self.api = Api(f"http://127.0.0.1:{site}", self.token)
         return {"site": site, "include": include, "ports": ports, "served_before": served_before}
 

@@ -56,12 +56,21 @@ class Nginx:
         self._nginx()
         return self
 
-    def site(self, name: str, target: str, port: int | None = None) -> int:
+    def upstream_file(self, name: str) -> Path:
+        """Where the tool's upstream include for `name` goes: a folder nginx loads nothing from
+        by itself (not conf.d/, which it loads at http level)."""
+        return self.root / "upstreams" / f"{name}.conf"
+
+    def site(self, name: str, target: str, port: int | None = None, upstream: tuple[str, Path] | None = None) -> int:
         """Write (or rewrite) the site `name` sending every request to `target` (an
-        http://host:port or http://<upstream name>), reload nginx; returns its port."""
+        http://host:port or http://<upstream name>), reload nginx; returns its port.
+        `upstream` (name, include): the site also declares `upstream name { include include; }`,
+        as the user's site does for blue/green."""
         port = port or free_port()
+        declared = f"upstream {upstream[0]} {{\n    include {upstream[1]};\n}}\n" if upstream else ""
         (self.root / "sites" / f"{name}.conf").write_text(
-            "server {\n"
+            declared
+            + "server {\n"
             f"    listen 127.0.0.1:{port};\n"
             "    location / {\n"
             f"        proxy_pass {target};\n"

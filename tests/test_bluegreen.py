@@ -34,7 +34,7 @@ def blue_green(bed, nginx: Nginx, tmp_path_factory):
     site = production.name
     port = nginx.site(site, production.url)  # how it runs today: nginx -> Directus's port
     upstream = f"{production.name}_directus"
-    include = nginx.conf_d / f"{production.name}-upstream.conf"
+    include = nginx.upstream_file(production.name)
     blue, green = free_port(), free_port()
     env_file = bed.tool_env(production, folder, DEPLOY_SOURCE=str(project), DEPLOY_STRATEGY="bluegreen",
                             DEPLOY_BLUEGREEN_PORTS=f"{blue},{green}", DEPLOY_NGINX_UPSTREAM_FILE=str(include),
@@ -43,7 +43,7 @@ def blue_green(bed, nginx: Nginx, tmp_path_factory):
     adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
     assert f"127.0.0.1:{production.port}" in include.read_text()  # names what serves today
     assert "point your nginx site" in fab_ok("deploy.upstream", env_file=env_file).stdout, adopted.stdout
-    nginx.site(site, f"http://{upstream}", port=port)
+    nginx.site(site, f"http://{upstream}", port=port, upstream=(upstream, include))
     production.port = port  # from now on the tests read production as users reach it: through nginx
     yield {"production": production, "env": env_file, "project": project, "url": f"http://127.0.0.1:{port}",
            "include": include, "ports": {"blue": blue, "green": green}, "nginx": nginx, "srv": folder / "srv"}

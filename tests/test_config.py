@@ -96,7 +96,7 @@ def test_bluegreen_needs_pm2_and_nginx_in_front(tmp_path):
     assert "through nginx" in refused(tmp_path, {**bluegreen, "DIRECTUS_URL": "http://127.0.0.1:8057"})
     config = load(tmp_path, {**bluegreen, "DIRECTUS_URL": "http://127.0.0.1"})
     assert config.strategy == "bluegreen" and config.bluegreen_ports == (8056, 8057)
-    assert config.nginx_upstream_file == "/etc/nginx/conf.d/directus-upstream.conf"
+    assert config.nginx_upstream_file == "/etc/nginx/directus/upstream.conf"  # not in conf.d/: loaded at http level
 
 
 def test_environment_overrides_the_file(tmp_path):

@@ -24,6 +24,50 @@ def is_commit(value) -> bool:
     return isinstance(value, str) and bool(_COMMIT_RE.fullmatch(value))
 
 
+_SYMLINK_MODE = "120000"
+_MAX_HOPS = 40  # symlinks followed resolving one path (Linux's own limit): more is a loop
+
+
+def resolve_inside(links: dict[str, str], path: str) -> str | None:
+    """Where `path` (relative to the release) really leads, following the tree's own symlinks
+    ({path: target}) the way the kernel will once it is unpacked; None if it leaves the release
+    (an absolute target, `..` above its top, or a loop). Resolved component by component, not
+    by normalising the text: `a/l/..` is not `a` when `a/l` is itself a link."""
+    hops = 0
+
+    def walk(base: list[str], target: str) -> list[str] | None:
+        nonlocal hops
+        if target.startswith("/"):
+            return None
+        parts = list(base)
+        for name in target.split("/"):
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not parts:
+                    return None
+                parts.pop()
+                continue
+            parts.append(name)
+            link = links.get("/".join(parts))
+            if link is not None:
+                hops += 1
+                if hops > _MAX_HOPS:
+                    return None
+                parts = walk(parts[:-1], link)
+                if parts is None:
+                    return None
+        return parts
+
+    found = walk([], path)
+    return None if found is None else "/".join(found)
+
+
+def links_leaving(links: dict[str, str]) -> list[tuple[str, str]]:
+    """The symlinks of a tree ({path: target}) that resolve outside it: (path, target), sorted."""
+    return [(path, target) for path, target in sorted(links.items()) if resolve_inside(links, path) is None]
+
+
 @dataclass(frozen=True)
 class Tag:
     name: str
@@ -59,7 +103,8 @@ class Source:
         return tags
 
     def resolve(self, name: str | None) -> Tag:
-        """The tag to deploy: `name`, or the newest tag. Refuses what is not a plain, existing tag."""
+        """The tag to deploy: `name`, or the newest tag. Refuses what is not a plain, existing tag,
+        and a tag whose tree holds a symlink leading outside the release."""
         self.check_repository()
         if name:
             if not _TAG_RE.fullmatch(name):
@@ -69,13 +114,16 @@ class Source:
                 known = ", ".join(t.name for t in self.tags()[:5]) or "none"
                 raise Refused(f"tag {name} does not exist in {self.path} (newest tags: {known})")
             date = self.git("log", "-1", "--format=%cI", commit).stdout.strip()
-            return Tag(name, commit, date)
-        tags = self.tags()
-        if not tags:
-            raise Refused(f"{self.path} has no tags; tag the commit to release (git tag v1.0.0)")
-        if not _TAG_RE.fullmatch(tags[0].name):
-            raise Refused(f"newest tag {tags[0].name!r} is not a plain tag name; pass --tag")
-        return tags[0]
+            tag = Tag(name, commit, date)
+        else:
+            tags = self.tags()
+            if not tags:
+                raise Refused(f"{self.path} has no tags; tag the commit to release (git tag v1.0.0)")
+            if not _TAG_RE.fullmatch(tags[0].name):
+                raise Refused(f"newest tag {tags[0].name!r} is not a plain tag name; pass --tag")
+            tag = tags[0]
+        self.check_links(tag)  # here, before any lock, backup or upload
+        return tag
 
     def remote_tag_mismatch(self, tag: Tag) -> str | None:
         """A warning when the tag differs from the same tag on the remote, if one is known."""
@@ -94,6 +142,42 @@ class Source:
     def files(self, tag: Tag, under: str = "") -> list[str]:
         args = ["ls-tree", "-r", "--name-only", tag.commit] + ([under] if under else [])
         return self.git(*args).stdout.splitlines()
+
+    def symlinks(self, tag: Tag) -> dict[str, str]:
+        """Every symlink in the tag's tree: {path: target} (read from git, nothing unpacked)."""
+        listing = self.git("ls-tree", "-r", "-z", "--full-tree", tag.commit, binary=True).stdout
+        blobs = {}
+        for entry in listing.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            mode, _, rest = meta.partition(b" ")
+            if mode.decode() == _SYMLINK_MODE:
+                blobs[path.decode("utf-8", "surrogateescape")] = rest.split(b" ")[1].decode()
+        if not blobs:
+            return {}
+        ids = list(blobs.values())
+        result = subprocess.run(["git", "-C", str(self.path), "cat-file", "--batch"],
+                                input=("\n".join(ids) + "\n").encode(), capture_output=True)
+        if result.returncode != 0:
+            raise Refused(f"git cat-file in {self.path} failed: {result.stderr.decode(errors='replace').strip()}")
+        targets, out = {}, result.stdout
+        for oid in ids:  # "<oid> blob <size>\n<content>\n", in the order asked
+            header, _, out = out.partition(b"\n")
+            size = int(header.split(b" ")[2])
+            targets[oid], out = out[:size].decode("utf-8", "surrogateescape"), out[size + 1:]
+        return {path: targets[oid] for path, oid in blobs.items()}
+
+    def check_links(self, tag: Tag) -> None:
+        """Refuses a tag whose tree holds a symlink leading outside the release: unpacked on the
+        host, it would aim what the release writes or deletes there (its shared links) at a folder
+        outside, such as `extensions` pointing at another install's extensions."""
+        leaving = links_leaving(self.symlinks(tag))
+        if leaving:
+            path, target = leaving[0]
+            more = f" (and {len(leaving) - 1} more)" if len(leaving) > 1 else ""
+            raise Refused(f"tag {tag.name}: {path} is a symlink to {target}, outside the release{more}; "
+                          "a release must hold its own files: commit the folder itself, or a link inside the project")
 
     def changed_files(self, old_commit: str, new_commit: str) -> list[str]:
         for commit in (old_commit, new_commit):

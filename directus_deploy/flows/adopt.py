@@ -50,6 +50,7 @@ def matching_tag(session, source: Source, install: str) -> Tag:
         if tagged != set(running):
             continue
         if all(hashlib.sha256(source.read(tag, p) or b"").hexdigest() == running[p] for p in tagged):
+            source.check_links(tag)  # before the backup, as resolve() does
             return tag
     raise Refused(f"no tag of {source.path} matches the code in {install} ({what} and extensions); "
                   "pass --tag=<the tag it runs>")

@@ -40,6 +40,7 @@ from directus_deploy.state.preservation import check_preservation
 from directus_deploy.state.probe import TOOLS, read_host_facts, require_node
 from directus_deploy.state.production import moved_to
 from directus_deploy.state.releases import cleanup_lines, cleanup_plan
+from directus_deploy.state.retention import log_problem
 from directus_deploy.traffic import nginx
 
 DEPS_DISK = 1536 << 20  # a new dependency store (npm ci of Directus) takes about this much
@@ -461,6 +462,13 @@ def clean_up_on(run: ReleaseRun, view) -> None:
         return
     with view.console.step("clean up old releases and backups") as step:
         stock = read_inventory(view.remote(), view.layout)
+        problem = log_problem(stock, view.layout)
+        if problem:  # the release is live and recorded: it stands; only the deleting waits
+            warning = f"clean up skipped, nothing was deleted: {problem}; then run fab deploy.cleanup and fab backup.prune"
+            run.warnings.append(warning)
+            view.console.say(f"    warning: {warning}")
+            step.detail = "skipped (the deploy log cannot be trusted)"
+            return
         config = view.config
         releases = cleanup_plan(stock.releases, stock.entries, config.keep_releases)
         kept = {r["id"] for r in stock.releases} - set(releases)

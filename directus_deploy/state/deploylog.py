@@ -24,13 +24,28 @@ def log_script(layout) -> str:
 
 
 def parse_entries(text: str) -> list[dict]:
-    entries = []
-    for line in text.splitlines():
+    """The entries a reader shows (fab deploy.log, a rollback's target): a line cut short by a
+    full disk or a crash is skipped, the rest kept. Retention reads the log strictly instead
+    (`parse_log`)."""
+    return parse_log(text)[0]
+
+
+def parse_log(text: str) -> tuple[list[dict], list[int]]:
+    """The entries, and the numbers (from 1) of the lines that are not one: neither blank nor
+    a JSON object (cut short, or edited by hand)."""
+    entries, bad = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
-            continue  # a line cut short by a full disk or a crash: skip it, keep the rest
-    return entries
+            entry = None
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            bad.append(number)
+    return entries, bad
 
 
 def append(remote, layout, entry: dict) -> dict:

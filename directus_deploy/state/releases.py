@@ -65,6 +65,7 @@ class PreparedCode:
 def prepare_code(source: Source, tag: Tag, work: Path, say, *, lockfile: bool = True) -> PreparedCode:
     """Archive the tag, check every extension manifest, build what needs building. `lockfile`:
     the release installs its dependencies from the tag's package-lock.json (not: an image)."""
+    source.check_links(tag)  # whichever way the tag was found
     archive = work / f"{tag.name}.tar"
     source.archive(tag, archive)
     listing = source.files(tag)
@@ -124,7 +125,8 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         f"rm -f -- {q(incoming)}",
         *link_lines(temp, links, q),
         *(npm_store_lines(layout, code, temp) if dependencies is None else dependencies(temp, release_id)),
-        f"printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
+        # a REVISION the tag held (even a link) is replaced, never written through
+        f"rm -rf -- {q(temp + '/REVISION')} && printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         f"mv -T -- {q(temp)} {q(final)}",
         emit("deps", key='"$key"', how='"$how"'),
         # what Directus will load, read in the same round trip, checked before the switch

@@ -1,5 +1,11 @@
 """Retention: deleting old releases and backups, decided from the inventory of the host (its
-releases, its backups and the deploy log read together), never from a count alone."""
+releases, its backups and the deploy log read together), never from a count alone.
+
+The deploy log is what says which release was the last good one and which backup each kept
+release's database rollback needs. A log that is missing, unreadable, garbled, or that no longer
+names what is on disk (edited, truncated or rotated by hand) would read as "no good release, no
+backup needed": retention then refuses (`require_trusted_log`) and deletes nothing, rather than
+fall back to a count."""
 
 from __future__ import annotations
 
@@ -8,11 +14,52 @@ from directus_deploy.host.script import parse_results
 from directus_deploy.state.backup_catalog import protected_backups, prune_lines, prune_plan
 from directus_deploy.state.inventory import read_inventory
 from directus_deploy.state.layout import check_id
-from directus_deploy.state.releases import cleanup_lines, cleanup_plan
+from directus_deploy.state.releases import cleanup_lines, cleanup_plan, release_outcomes
+
+
+def log_problem(stock, layout) -> str | None:
+    """Why the deploy log cannot be trusted to decide what retention deletes, with what to do
+    about it; None when it can. It cannot when it is missing, unreadable, holds a line that is
+    no entry, does not record the release `current` points at as successful, or names no entry
+    at all for a release folder on disk (every release the tool makes is recorded: by the
+    release, adoption, switch, rollback or deploy.code that made it). With no release on disk
+    the log protects nothing (no backup is a kept release's rollback), so it is not needed."""
+    log = layout.log_file
+    if not stock.releases:
+        return None
+    if stock.log_state == "missing":
+        return (f"the deploy log {log} is missing: put it back (from a copy, or another host of the fleet); "
+                "it says which release was the last good one and which backups their rollbacks need")
+    if stock.log_state != "read":
+        return f"the deploy log {log} cannot be read: make it readable by the deploy user"
+    if stock.bad_log_lines:
+        number = stock.bad_log_lines[0]
+        return (f"line {number} of the deploy log {log} is not a JSON entry (cut short, or edited by hand): "
+                "put the line back as the tool wrote it (from a copy, or another host of the fleet)")
+    outcomes = release_outcomes(stock.entries)
+    current = next((r["id"] for r in stock.releases if r["current"]), None)
+    if current and outcomes.get(current) != "ok":
+        return (f"the deploy log {log} does not record the current release {current} as successful "
+                "(edited, truncated or rotated by hand?): put back the lines that recorded it")
+    named = {entry.get("release") for entry in stock.entries}
+    unnamed = [r["id"] for r in stock.releases if r["id"] not in named]
+    if unnamed:
+        return (f"the deploy log {log} names no entry for release {', '.join(unnamed)} on disk (edited or rotated by "
+                f"hand?): put back the lines that recorded it, or delete a release no rollback needs by hand "
+                f"(rm -rf {layout.releases}/<id>)")
+    return None
+
+
+def require_trusted_log(session, stock) -> None:
+    """Refuses (nothing deleted) when the deploy log cannot be trusted (`log_problem`)."""
+    problem = log_problem(stock, session.layout)
+    if problem:
+        raise Refused(f"{session.remote().name}: nothing was deleted: {problem}")
 
 
 def prune_backups(session, keep_count: int) -> list[str]:
     stock = read_inventory(session.remote(), session.layout)
+    require_trusted_log(session, stock)
     doomed = prune_plan(stock.backups, stock.entries, {r["id"] for r in stock.releases}, keep_count, session.console.say)
     lines = prune_lines(session.layout, stock.backups, doomed, stock.incomplete_backups)
     if lines:
@@ -36,6 +83,7 @@ def delete_backup(session, backup_id: str) -> None:
 
 def cleanup(session, keep: int) -> list[str]:
     stock = read_inventory(session.remote(), session.layout)
+    require_trusted_log(session, stock)
     doomed = cleanup_plan(stock.releases, stock.entries, keep)
     lines = cleanup_lines(session.layout, doomed, session.runtime.release_removed)
     out = session.remote().script("\n".join(lines), what="clean up releases").stdout

@@ -59,12 +59,25 @@ def shared_links(layout: Layout, env: dict) -> list[Link]:
     return links
 
 
+def parents(relative: str) -> list[str]:
+    """The folders a path inside the release goes through: "a/b/c" -> ["a", "a/b"]."""
+    parts = relative.split("/")[:-1]
+    return ["/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
 def link_lines(release_dir: str, links: list[Link], q) -> list[str]:
     """Shell replacing each link path in the release (whatever the tag held there) by a
-    relative symlink into shared/."""
+    relative symlink into shared/. Never through a symlinked folder of the release: `rm -rf
+    extensions/.registry` with `extensions` a link to another folder would delete that folder's
+    `.registry` and the link would be written there (the tag is checked before upload too,
+    Source.check_links; this is the host's own guard). Any step failing stops the script."""
     lines = []
     for link in links:
         path = posixpath.join(release_dir, link.path)
         target = posixpath.relpath(link.target, posixpath.dirname(path))
-        lines.append(f"mkdir -p {q(posixpath.dirname(path))} && rm -rf -- {q(path)} && ln -s -- {q(target)} {q(path)}")
+        for folder in parents(link.path):
+            why = f"{folder} is a symlink in the release; refusing to replace {link.path} through it"
+            lines.append(f"if [ -L {q(posixpath.join(release_dir, folder))} ]; then echo {q(why)} >&2; exit 1; fi")
+        lines.append(f"mkdir -p -- {q(posixpath.dirname(path))} && rm -rf -- {q(path)} && ln -s -- {q(target)} {q(path)} "
+                     "|| exit 1")
     return lines

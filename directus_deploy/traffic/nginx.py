@@ -1,8 +1,10 @@
 """Traffic: which Directus instance nginx sends requests to, whatever runs it.
 
-The tool owns one include (DEPLOY_NGINX_UPSTREAM_FILE) that defines the upstream; nginx's own
-site file is the user's and is never rewritten. Every change of the include passes `nginx -t`
-before a graceful reload, and the previous include is put back when it does not.
+The tool owns one include (DEPLOY_NGINX_UPSTREAM_FILE) holding the upstream's one server line;
+the user's site includes it inside `upstream <name> { }` and is never rewritten. nginx -T must
+show the include there and holding nothing else before the tool writes it or switches
+(nginx_config.py); every change of the include passes `nginx -t` before a graceful reload, and
+the previous include is put back when it does not.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import as_admin, q
 from directus_deploy.host.script import Script, emit, parse_results, section, split_sections, with_emit
 from directus_deploy.state.production import locate
+from directus_deploy.traffic.nginx_config import include_problem
 
 DIRECTUS_DEFAULT_PORT = 8055  # where Directus listens when its .env sets no PORT
 READY_WAIT = 10  # seconds for nginx's old workers to stop taking new requests after a reload
@@ -28,9 +31,15 @@ def live_port_shell(config) -> str:
 def upstream_text(config, port: int) -> str:
     return (
         "# Written by directus-deploy: the Directus instance that serves. Rewritten by every\n"
-        f"# blue/green switch; do not edit. Your site sends requests here with proxy_pass http://{config.nginx_upstream};\n"
-        f"upstream {config.nginx_upstream} {{\n    server 127.0.0.1:{port};\n}}\n"
+        f"# blue/green switch; do not edit. Your site includes it inside upstream {config.nginx_upstream} {{ }}\n"
+        f"# and sends requests there with proxy_pass http://{config.nginx_upstream};\n"
+        f"server 127.0.0.1:{port};\n"
     )
+
+
+def site_lines(config) -> str:
+    """What the user's site holds for the tool's include (README, and the refusals)."""
+    return f"upstream {config.nginx_upstream} {{ include {config.nginx_upstream_file}; }}"
 
 
 def parse_live_port(text: str) -> int | None:
@@ -48,6 +57,12 @@ class Upstream:
     test_ok: bool
     test_line: str
     current: str | None  # the current release
+    dump: str = ""  # nginx -T's output: every configuration file nginx loads
+
+    def problem(self, config, *, required: bool) -> str | None:
+        """Why the include must not be written or switched: not inside its upstream block,
+        or holding more than server lines (nginx_config.include_problem)."""
+        return include_problem(self.dump, config.nginx_upstream_file, config.nginx_upstream, required=required)
 
 
 def nginx(config, *args: str) -> str:
@@ -68,6 +83,7 @@ def read_upstream(session) -> Upstream:
         f"grep -Ec {q(f'proxy_pass[[:space:]]+https?://{name}([;/[:space:]]|$)')} || true",
         section("test"), f"{{ {nginx(config, '-t')}; }} 2>&1 | tail -1; " + emit("rc", code='"$?"'),
         section("current"), f"readlink -- {q(layout.current)} || true",
+        section("dump"), f"{{ {nginx(config, '-T')}; }} 2>/dev/null || true",
     ).text()
     found = split_sections(session.remote().script(script, what="read nginx's upstream", changes=False).stdout)
     test = parse_results(found.get("test", "")).text
@@ -80,6 +96,7 @@ def read_upstream(session) -> Upstream:
         test_ok="syntax is ok" in test or "test is successful" in test,
         test_line=lines[-1] if lines else "nginx -t printed nothing",
         current=posixpath.basename(current) if current else None,
+        dump=found.get("dump", ""),
     )
 
 
@@ -95,13 +112,19 @@ def check_ready(session, upstream: Upstream | None = None) -> Upstream:
     if not upstream.routed:
         raise Refused(f"{name}: nginx sends no request to upstream {config.nginx_upstream}: no proxy_pass "
                       f"http://{config.nginx_upstream} in nginx -T; point your site's proxy_pass at it and reload nginx")
+    problem = upstream.problem(config, required=True)
+    if problem:
+        raise Refused(f"{name}: {problem}; nothing was changed")
     return upstream
 
 
 def write_upstream(session, port: int) -> None:
-    """Write the include naming `port`, keep it only if `nginx -t` passes, then reload nginx."""
+    """Write the include naming `port`, keep it only if `nginx -t` passes and nginx -T shows it
+    where it belongs (a site may have included it before it existed: nginx -T could not tell
+    until now), then reload nginx."""
     config = session.config
     include = config.nginx_upstream_file
+    remote = session.remote()
     script = "\n".join([
         f"mkdir -p -- {q(posixpath.dirname(include))}",
         f"if [ -f {q(include)} ]; then cp -p -- {q(include)} {q(include + '.before')}; fi",
@@ -110,10 +133,14 @@ def write_upstream(session, port: int) -> None:
         f"  {restore_include(config)}",
         "  echo \"nginx -t failed: $(printf '%s' \"$out\" | tail -1)\" >&2; exit 1",
         "fi",
-        f"rm -f -- {q(include + '.before')}",
-        nginx(config, "-s", "reload"),
+        f"{{ {nginx(config, '-T')}; }} 2>/dev/null",
     ])
-    session.remote().script(script, what=f"write {include} and reload nginx")
+    dump = remote.script(script, what=f"write {include} and test nginx").stdout
+    problem = include_problem(dump, include, config.nginx_upstream, required=False)
+    if problem:
+        remote.script(restore_include(config), what=f"put {include} back")
+        raise Refused(f"{remote.name}: {problem}; nothing was changed")
+    remote.script(f"rm -f -- {q(include + '.before')}\n" + nginx(config, "-s", "reload"), what="reload nginx")
 
 
 def install_upstream(session, port: int | None = None) -> tuple[Upstream, bool]:
@@ -122,6 +149,11 @@ def install_upstream(session, port: int | None = None) -> tuple[Upstream, bool]:
     when it runs, else blue's. An existing include is kept.
     Returns the state and whether it was written."""
     upstream = read_upstream(session)
+    # before anything is written; when the include is missing and nginx -T fails (a site that
+    # includes it already), write_upstream checks once it is there
+    problem = upstream.problem(session.config, required=False) if upstream.exists or upstream.dump.strip() else None
+    if problem:
+        raise Refused(f"{session.remote().name}: {problem}; nothing was changed")
     if upstream.exists:
         return upstream, False
     if port is None:

@@ -112,6 +112,42 @@ def test_a_release_links_env_uploads_database_registry_and_other_locations(tmp_p
     assert os.path.samefile(release / "database", layout.shared_database)
 
 
+def test_no_link_is_made_through_a_symlinked_folder_of_the_release(tmp_path):
+    """A release whose `extensions` is a link to another install's extensions: its `.registry`
+    is neither deleted nor replaced; the script stops with one line."""
+    layout = Layout(str(tmp_path / "srv"))
+    links = shared_links(layout, {"DB_CLIENT": "pg", "STORAGE_LOCAL_ROOT": "./media/files"})
+    os.makedirs(layout.shared_registry)
+    legacy = tmp_path / "legacy" / "extensions"
+    (legacy / ".registry" / "abc").mkdir(parents=True)
+    (legacy / ".registry" / "abc" / "index.js").write_text("mine")
+    release = tmp_path / "srv" / "releases" / R1
+    release.mkdir(parents=True)
+    (release / "extensions").symlink_to(legacy)
+    result = run(strict(*link_lines(str(release), links, q)), check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == ("extensions is a symlink in the release; refusing to replace "
+                                                      "extensions/.registry through it")
+    assert (legacy / ".registry" / "abc" / "index.js").read_text() == "mine" and not (legacy / ".registry").is_symlink()
+    # a deeper path: every folder on the way is checked
+    release = tmp_path / "srv" / "releases" / R2
+    release.mkdir(parents=True)
+    (release / "media").symlink_to(legacy)
+    result = run(strict(*link_lines(str(release), links, q)), check=False)
+    assert result.returncode != 0 and "media is a symlink in the release" in result.stderr
+    assert sorted(os.listdir(legacy)) == [".registry"] and not (release / "extensions").exists()
+
+
+def test_a_link_step_that_fails_stops_the_script(tmp_path):
+    layout = Layout(str(tmp_path / "srv"))
+    release = tmp_path / "release"
+    release.mkdir()
+    (release / "extensions").write_text("a file where a folder goes")
+    links = shared_links(layout, {"DB_CLIENT": "pg"})
+    result = run(strict(*link_lines(str(release), links, q), "echo went-on"), check=False)
+    assert result.returncode != 0 and "went-on" not in result.stdout
+
+
 def test_paths_outside_the_release_get_no_link_and_other_drivers_none(tmp_path):
     layout = Layout(str(tmp_path))
     env = {"STORAGE_LOCAL_ROOT": "/var/uploads", "EXTENSIONS_PATH": "../ext", "DB_CLIENT": "pg"}

@@ -31,11 +31,11 @@ def test_parse_live_port(text, port):
     assert nginx.parse_live_port(text) == port
 
 
-def test_the_include_names_the_upstream_and_its_one_server(tmp_path):
+def test_the_include_holds_its_one_server_line(tmp_path):
     config = config_for(tmp_path, DEPLOY_NGINX_UPSTREAM="my_api")
     text = nginx.upstream_text(config, 8102)
-    assert "upstream my_api {\n    server 127.0.0.1:8102;\n}\n" in text
-    assert all(line.startswith("#") for line in text.splitlines()[:2])
+    assert [line for line in text.splitlines() if not line.startswith("#")] == ["server 127.0.0.1:8102;"]
+    assert "inside upstream my_api { }" in text
 
 
 def test_written_include_is_read_back_by_the_live_port_shell(tmp_path):
@@ -77,7 +77,8 @@ def test_the_include_is_valid_nginx_configuration(tmp_path):
     include.parent.mkdir()
     run(strict(nginx.write_include(config, 8101)))
     main = tmp_path / "nginx.conf"
-    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n  include {include};\n"
+    main.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n"
+                    f"  upstream directus {{ include {include}; }}\n"
                     "  server { listen 127.0.0.1:18080; location / { proxy_pass http://directus; } }\n}\n")
     result = run(f"nginx -t -c {q(str(main))} -p {q(str(tmp_path))} -e stderr", check=False)
     assert result.returncode == 0, result.stderr

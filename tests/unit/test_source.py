@@ -96,3 +96,54 @@ def test_changed_files_and_log_between_two_commits(repo):
 def test_a_folder_that_is_no_repository_is_refused(tmp_path):
     with pytest.raises(Refused, match="not a git repository"):
         Source(tmp_path).resolve(None)
+
+
+# -- symlinks in a tag's tree -------------------------------------------------------------------
+
+@pytest.mark.parametrize("links, leaving", [
+    ({"extensions": "../outside"}, ["extensions"]),
+    ({"extensions": "/srv/legacy/extensions"}, ["extensions"]),
+    ({"a/b": "../../x"}, ["a/b"]),
+    ({"a/b": "../x", "docs": "a/b/readme"}, []),  # both stay inside
+    ({"a/b": "c/d", "a/up": "b/../../.."}, []),  # a/b/.. is a/c, not a: the top, not above it
+    ({"d/l": "..", "x": "d/l/.."}, ["x"]),  # d/l is the top; its parent is outside (the text says "d")
+    ({"x": "y", "y": "x"}, ["x", "y"]),  # a loop never resolves
+    ({"current": ".", "node_modules/.bin": "../node_modules"}, []),
+    ({"l": "./a/./b//c"}, []),
+])
+def test_a_symlink_is_followed_through_the_trees_own_links(links, leaving):
+    from directus_deploy.core.source import links_leaving
+
+    assert [path for path, _ in links_leaving(links)] == leaving
+
+
+def test_where_a_link_leads_inside_the_tree():
+    from directus_deploy.core.source import resolve_inside
+
+    assert resolve_inside({"a": "b/c"}, "a/d") == "b/c/d"
+    assert resolve_inside({"a": "b/c", "b/c": "../e"}, "a") == "e"
+    assert resolve_inside({"a": "../e"}, "a") is None
+
+
+def test_a_tag_with_a_symlink_out_of_the_release_is_refused_before_its_archive(repo, tmp_path):
+    from directus_deploy.state.releases import prepare_code
+
+    path = repo.path
+    git(path, "rm", "-q", "-r", "extensions")
+    (path / "extensions").symlink_to("../legacy/extensions")
+    (path / "docs").mkdir()
+    (path / "docs" / "lock").symlink_to("../package-lock.json")  # inside: fine
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "aim extensions elsewhere", date="2026-03-01T00:00:00Z")
+    git(path, "tag", "v2.0.0")
+    tag_links = repo.symlinks(repo.resolve("v1.1.0"))
+    assert tag_links == {}
+    with pytest.raises(Refused, match=r"^tag v2.0.0: extensions is a symlink to ../legacy/extensions, outside the release"):
+        repo.resolve("v2.0.0")
+    with pytest.raises(Refused, match="outside the release"):
+        repo.resolve(None)  # the newest tag
+    tag = next(t for t in repo.tags() if t.name == "v2.0.0")
+    assert repo.symlinks(tag) == {"extensions": "../legacy/extensions", "docs/lock": "../package-lock.json"}
+    with pytest.raises(Refused, match="outside the release"):
+        prepare_code(repo, tag, tmp_path, print)
+    assert not list(tmp_path.glob("*.tar"))

@@ -15,14 +15,12 @@ another database). Values of secret keys are masked in everything printed.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
+from directus_deploy.core import dotenv
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
@@ -35,7 +33,6 @@ from directus_deploy.state.settings import dotenv_line
 TEMPLATE = "config/production.env"
 KEEP = "@host"
 _FROM_ENVIRONMENT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_LINE_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
 
 
 @dataclass
@@ -57,8 +54,8 @@ def shown(key: str, value: str | None) -> str:
 
 
 def parse(text: str) -> dict[str, str]:
-    # no interpolation: ${NAME} is the template's own syntax, and Directus does not expand either
-    return {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()}
+    # as Directus reads a .env: no expansion (${NAME} is the template's own syntax)
+    return dotenv.parse(text)
 
 
 def read_template(source, tag, file: str | None) -> tuple[str, str]:
@@ -115,18 +112,16 @@ def refuse_protected(changes: list[Change], allow_secret: bool, allow_db: bool) 
 
 
 def render(host_text: str, changes: list[Change], note: str) -> str:
-    """The host's file with the changes made: values replaced on their own line, new keys
-    appended; every other line (comments, order, host-only keys) as it was."""
-    updates = {c.key: c.new for c in changes if c.kind == "change"}
-    lines = host_text.splitlines()
-    for number, line in enumerate(lines):
-        match = _LINE_KEY.match(line)
-        if match and match[1] in updates:
-            lines[number] = dotenv_line(match[1], updates.pop(match[1]))
+    """The host's file with the changes made: each changed entry replaced where it stands (a
+    value over several lines whole), new keys appended; every other byte (comments, order,
+    quoting, host-only keys) as it was."""
+    text, _ = dotenv.replace_values(host_text, {c.key: dotenv_line(c.key, c.new) for c in changes if c.kind == "change"})
+    if text and not text.endswith("\n"):
+        text += "\n"
     added = [c for c in changes if c.kind == "add"]
     if added:
-        lines += ["", f"# {note}"] + [dotenv_line(c.key, c.new) for c in added]
-    return "\n".join(lines) + "\n"
+        text += "\n".join(["", f"# {note}"] + [dotenv_line(c.key, c.new) for c in added]) + "\n"
+    return text
 
 
 def describe(changes: list[Change]) -> list[list[str]]:

@@ -9,15 +9,13 @@ relative to that folder, as Directus resolves them.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import posixpath
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from dotenv import dotenv_values
-
+from directus_deploy.core import dotenv
 from directus_deploy.core.errors import Refused
 from directus_deploy.engines import object_storage
 from directus_deploy.engines.object_storage import buckets_in
@@ -68,8 +66,9 @@ SECRET_ENV_KEYS = ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKE
 
 
 def parse_env(remote: Remote, text: str) -> dict:
-    """A production .env's settings; its secrets are registered so no output shows them."""
-    env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    """A production .env's settings as Directus reads them (no ${VAR} expansion); its secrets are
+    registered so no output shows them."""
+    env = dotenv.parse(text)
     register_secrets(remote, env)
     return env
 

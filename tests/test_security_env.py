@@ -33,3 +33,30 @@ def test_a_password_with_dollar_braces_and_hash_is_the_one_directus_uses(bed, tm
             assert password not in result.stdout + result.stderr and secret not in result.stdout + result.stderr
     finally:
         production.destroy()
+
+
+def test_passwords_inside_urls_are_never_shown_whatever_the_key(bed, tmp_path):
+    hook_pw, search_pw, redis_pw, new_hook_pw = (f"pw{secrets.token_hex(8)}" for _ in range(4))
+    # keys Directus does not connect with: it runs as before, the tool reads and shows them
+    made = bed.shaped_productions({"a_urls": {"engine": "sqlite", "extra_env": {
+        "AUDIT_WEBHOOK_URL": f"https://hook:{hook_pw}@127.0.0.1:9/hook",
+        "SEARCH_ENDPOINT": f"http://:{search_pw}@127.0.0.1:9/search"}}})
+    production = made["a_urls"]
+    try:
+        setup = private_setups(bed, {"sqlite": production}, tmp_path)["sqlite"]
+        adopt = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=setup["env"])
+        template = tmp_path / "production.env"
+        template.write_text(f"REDIS=redis://:{redis_pw}@127.0.0.1:6379\n"
+                            f"AUDIT_WEBHOOK_URL=https://hook:{new_hook_pw}@127.0.0.1:9/hook\n")
+        diff = fab_ok("config.diff", f"--file={template}", env_file=setup["env"])
+        dry = fab_ok("config.push", f"--file={template}", "--dry-run", env_file=setup["env"])
+        for result in (adopt, diff, dry):
+            printed = result.stdout + result.stderr
+            for password in (hook_pw, search_pw, redis_pw, new_hook_pw):
+                assert password not in printed, printed
+        # the rest of each URL is shown
+        for shown in ("redis://:***@127.0.0.1:6379", "https://hook:***@127.0.0.1:9/hook",
+                      "http://:***@127.0.0.1:9/search"):
+            assert shown in diff.stdout and shown in dry.stdout, diff.stdout
+    finally:
+        production.destroy()

@@ -10,7 +10,8 @@ The template (`config/production.env` at a tag) holds the settings, never the se
 The host's file is edited, not replaced: changed keys keep their line, new ones are appended,
 and a key only the host has stays (and is said so). SECRET and the DB_* settings are refused
 unless a flag allows them (a new SECRET logs everybody out; a wrong DB_* points production at
-another database). Values of secret keys are masked in everything printed.
+another database). Values of secret keys, and the passwords inside URLs whatever their key,
+are masked in everything printed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from directus_deploy.core import dotenv
+from directus_deploy.core import dotenv, url_secrets
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
@@ -50,7 +51,7 @@ def is_secret(key: str) -> bool:
 def shown(key: str, value: str | None) -> str:
     if value is None:
         return "(unset)"
-    return "***" if is_secret(key) and value else repr(value)
+    return "***" if is_secret(key) and value else repr(url_secrets.masked(value))
 
 
 def parse(text: str) -> dict[str, str]:
@@ -144,9 +145,9 @@ def read_both(session, tag, file: str | None) -> tuple[str, str, list[Change]]:
         raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
     host = parse(host_text)
     wanted = resolve(parse(template_text), host)
-    for key, value in [*host.items(), *wanted.items()]:
-        if is_secret(key):
-            session.remote().add_secret(value)  # never printed, whatever prints it
+    for key, value in [*host.items(), *wanted.items()]:  # never printed, whatever prints them
+        for secret in ([value] if is_secret(key) else []) + url_secrets.secrets_in(value):
+            session.remote().add_secret(secret)
     return host_text, origin, plan(wanted, host)
 
 

@@ -13,9 +13,8 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlparse
 
-from directus_deploy.core import dotenv
+from directus_deploy.core import dotenv, url_secrets
 from directus_deploy.core.errors import Refused
 from directus_deploy.engines import object_storage
 from directus_deploy.engines.object_storage import buckets_in
@@ -80,8 +79,8 @@ def register_secrets(remote: Remote, env: dict) -> None:
     for key, value in env.items():
         if key.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")):
             remote.add_secret(value)
-    if env.get("DB_CONNECTION_STRING"):  # its password alone is a secret too
-        remote.add_secret(unquote(urlparse(str(env["DB_CONNECTION_STRING"])).password or "") or None)
+        for secret in url_secrets.secrets_in(value):  # redis://:pass@host, whatever the key
+            remote.add_secret(secret)
 
 
 def paths_in(root: str, env: dict) -> dict:

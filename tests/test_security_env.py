@@ -1,11 +1,17 @@
 """The production .env and what it holds, on the real test bed: values read as Directus reads
-them (no ${VAR} expansion, `#` and quotes as Node's dotenv takes them), written back byte for byte."""
+them (no ${VAR} expansion, `#` and quotes as Node's dotenv takes them) and written back byte for
+byte; passwords inside URLs never shown, whatever their key; uploads restored only where the
+backup took them from."""
 
 from __future__ import annotations
 
+import os
 import secrets
 
-from .helpers import fab_ok, private_setups
+from directus_deploy.state.production import HEALTH_PROBE_FILE
+from testbed.sshd import ALIAS
+
+from .helpers import fab_ok, one_line, private_setups, run_fab, tree_fingerprint
 
 
 def test_a_password_with_dollar_braces_and_hash_is_the_one_directus_uses(bed, tmp_path):
@@ -58,5 +64,47 @@ def test_passwords_inside_urls_are_never_shown_whatever_the_key(bed, tmp_path):
         for shown in ("redis://:***@127.0.0.1:6379", "https://hook:***@127.0.0.1:9/hook",
                       "http://:***@127.0.0.1:9/search"):
             assert shown in diff.stdout and shown in dry.stdout, diff.stdout
+    finally:
+        production.destroy()
+
+
+def test_uploads_are_restored_only_where_they_were_taken_from(bed, tmp_path):
+    made = bed.shaped_productions({"a_moved": {"engine": "sqlite"}})
+    production = made["a_moved"]
+    try:
+        setup = private_setups(bed, {"sqlite": production}, tmp_path, adopt=True)["sqlite"]
+        srv, env = setup["srv"], setup["env"]
+        before = production.content()
+        fab_ok("backup.files", env_file=env)
+        backup = sorted(p.name for p in (srv / "backups").iterdir() if not p.name.startswith("."))[-1]
+        # the storage moved: the .env names another folder, which holds a file of its own
+        moved = tmp_path / "a-moved-media"
+        moved.mkdir()
+        (moved / "keep.txt").write_text("mine")
+        shared_env = srv / "shared" / ".env"
+        shared_env.write_text(shared_env.read_text().replace("STORAGE_LOCAL_ROOT=./uploads\n",
+                                                             f"STORAGE_LOCAL_ROOT={moved}\n"))
+        backups_before, moved_before = sorted(os.listdir(srv / "backups")), tree_fingerprint(moved)
+
+        refused = run_fab("backup.restore", f"--id={backup}", "--only=files", "--yes", env_file=env)
+        assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr
+        line = one_line(refused)
+        assert f"STORAGE_LOCAL_ROOT=uploads, but the production .env now says STORAGE_LOCAL_ROOT={moved}" in line
+        assert f"--to={moved}" in line
+        assert tree_fingerprint(moved) == moved_before and sorted(os.listdir(srv / "backups")) == backups_before
+
+        # the question names the primary host, not the first of DEPLOY_HOSTS
+        asked = run_fab("backup.restore", f"--id={backup}", "--only=files", env_file=env,
+                        env={"DEPLOY_HOSTS": f"deploy@a-other.invalid,{ALIAS}", "DEPLOY_PRIMARY": ALIAS})
+        assert asked.returncode == 2 and f"over production on {ALIAS}?" in one_line(asked)
+
+        # --to says so: the uploads go there, and what the folder held is in the safety backup
+        fab_ok("backup.restore", f"--id={backup}", "--only=files", f"--to={moved}", "--yes", env_file=env)
+        assert not (moved / "keep.txt").exists()
+        assert sorted(p.name for p in moved.iterdir() if p.name != HEALTH_PROBE_FILE) == sorted(
+            p.name for p in (srv / "shared" / "uploads").iterdir() if p.name != HEALTH_PROBE_FILE)
+        safety = sorted(p for p in (srv / "backups").iterdir() if "pre-restore" in p.name)[-1]
+        assert (safety / "uploads" / "keep.txt").read_text() == "mine"
+        assert production.content() == before  # Directus serves every file from the new folder
     finally:
         production.destroy()

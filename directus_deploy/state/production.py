@@ -89,7 +89,7 @@ def paths_in(root: str, env: dict) -> dict:
     storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
     uploads = None
     if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
-        uploads = posixpath.normpath(posixpath.join(root, env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
+        uploads = posixpath.normpath(posixpath.join(root, storage_root(env)))
     # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
     # uses these paths with a trailing slash or a `cd`; they need no resolving here.
     extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
@@ -97,6 +97,12 @@ def paths_in(root: str, env: dict) -> dict:
             "storages": {name: posixpath.normpath(posixpath.join(root, relative))
                          for name, relative in other_local_locations(env).items()},
             "buckets": buckets_in(env)}
+
+
+def storage_root(env: dict) -> str:
+    """STORAGE_LOCAL_ROOT, normalized (default ./uploads): where uploads are, relative to the
+    folder Directus runs from, or absolute."""
+    return posixpath.normpath(str(env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
 
 
 _LOCATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -29,6 +29,7 @@ _ENTRY = re.compile(
     f"(?P<value>{_S}*'(?:\\\\'|[^'])*'|{_S}*\"(?:\\\\\"|[^\"])*\"|{_S}*`(?:\\\\`|[^`])*`|[^#\r\n]+)?"
     f"{_S}*(?:#[^{_ENDS}]*)?{_LINE_END}"
 )
+# the quotes around a value, taken off (matched line by line, as Node's dotenv does)
 _QUOTED = re.compile(f"{_LINE_START}(['\"`])([\\s\\S]*)\\1{_LINE_END}")
 
 

@@ -51,7 +51,7 @@ def uploads_taken_from(manifest: dict, in_layout: bool) -> str | None:
         return None
     if in_layout and not manifest.get("release") and base.startswith("/"):
         # taken from the install before adoption, which made a path into the install relative
-        root = plan_adoption(base, {"STORAGE_LOCAL_ROOT": root}).env({"STORAGE_LOCAL_ROOT": root})["STORAGE_LOCAL_ROOT"]
+        root = next((r.new for r in plan_adoption(base, {"STORAGE_LOCAL_ROOT": root}).rewrites), root)
     return posixpath.normpath(root)
 
 

@@ -63,15 +63,16 @@ class PostgresDatabase:
     admin = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres"]
     SHAPES = ("tidy", "connection-string")
 
-    def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
+    def __init__(self, name: str, install_dir: Path, shape: str = "tidy", password: str | None = None):
         self.name = name  # database and role
         self.shape = shape
-        self.password = secrets.token_hex(16)
+        self.password = password or secrets.token_hex(16)
 
     def create(self) -> None:
         self.drop()
         # CREATEDB: the deploy tool verifies each dump by restoring it into a scratch database
-        _run(self.admin, f"CREATE ROLE \"{self.name}\" LOGIN CREATEDB PASSWORD '{self.password}';"
+        password = self.password.replace("'", "''")
+        _run(self.admin, f"CREATE ROLE \"{self.name}\" LOGIN CREATEDB PASSWORD '{password}';"
                          f"CREATE DATABASE \"{self.name}\" OWNER \"{self.name}\";")
 
     def directus_env(self) -> dict[str, str]:
@@ -102,10 +103,10 @@ class MysqlDatabase:
     admin = ["mysql", "-uroot", "--batch"]
     SHAPES = ("tidy", "socket")
 
-    def __init__(self, name: str, install_dir: Path, shape: str = "tidy"):
+    def __init__(self, name: str, install_dir: Path, shape: str = "tidy", password: str | None = None):
         self.name = name
         self.shape = shape
-        self.password = secrets.token_hex(16)
+        self.password = password or secrets.token_hex(16)
 
     def create(self) -> None:
         self.drop()
@@ -116,8 +117,9 @@ class MysqlDatabase:
             f"GRANT ALL PRIVILEGES ON `{scratch}`.* TO '{self.name}'@'{host}';"
             for host in ("localhost", "127.0.0.1")
         )
+        password = self.password.replace("\\", "\\\\").replace("'", "\\'")
         creates = "".join(
-            f"CREATE USER '{self.name}'@'{host}' IDENTIFIED BY '{self.password}';" for host in ("localhost", "127.0.0.1")
+            f"CREATE USER '{self.name}'@'{host}' IDENTIFIED BY '{password}';" for host in ("localhost", "127.0.0.1")
         )
         _run(self.admin, f"CREATE DATABASE `{self.name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;"
                          f"{creates}{grants}FLUSH PRIVILEGES;")
@@ -143,9 +145,13 @@ class MysqlDatabase:
                          f"DROP USER IF EXISTS '{self.name}'@'localhost', '{self.name}'@'127.0.0.1';")
 
 
-def new_database(engine: str, name: str, install_dir: Path, shape: str = "tidy"):
-    """`shape`: how Directus's .env names the database (each class's SHAPES)."""
+def new_database(engine: str, name: str, install_dir: Path, shape: str = "tidy", password: str | None = None):
+    """`shape`: how Directus's .env names the database (each class's SHAPES); `password`: the
+    database user's, instead of a generated one (the bed's PostgreSQL trusts loopback: it checks
+    no password, MariaDB does)."""
     kinds = {"sqlite": SqliteDatabase, "postgres": PostgresDatabase, "mysql": MysqlDatabase}
     if shape not in kinds[engine].SHAPES:
         raise ValueError(f"{engine} has no shape {shape!r}: {kinds[engine].SHAPES}")
-    return kinds[engine](name, install_dir, shape)
+    if password is None:
+        return kinds[engine](name, install_dir, shape)
+    return kinds[engine](name, install_dir, shape, password)

@@ -27,6 +27,11 @@ MARKETPLACE_EXTENSION = Path(__file__).parent / "marketplace" / "directus-extens
 ADMIN_EMAIL = "admin@example.com"
 
 
+def env_value(value: str) -> str:
+    """A value as a .env holds it: bare, or in double quotes when a `#` would end it."""
+    return f'"{value}"' if "#" in value else value
+
+
 class Pm2:
     """pm2 with its own home folder, run with the test bed's Node 22."""
 
@@ -62,7 +67,7 @@ class ExistingInstall:
 
     def __init__(self, root: Path, engine: str, toolchain: Toolchain, pm2: Pm2, name: str | None = None,
                  state: dict | None = None, db_shape: str = "tidy", wal: bool = False,
-                 extra_env: dict | None = None, settings_in: str = "dotenv"):
+                 extra_env: dict | None = None, settings_in: str = "dotenv", db_password: str | None = None):
         self.engine = engine
         self.name = name or f"dxd_{engine}_{secrets.token_hex(3)}"
         self.folder = root / self.name
@@ -73,7 +78,7 @@ class ExistingInstall:
         self.token = secrets.token_hex(20)
         self.secret = secrets.token_hex(32)
         self.admin_password = secrets.token_urlsafe(12)
-        self.database = new_database(engine, self.name, self.folder, db_shape)
+        self.database = new_database(engine, self.name, self.folder, db_shape, db_password)
         # where Directus's settings are: dotenv (.env), ecosystem (the env block of a pm2
         # ecosystem file, no .env), yaml (a config.yaml that CONFIG_PATH in that block names)
         self.settings_in = settings_in
@@ -151,7 +156,7 @@ class ExistingInstall:
         shutil.copytree(MARKETPLACE_EXTENSION, registry)
         if self.settings_in == "dotenv":
             env_file = self.folder / ".env"
-            env_file.write_text("".join(f"{key}={value}\n" for key, value in self.env().items()))
+            env_file.write_text("".join(f"{key}={env_value(value)}\n" for key, value in self.env().items()))
             os.chmod(env_file, 0o600)
             return
         if self.settings_in == "yaml":

@@ -20,6 +20,7 @@ from typing import Callable
 
 from dotenv import dotenv_values
 
+from directus_deploy.core import url_secrets
 from directus_deploy.core.errors import ConfigError
 
 ENV_FILE_VARIABLE = "DEPLOY_ENV_FILE"
@@ -290,7 +291,7 @@ def load(environ: dict[str, str] | None = None, *, extra_keys: tuple[Key, ...] =
         try:
             values[key.name] = key.parse(raw)
         except ValueError as why:
-            shown = "<hidden>" if key.name in SECRET_KEYS else repr(raw)
+            shown = "<hidden>" if key.name in SECRET_KEYS else repr(url_secrets.masked(raw))
             raise ConfigError(
                 f"{_where(path)}: {key.name}={shown} {why} (for example {key.name}={key.example})"
             ) from None

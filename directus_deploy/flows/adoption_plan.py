@@ -12,8 +12,9 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
+from directus_deploy.core import dotenv
 from directus_deploy.core.errors import Refused
-from directus_deploy.flows.production_env import _LINE_KEY  # a KEY= line of a .env, as config.push reads it
+from directus_deploy.state.settings import dotenv_line
 
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite keeps beside the database
 PATH_KEYS = ("DB_FILENAME", "STORAGE_LOCAL_ROOT", "EXTENSIONS_PATH")
@@ -70,23 +71,14 @@ def plan_adoption(root: str, env: dict) -> AdoptionPlan:
 
 
 def rewrite_env_text(text: str, rewrites: list[Rewrite]) -> str:
-    """The .env text with each rewritten key's line(s) replaced, a comment saying what it was;
-    every other line (comments, quoting, order) as it was."""
-    wanted = {r.key: r for r in rewrites}
-    lines, done = [], set()
-    for line in text.splitlines(keepends=True):
-        match = _LINE_KEY.match(line)
-        if match and match.group(1) in wanted:
-            rewrite = wanted[match.group(1)]
-            lines.append(f"# {rewrite.key} was {rewrite.old!s} before adoption by directus-deploy\n")
-            lines.append(f"{rewrite.key}={rewrite.new}\n")
-            done.add(rewrite.key)
-            continue
-        lines.append(line)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    lines += [f"{r.key}={r.new}\n" for r in rewrites if r.key not in done]
-    return "".join(lines)
+    """The .env text with each rewritten key's entry replaced, a comment saying what it was;
+    every other byte (comments, quoting, order) as it was."""
+    text, done = dotenv.replace_values(text, {
+        r.key: f"# {r.key} was {r.old!s} before adoption by directus-deploy\n{dotenv_line(r.key, r.new)}"
+        for r in rewrites})
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + "".join(dotenv_line(r.key, r.new) + "\n" for r in rewrites if r.key not in done)
 
 
 def adopted_env_text(settings, file_text: str | None, rewrites: list[Rewrite]) -> str | None:
@@ -94,8 +86,6 @@ def adopted_env_text(settings, file_text: str | None, rewrites: list[Rewrite]) -
     over: settings rewritten, settings only the process environment gave (a process manager's
     `env` block or environment file: a restart by this tool starts Directus without
     them), or settings in a JSON/YAML file CONFIG_PATH names. None: move the .env as it is."""
-    from directus_deploy.state.settings import dotenv_line
-
     if settings.format == "js":
         raise Refused(f"CONFIG_PATH={settings.config_path} is JavaScript, evaluated each time Directus starts: "
                       "adopt keeps settings in shared/.env; write them into a .env (or a JSON/YAML file) and run again")

@@ -23,7 +23,7 @@ from directus_deploy.flows.system_config import EXPORT_DIR, ensure_helper, expor
 from directus_deploy.host.remote import Remote, q
 from directus_deploy.host.script import EMIT_FUNCTION, emit, parse_results, section, split_sections
 from directus_deploy.state.layout import is_id
-from directus_deploy.state.production import HEALTH_PROBE_FILE, Production, locate
+from directus_deploy.state.production import HEALTH_PROBE_FILE, Production, locate, storage_root
 from directus_deploy.state.settings import process_env_shell
 
 DISK_MARGIN = 64 * 1024 * 1024  # bytes kept free beyond the estimate
@@ -328,6 +328,8 @@ class BackupRun:
                 "linked": len(listing) - copied, "bytes_written": written,
             }
             details.append(f"{part}: {len(listing)} files, {copied} copied, {len(listing) - copied} linked")
+        if "uploads" in self.manifest:  # where they were: a restore puts them back only there (flows/restore.py)
+            self.manifest["uploads"]["storage_root"] = storage_root(prod.env)
         if "extensions" in self.manifest:
             self.manifest["extensions"]["names"] = sorted(
                 e.name for e in check_printed(found.get("extension-manifests", "")) if e.ok)

@@ -10,19 +10,18 @@ The template (`config/production.env` at a tag) holds the settings, never the se
 The host's file is edited, not replaced: changed keys keep their line, new ones are appended,
 and a key only the host has stays (and is said so). SECRET and the DB_* settings are refused
 unless a flag allows them (a new SECRET logs everybody out; a wrong DB_* points production at
-another database). Values of secret keys are masked in everything printed.
+another database). Values of secret keys, and the passwords inside URLs whatever their key,
+are masked in everything printed.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
+from directus_deploy.core import dotenv, url_secrets
 from directus_deploy.core.errors import DeployError, Refused, RolledBack
 from directus_deploy.core.source import Source
 from directus_deploy.flows import steps
@@ -35,7 +34,6 @@ from directus_deploy.state.settings import dotenv_line
 TEMPLATE = "config/production.env"
 KEEP = "@host"
 _FROM_ENVIRONMENT = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-_LINE_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=")
 
 
 @dataclass
@@ -53,12 +51,12 @@ def is_secret(key: str) -> bool:
 def shown(key: str, value: str | None) -> str:
     if value is None:
         return "(unset)"
-    return "***" if is_secret(key) and value else repr(value)
+    return "***" if is_secret(key) and value else repr(url_secrets.masked(value))
 
 
 def parse(text: str) -> dict[str, str]:
-    # no interpolation: ${NAME} is the template's own syntax, and Directus does not expand either
-    return {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()}
+    # as Directus reads a .env: no expansion (${NAME} is the template's own syntax)
+    return dotenv.parse(text)
 
 
 def read_template(source, tag, file: str | None) -> tuple[str, str]:
@@ -115,18 +113,16 @@ def refuse_protected(changes: list[Change], allow_secret: bool, allow_db: bool) 
 
 
 def render(host_text: str, changes: list[Change], note: str) -> str:
-    """The host's file with the changes made: values replaced on their own line, new keys
-    appended; every other line (comments, order, host-only keys) as it was."""
-    updates = {c.key: c.new for c in changes if c.kind == "change"}
-    lines = host_text.splitlines()
-    for number, line in enumerate(lines):
-        match = _LINE_KEY.match(line)
-        if match and match[1] in updates:
-            lines[number] = dotenv_line(match[1], updates.pop(match[1]))
+    """The host's file with the changes made: each changed entry replaced where it stands (a
+    value over several lines whole), new keys appended; every other byte (comments, order,
+    quoting, host-only keys) as it was."""
+    text, _ = dotenv.replace_values(host_text, {c.key: dotenv_line(c.key, c.new) for c in changes if c.kind == "change"})
+    if text and not text.endswith("\n"):
+        text += "\n"
     added = [c for c in changes if c.kind == "add"]
     if added:
-        lines += ["", f"# {note}"] + [dotenv_line(c.key, c.new) for c in added]
-    return "\n".join(lines) + "\n"
+        text += "\n".join(["", f"# {note}"] + [dotenv_line(c.key, c.new) for c in added]) + "\n"
+    return text
 
 
 def describe(changes: list[Change]) -> list[list[str]]:
@@ -149,9 +145,9 @@ def read_both(session, tag, file: str | None) -> tuple[str, str, list[Change]]:
         raise Refused(f"{session.layout.shared_env} is missing: set the host up first (fab deploy.setup or deploy.adopt)")
     host = parse(host_text)
     wanted = resolve(parse(template_text), host)
-    for key, value in [*host.items(), *wanted.items()]:
-        if is_secret(key):
-            session.remote().add_secret(value)  # never printed, whatever prints it
+    for key, value in [*host.items(), *wanted.items()]:  # never printed, whatever prints them
+        for secret in ([value] if is_secret(key) else []) + url_secrets.secrets_in(value):
+            session.remote().add_secret(secret)
     return host_text, origin, plan(wanted, host)
 
 

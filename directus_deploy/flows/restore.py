@@ -14,13 +14,14 @@ from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
 from directus_deploy.engines import engine_for, object_storage
 from directus_deploy.flows import system_config
+from directus_deploy.flows.adoption_plan import plan_adoption
 from directus_deploy.flows.backup import take_backup
 from directus_deploy.host.remote import q
 from directus_deploy.state.backup_catalog import read_manifest
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.lock import serial_lock
 from directus_deploy.state.preservation import check_preservation
-from directus_deploy.state.production import HEALTH_PROBE_FILE, locate
+from directus_deploy.state.production import HEALTH_PROBE_FILE, locate, storage_root
 from directus_deploy.state.releases import point_current
 
 RESTORABLE = ("db", "files", "extensions", "env", "config")
@@ -36,11 +37,49 @@ def parse_parts(only: str) -> tuple[str, ...]:
     return parts
 
 
+def uploads_taken_from(manifest: dict, in_layout: bool) -> str | None:
+    """The STORAGE_LOCAL_ROOT a backup's uploads were taken with, normalized, as it reads in the
+    layout when the backup was taken before adoption; None when the backup cannot tell.
+    Backups made before the manifest recorded it are read from the folder they name
+    (`source`, under `production_root` for a relative setting)."""
+    uploads, base = manifest.get("uploads") or {}, str(manifest.get("production_root") or "")
+    root = uploads.get("storage_root")
+    if not root and uploads.get("source") and base.startswith("/"):
+        source = str(uploads["source"])
+        root = posixpath.relpath(source, base) if source.startswith(base.rstrip("/") + "/") else source
+    if not root:
+        return None
+    if in_layout and not manifest.get("release") and base.startswith("/"):
+        # taken from the install before adoption, which made a path into the install relative
+        root = next((r.new for r in plan_adoption(base, {"STORAGE_LOCAL_ROOT": root}).rewrites), root)
+    return posixpath.normpath(root)
+
+
+def check_uploads_target(manifest: dict, production, backup_id: str, to: str | None) -> None:
+    """Uploads go back only where they were taken from: when the production .env's
+    STORAGE_LOCAL_ROOT names another folder now (storage moved), or the backup cannot say, only
+    with --to naming that folder (a restore replaces its whole content)."""
+    now = storage_root(production.env)
+    if to:
+        if posixpath.normpath(to) not in (now, production.uploads):
+            raise Refused(f"--to={to} is not where production keeps uploads now: its .env says STORAGE_LOCAL_ROOT={now} "
+                          f"({production.uploads}); pass --to={now} to restore the uploads there")
+        return
+    then = uploads_taken_from(manifest, production.in_layout)
+    if then is None:
+        raise Refused(f"backup {backup_id} does not say which STORAGE_LOCAL_ROOT its uploads were taken from; "
+                      f"to replace the uploads in {production.uploads} with them, pass --to={now}")
+    if then != now:
+        raise Refused(f"backup {backup_id} holds uploads taken from STORAGE_LOCAL_ROOT={then}, but the production .env "
+                      f"now says STORAGE_LOCAL_ROOT={now}: to replace the uploads there with them, pass --to={now}")
+
+
 def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | None = None,
-                   start_release: str | None = None) -> dict:
+                   start_release: str | None = None, uploads_to: str | None = None) -> dict:
     """Returns {"safety_backup": id, "checks": [...]}. The caller holds the deploy lock.
     `start_release`: switch `current` to that release while Directus is stopped, and start it
-    (a database rollback goes with the code that matches it)."""
+    (a database rollback goes with the code that matches it). `uploads_to`: --to, the uploads
+    folder when it is not where the backup took them from."""
     remote, layout, console = session.remote(), session.layout, session.console
     with console.step(f"check backup {backup_id}") as step:
         manifest = read_manifest(remote, layout, backup_id)
@@ -65,6 +104,11 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
             raise Refused(f"backup {backup_id} is a {manifest['database']['engine']} dump; production uses {engine.name}")
         if "files" in parts and not production.has_files:
             raise Refused("production has no uploads folder or bucket to restore files into")
+        if "files" in parts and production.uploads and manifest.get("uploads"):
+            check_uploads_target(manifest, production, backup_id, uploads_to)
+        elif uploads_to:
+            raise Refused(f"--to names where uploads go, and this restore writes none (backup {backup_id} holds no "
+                          "uploads, production keeps none in a folder, or --only leaves files out)")
         step.detail = f"restoring {', '.join(parts)} from {manifest['created_at']} ({manifest['reason']})"
 
     if session.dry_run:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 from directus_deploy.core import config as config_module
 from directus_deploy.core.console import Console
+from directus_deploy.core.errors import DeployError
 from directus_deploy.host import ssh
 from directus_deploy.host.remote import Remote
 from directus_deploy.runtimes import load_config
@@ -152,5 +153,8 @@ def open_session(*, dry_run: bool = False, several_hosts: bool = False, restart:
         if dry_run:
             session.console.say("DRY RUN: nothing on the host will change; commands that would are listed.")
         yield session
+    except DeployError as why:  # its line may quote a value holding a secret
+        why.args = (session.scrub(str(why)),)
+        raise
     finally:
         session.close()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from dotenv import dotenv_values
-
+from directus_deploy.core import dotenv
 from directus_deploy.core.errors import Refused
 from directus_deploy.host.remote import q
 from directus_deploy.state.shared import shared_links
@@ -17,7 +15,7 @@ def setup_host(session, env_file: Path) -> list[str]:
     if not env_file.is_file():
         raise Refused(f"--env-file={env_file}: no such file (the production .env to install on the host)")
     text = env_file.read_text()
-    env = {k: v or "" for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    env = dotenv.parse(text)  # as Directus will read it
     for key in ("DB_CLIENT", "SECRET"):
         if not env.get(key):
             raise Refused(f"{env_file} has no {key}; Directus needs it in production")

@@ -104,7 +104,7 @@ class Remote:
             self._secrets.append(value)
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in sorted(self._secrets, key=len, reverse=True):  # one inside another: the longer first
             text = text.replace(secret, "***")
         return text
 

@@ -9,15 +9,12 @@ relative to that folder, as Directus resolves them.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import posixpath
 import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlparse
 
-from dotenv import dotenv_values
-
+from directus_deploy.core import dotenv, url_secrets
 from directus_deploy.core.errors import Refused
 from directus_deploy.engines import object_storage
 from directus_deploy.engines.object_storage import buckets_in
@@ -68,8 +65,9 @@ SECRET_ENV_KEYS = ("DB_PASSWORD", "SECRET", "KEY", "ADMIN_PASSWORD", "ADMIN_TOKE
 
 
 def parse_env(remote: Remote, text: str) -> dict:
-    """A production .env's settings; its secrets are registered so no output shows them."""
-    env = {k: (v or "") for k, v in dotenv_values(stream=io.StringIO(text)).items()}
+    """A production .env's settings as Directus reads them (no ${VAR} expansion); its secrets are
+    registered so no output shows them."""
+    env = dotenv.parse(text)
     register_secrets(remote, env)
     return env
 
@@ -81,8 +79,8 @@ def register_secrets(remote: Remote, env: dict) -> None:
     for key, value in env.items():
         if key.endswith(("_PASSWORD", "_SECRET", "_TOKEN", "_KEY")):
             remote.add_secret(value)
-    if env.get("DB_CONNECTION_STRING"):  # its password alone is a secret too
-        remote.add_secret(unquote(urlparse(str(env["DB_CONNECTION_STRING"])).password or "") or None)
+        for secret in url_secrets.secrets_in(value):  # redis://:pass@host, whatever the key
+            remote.add_secret(secret)
 
 
 def paths_in(root: str, env: dict) -> dict:
@@ -91,7 +89,7 @@ def paths_in(root: str, env: dict) -> dict:
     storage_locations = [s.strip() for s in str(env.get("STORAGE_LOCATIONS", "local")).split(",")]
     uploads = None
     if "local" in storage_locations and env.get("STORAGE_LOCAL_DRIVER", "local") == "local":
-        uploads = posixpath.normpath(posixpath.join(root, env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
+        uploads = posixpath.normpath(posixpath.join(root, storage_root(env)))
     # Symlinks (a release's uploads -> shared/uploads) are followed by every command that
     # uses these paths with a trailing slash or a `cd`; they need no resolving here.
     extensions = posixpath.normpath(posixpath.join(root, env.get("EXTENSIONS_PATH") or "./extensions"))
@@ -99,6 +97,12 @@ def paths_in(root: str, env: dict) -> dict:
             "storages": {name: posixpath.normpath(posixpath.join(root, relative))
                          for name, relative in other_local_locations(env).items()},
             "buckets": buckets_in(env)}
+
+
+def storage_root(env: dict) -> str:
+    """STORAGE_LOCAL_ROOT, normalized (default ./uploads): where uploads are, relative to the
+    folder Directus runs from, or absolute."""
+    return posixpath.normpath(str(env.get("STORAGE_LOCAL_ROOT") or "./uploads"))
 
 
 _LOCATION = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

@@ -96,17 +96,20 @@ def verify(c, id="", install=""):
     "install": INSTALL_HELP,
     "dry-run": DRY_HELP,
     "yes": "do not ask for confirmation (for CI)",
+    "to": "the uploads folder to restore into, when the production .env's STORAGE_LOCAL_ROOT no longer names "
+          "the one the backup was taken from (storage moved), or the backup does not record it: the "
+          "STORAGE_LOCAL_ROOT the .env has now; its content is replaced. Without it such a restore is refused",
 })
-def restore(c, id="", only="", install="", dry_run=False, yes=False):
-    """Restore a backup, after a safety backup of the current state."""
+def restore(c, id="", only="", install="", dry_run=False, yes=False, to=""):
+    """Restore a backup, after a safety backup of the current state; uploads only into the folder they came from (or --to)."""
     backup_id = _required_id(id)
     parts = parse_parts(only)
     with open_session(dry_run=dry_run) as session:
         if not dry_run:
             confirm(f"Restore {', '.join(parts)} from backup {backup_id} over production on "
-                    f"{session.config.hosts[0]}? A safety backup is taken first.", yes)
+                    f"{session.config.primary_host}? A safety backup is taken first.", yes)
         with lock.held(session, f"restore {backup_id}"):
-            outcome = restore_backup(session, backup_id, parts, install=install or None)
+            outcome = restore_backup(session, backup_id, parts, install=install or None, uploads_to=to or None)
         if not dry_run:
             session.console.summary("Restore complete", [("restored from", backup_id),
                                                          ("safety backup", outcome["safety_backup"])])

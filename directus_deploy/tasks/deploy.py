@@ -84,9 +84,6 @@ def code(c, tag="", dry_run=False):
         resolved = Source(session.config.source).resolve(tag or None)
         with lock.held(session, f"deploy.code {resolved.name}"):
             revision = steps.deploy_code(session, resolved)
-            if not dry_run:  # every release on disk is named in the log: retention trusts no other
-                steps.record(session, {"action": "code", "release": revision["release"], "tag": resolved.name,
-                                       "commit": resolved.commit, "outcome": "made"})
         session.console.summary("Release made (not switched yet: fab deploy.migrate, fab deploy.switch)",
                                 [("release", revision["release"])])
 

@@ -142,3 +142,20 @@ def test_a_damaged_upload_makes_no_release(host, tmp_path):
     result = run(strict(unpack_script(layout, code, R1, ENV, {})), env=env, check=False)
     assert result.returncode != 0 and not os.path.exists(os.path.join(layout.releases, R1))
     assert not os.path.exists(os.path.join(layout.releases, "node_modules"))
+
+
+def test_a_release_is_named_in_the_deploy_log_before_its_folder_exists(host, tmp_path):
+    """A run killed right after the unpack leaves a release the log names (as made, not good):
+    retention then deletes it like a failed one instead of distrusting the whole log."""
+    from directus_deploy.state.deploylog import parse_log
+    from directus_deploy.state.releases import release_outcomes
+
+    layout, env, _ = host
+    code, tar = archive(tmp_path, FILES)
+    upload(layout, tar, R1)
+    script = unpack_script(layout, code, R1, ENV, {"release": R1, "tag": "v1"})
+    assert script.index(".deploy/log.jsonl") < script.rindex("mv -T -- ")  # written before the folder appears
+    run(strict(script), env=env)
+    entries, bad = parse_log(open(layout.log_file).read())
+    assert not bad and [(e["action"], e["release"], e["outcome"]) for e in entries] == [("code", R1, "made")]
+    assert release_outcomes(entries) == {}

@@ -97,7 +97,7 @@ def damage_line_removed(log):
 DAMAGES = {"deleted": (damage_deleted, "is missing"),
            "emptied": (damage_emptied, "does not record the current release"),
            "garbled": (damage_garbled, "is not a JSON entry"),
-           "line-removed": (damage_line_removed, "names no entry for release")}
+           "line-removed": (damage_line_removed, "names no outcome for release")}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))

@@ -41,10 +41,17 @@ def point_current(layout: Layout, release_id: str | None = None, *, target_word:
     """Shell moving `current` to a release with one rename (a link made under a temporary name,
     then `mv -T` over `current`): there is never a moment without `current`. The target is
     relative (`releases/<id>`), so the layout keeps working if DEPLOY_PATH moves; `target_word`
-    is a shell word to use instead (a target read on the host, such as "$was")."""
+    is a shell word to use instead (a target read on the host, such as "$was"). The release
+    gets its SERVED file (when it first went live): retention tells a release that served from
+    one a killed run left unswitched, whatever the deploy log says. Never fails the move."""
     word = target_word or q(posixpath.join("releases", release_id))
     temp = layout.current + ".new"
-    return f"ln -sfn -- {word} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)}"
+    served = f"{q(layout.root)}/{word}/{SERVED_FILE}"
+    return (f"ln -sfn -- {word} {q(temp)} && mv -T -- {q(temp)} {q(layout.current)} && "
+            f"{{ [ -e {served} ] || date -u +%Y-%m-%dT%H:%M:%SZ > {served} || true; }} 2>/dev/null")
+
+
+SERVED_FILE = "SERVED"  # in a release folder, beside REVISION
 
 
 def release_id_for(tag: Tag, now: datetime | None = None) -> str:
@@ -226,7 +233,8 @@ def releases_script(layout) -> str:
         + emit("current", target=f'"$(readlink -- {q(layout.current)} 2>/dev/null)"') + "; "
         "for d in $(ls -1); do case \"$d\" in .*) continue;; esac; "
         + emit("release", id='"$d"', modules='"$(readlink -- "$d/node_modules" 2>/dev/null)"',
-               revision='"$(cat -- "$d/REVISION" 2>/dev/null)"') + "; done"
+               revision='"$(cat -- "$d/REVISION" 2>/dev/null)"', served=f'"$([ -e "$d/{SERVED_FILE}" ] && echo yes)"')
+        + "; done"
     )
 
 
@@ -239,7 +247,8 @@ def parse_releases(out: str) -> list[dict]:
         modules = record["modules"]
         # the node_modules link names the dependency store (shared/deps/<key>/node_modules)
         revision["deps"] = posixpath.basename(posixpath.dirname(modules)) if modules else "?"
-        releases.append({"id": record["id"], "revision": revision, "current": record["id"] == current})
+        releases.append({"id": record["id"], "revision": revision, "current": record["id"] == current,
+                         "served": record.get("served") == "yes"})
     return releases
 
 

@@ -27,6 +27,22 @@ def test_current_moves_to_the_release_with_a_relative_link_and_no_leftover(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "releases"]
 
 
+def test_a_release_keeps_when_it_first_went_live_and_an_unwritable_one_still_switches(tmp_path):
+    layout = Layout(str(tmp_path))
+    for release in ("a", "b"):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+    bash(point_current(layout, "a"))
+    first = (tmp_path / "releases" / "a" / "SERVED").read_text()
+    bash(point_current(layout, "b") + "\n" + point_current(layout, "a"))
+    assert (tmp_path / "releases" / "a" / "SERVED").read_text() == first  # the first time, kept
+    assert (tmp_path / "releases" / "b" / "SERVED").exists()
+    (tmp_path / "releases" / "b" / "SERVED").unlink()
+    # nowhere to write it (a link into a folder that does not exist, even for root): the switch happens all the same
+    (tmp_path / "releases" / "b" / "SERVED").symlink_to(tmp_path / "nowhere" / "SERVED")
+    bash(point_current(layout, "b"))
+    assert os.readlink(tmp_path / "current") == "releases/b" and not (tmp_path / "nowhere").exists()
+
+
 def test_current_goes_back_to_a_target_read_on_the_host(tmp_path):
     layout = Layout(str(tmp_path))
     (tmp_path / "releases" / "a").mkdir(parents=True)

@@ -76,7 +76,7 @@ def test_a_damaged_revision_reads_as_empty(tmp_path):
     with open(os.path.join(layout.releases, A, "REVISION"), "w") as handle:
         handle.write('{"tag": "v1", "comm')
     assert parse_releases(run(releases_script(layout)).stdout) == [
-        {"id": A, "revision": {"deps": "k-node22"}, "current": False}]
+        {"id": A, "revision": {"deps": "k-node22"}, "current": False, "served": False}]
 
 
 def test_outcomes_are_the_last_word_of_the_log_per_release():

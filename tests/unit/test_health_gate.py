@@ -38,16 +38,25 @@ def run_gate(command: str, url: str, env: dict | None = None, timeout: int = 20)
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "exit": result.returncode}
 
 
+UNDER_PRESSURE = {"errors": [{"message": 'Service "api" is unavailable. Under pressure.',
+                               "extensions": {"service": "api", "reason": "Under pressure", "code": "SERVICE_UNAVAILABLE"}}]}
+
+
 class FakeDirectus(http.server.BaseHTTPRequestHandler):
     health = {"status": "ok"}
     extensions = [{"schema": {"name": "hello"}}]
+    busy_answers = 0  # how many authenticated requests get Directus's pressure limiter's 503 first
 
     def do_GET(self):  # noqa: N802 - the handler's name
         auth = self.headers.get("Authorization") == "Bearer s3cret-admin-token"
         body = {"/server/ping": "pong", "/server/health": self.health if auth else {"status": "forbidden"},
                 "/extensions": {"data": self.extensions}}.get(self.path)
+        status = 200 if body is not None else 404
+        if auth and FakeDirectus.busy_answers > 0:
+            FakeDirectus.busy_answers -= 1
+            body, status = UNDER_PRESSURE, 503
         text = body if isinstance(body, str) else json.dumps(body)
-        self.send_response(200 if body is not None else 404)
+        self.send_response(status)
         self.end_headers()
         self.wfile.write(text.encode())
 
@@ -68,6 +77,21 @@ def test_the_gate_passes_when_ping_health_and_extensions_answer(directus, name):
     report = run_gate(service(name).health_check(["hello"], timeout=5), directus)
     assert report["ok"] is True and report["exit"] == 0
     assert report["loaded"] == ["hello"] and report["health"] == "ok"
+
+
+def test_a_directus_under_pressure_is_asked_again_and_a_broken_one_is_not(directus, monkeypatch):
+    """Right after a boot on a busy machine Directus's pressure limiter answers 503 for a moment:
+    the gate waits it out (within its timeout); an unhealthy answer still fails it at once."""
+    monkeypatch.setattr(FakeDirectus, "busy_answers", 3)
+    report = run_gate(service("systemd").health_check(["hello"], timeout=10), directus)
+    assert report["ok"] is True and FakeDirectus.busy_answers == 0
+    monkeypatch.setattr(FakeDirectus, "busy_answers", 1000)
+    report = run_gate(service("systemd").health_check(["hello"], timeout=2), directus)
+    assert report["ok"] is False and report["failed"] == "health" and "Under pressure" in report["detail"]
+    monkeypatch.setattr(FakeDirectus, "busy_answers", 0)
+    monkeypatch.setattr(FakeDirectus, "health", {"status": "error", "checks": {"database": [{"status": "error"}]}})
+    report = run_gate(service("systemd").health_check(["hello"], timeout=10), directus)
+    assert report["ok"] is False and report["detail"] == "error (database)" and report["seconds"] < 5
 
 
 def test_the_gate_names_the_extension_that_did_not_load(directus):

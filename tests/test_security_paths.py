@@ -89,15 +89,17 @@ def damage_garbled(log):
 
 
 def damage_line_removed(log):
-    """The adoption's line taken out by hand: the log reads well but no longer names release v1."""
-    log.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
-                           if json.loads(line).get("action") != "adopt"))
+    """The lines of release v1 (made, adopted) taken out by hand, as a rotation would: the log
+    reads well but no longer names release v1."""
+    lines = log.read_text().splitlines(keepends=True)
+    adopted = next(json.loads(line)["release"] for line in lines if json.loads(line).get("action") == "adopt")
+    log.write_text("".join(line for line in lines if json.loads(line).get("release") != adopted))
 
 
 DAMAGES = {"deleted": (damage_deleted, "is missing"),
            "emptied": (damage_emptied, "does not record the current release"),
            "garbled": (damage_garbled, "is not a JSON entry"),
-           "line-removed": (damage_line_removed, "names no outcome for release")}
+           "line-removed": (damage_line_removed, "names no entry for release")}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))

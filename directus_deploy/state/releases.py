@@ -274,11 +274,14 @@ def last_good(releases: list[dict], outcomes: dict[str, str]) -> str | None:
 
 def cleanup_plan(releases: list[dict], entries: list[dict], keep: int) -> list[str]:
     """Releases to delete: beyond the `keep` newest successful ones (never the current one,
-    never the last good one); failed ones go."""
+    never the last good one); failed ones go, and so does one a killed run made that never went
+    live. One that went live (its SERVED file) but has no outcome (its run killed after the
+    switch) is kept: nothing says it was not good."""
     outcomes = release_outcomes(entries)
     current = next((r["id"] for r in releases if r["current"]), None)
     good = [r["id"] for r in releases if outcomes.get(r["id"]) == "ok" or r["id"] == current]
-    kept = set(good[-keep:]) | {current, last_good(releases, outcomes)}
+    unknown = {r["id"] for r in releases if r["id"] not in outcomes and r.get("served")}
+    kept = set(good[-keep:]) | {current, last_good(releases, outcomes)} | unknown
     return [r["id"] for r in releases if r["id"] not in kept]
 
 

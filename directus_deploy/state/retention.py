@@ -20,10 +20,9 @@ from directus_deploy.state.releases import cleanup_lines, cleanup_plan, release_
 def log_problem(stock, layout) -> str | None:
     """Why the deploy log cannot be trusted to decide what retention deletes, with what to do
     about it; None when it can. It cannot when it is missing, unreadable, holds a line that is
-    no entry, does not record the release `current` points at as successful, or names no outcome
-    for a release folder on disk that once served (its SERVED file) or that it does not name as
-    made (every release is named as made before its folder exists, and gets its outcome from the
-    release, adoption, switch, rollback or extensions sync that made it). With no release on disk
+    no entry, does not record the release `current` points at as successful, or names no entry
+    at all for a release folder on disk (every release is named as made before its folder
+    exists, so only a log edited, truncated or rotated by hand lacks one). With no release on disk
     the log protects nothing (no backup is a kept release's rollback), so it is not needed."""
     log = layout.log_file
     if not stock.releases:
@@ -42,14 +41,10 @@ def log_problem(stock, layout) -> str | None:
     if current and outcomes.get(current) != "ok":
         return (f"the deploy log {log} does not record the current release {current} as successful "
                 "(edited, truncated or rotated by hand?): put back the lines that recorded it")
-    # every release is named as made before its folder exists; one that never went live and has
-    # no outcome is a run killed before its switch (it goes like a failed one); any other needs
-    # the outcome the log once held
-    made = {entry.get("release") for entry in stock.entries if entry.get("action") == "code"}
-    unnamed = [r["id"] for r in stock.releases
-               if r["id"] not in outcomes and not (r["id"] in made and not r.get("served"))]
+    named = {entry.get("release") for entry in stock.entries}
+    unnamed = [r["id"] for r in stock.releases if r["id"] not in named]
     if unnamed:
-        return (f"the deploy log {log} names no outcome for release {', '.join(unnamed)} on disk (edited or rotated by "
+        return (f"the deploy log {log} names no entry for release {', '.join(unnamed)} on disk (edited or rotated by "
                 f"hand?): put back the lines that recorded it, or delete a release no rollback needs by hand "
                 f"(rm -rf {layout.releases}/<id>)")
     return None

@@ -97,26 +97,26 @@ def test_a_line_that_is_no_entry_is_named(host, text, line, entries):
 
 def test_a_log_no_longer_naming_a_release_on_disk_is_not_trusted(host):
     write_log(host, GOOD[1:])  # the adoption's line removed by hand: v1 reads as never good
-    assert f"names no outcome for release {R1}" in problem(host)
+    assert f"names no entry for release {R1}" in problem(host)
     write_log(host, GOOD[:1])  # the current release's line gone
     assert f"current release {R2} as successful" in problem(host)
     write_log(host, GOOD[:1] + [{"action": "release", "release": R2, "outcome": "rolled-back"}])
     assert "as successful" in problem(host)
 
 
-def test_releases_with_an_outcome_or_made_and_never_served_are_named():
+def test_releases_a_killed_run_left_are_named_and_one_that_went_live_is_kept():
+    from directus_deploy.state.releases import cleanup_plan
+
     layout = Layout("/srv/x")
     releases = [{"id": "a", "current": False, "served": False}, {"id": "b", "current": False, "served": True},
-                {"id": "c", "current": True, "served": True}]
-    entries = [{"action": "code", "release": "a", "outcome": "made"},  # a run killed before its switch
-               {"action": "code", "release": "b", "outcome": "made"},
-               {"action": "switch", "release": "b", "outcome": "failed"},
-               {"action": "rollback", "release": "c", "outcome": "ok"}]
+                {"id": "c", "current": False, "served": True}, {"id": "d", "current": True, "served": True}]
+    entries = [{"action": "code", "release": "a", "outcome": "made"},  # killed before its switch
+               {"action": "code", "release": "b", "outcome": "made"},  # killed after it
+               {"action": "switch", "release": "c", "outcome": "failed"},
+               {"action": "rollback", "release": "d", "outcome": "ok"}]
     stock = SimpleNamespace(log_state="read", bad_log_lines=[], backups=[], releases=releases, entries=entries)
     assert log_problem(stock, layout) is None
-    # b served, and the line with its outcome is gone: only "made" is left, which does not do
-    stock.entries = [e for e in entries if e["action"] != "switch"]
-    assert "names no outcome for release b" in log_problem(stock, layout)
+    assert cleanup_plan(releases, entries, keep=1) == ["a", "c"]  # b may have been good: it stays
 
 
 def fake_session(layout):
@@ -133,7 +133,7 @@ def listing(layout) -> list:
 def test_cleanup_and_prune_refuse_on_a_damaged_log_and_delete_nothing(host, retain):
     before = listing(host)
     write_log(host, GOOD[1:])
-    with pytest.raises(Refused, match="nothing was deleted: the deploy log .* names no outcome"):
+    with pytest.raises(Refused, match="nothing was deleted: the deploy log .* names no entry"):
         retain(fake_session(host))
     assert listing(host) == before
     os.remove(host.log_file)

@@ -178,25 +178,16 @@ KEEP_TOKEN_IN_THE_SCRIPT = f"export -n {TOKEN_VARIABLE}"
 
 
 def _local_helper() -> Path:
-    """The CLI on this machine, in the user's cache (installed once per lockfile)."""
+    """The CLI on this machine, in the user's cache: the same install script as on the host, run
+    by the local bash (once per lockfile)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "directus-deploy"
     folder = cache / f"d6s-{helper_key()}"
-    binary = folder / "node_modules" / ".bin" / "d6s"
-    if binary.exists():
-        return binary
-    staging = cache / f"d6s-{helper_key()}.installing"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, mode=0o700)
-    for name, content in _helper_files().items():
-        (staging / name).write_bytes(content)
-    result = subprocess.run(["npm", "ci", "--ignore-scripts", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=error"],
-                            cwd=staging, capture_output=True, text=True, timeout=600)
+    cache.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["bash", "-c", install_helper_script(str(folder))], input=helper_archive(),
+                            capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
         raise DeployError(f"installing {cli_package()} from the tool's lockfile failed: {_last_line(result.stderr)}")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return binary
+    return folder / "node_modules" / ".bin" / "d6s"
 
 
 # -- on the development side: config.pull --------------------------------------------------

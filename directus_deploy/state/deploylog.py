@@ -48,11 +48,17 @@ def parse_log(text: str) -> tuple[list[dict], list[int]]:
     return entries, bad
 
 
+def new_record(entry: dict) -> dict:
+    """An entry as the log keeps it: when and by whom first."""
+    return {"at": utc_now(), "by": who(), **entry}
+
+
+def append_lines(layout) -> str:
+    """Shell appending standard input to the log (0600), its folder made if need be."""
+    return f"mkdir -p -- {q(layout.tool_dir)} && (umask 077 && cat >> {q(layout.log_file)})"
+
+
 def append(remote, layout, entry: dict) -> dict:
-    record = {"at": utc_now(), "by": who(), **entry}
-    line = json.dumps(record, sort_keys=False)
-    remote.run(
-        f"mkdir -p {q(layout.tool_dir)} && umask 077 && cat >> {q(layout.log_file)}",
-        stdin=line + "\n", what="write the deploy log",
-    )
+    record = new_record(entry)
+    remote.run(append_lines(layout), stdin=json.dumps(record, sort_keys=False) + "\n", what="write the deploy log")
     return record

@@ -26,7 +26,6 @@ from directus_deploy.core.extensions import (
     describe_problems,
     missing_entries,
 )
-from directus_deploy.core.manifest import utc_now
 from directus_deploy.core.source import Source, Tag
 from directus_deploy.host.remote import Remote, RemoteGroup, q
 from directus_deploy.host.script import EMIT_FUNCTION, emit, json_object, parse_results, with_emit
@@ -115,9 +114,8 @@ def new_revision(code: PreparedCode, release_id: str, base_release: str | None =
 
 def made_entry(release_id: str, revision: dict) -> str:
     """The deploy log's line for a release folder made (its outcome comes later, in its own line)."""
-    return json.dumps({"at": utc_now(), "by": revision.get("deployed_by") or deploylog.who(), "action": "code",
-                       "release": release_id, "tag": revision.get("tag"), "commit": revision.get("commit"),
-                       "outcome": "made"})
+    return json.dumps(deploylog.new_record({"action": "code", "release": release_id, "tag": revision.get("tag"),
+                                            "commit": revision.get("commit"), "outcome": "made"}))
 
 
 def _incoming(layout: Layout, release_id: str) -> tuple[str, str]:
@@ -144,7 +142,7 @@ def unpack_script(layout: Layout, code: PreparedCode, release_id: str, env: dict
         f"rm -rf -- {q(temp + '/REVISION')} && printf '%s\\n' {q(json.dumps(revision, indent=1))} > {q(temp + '/REVISION')}",
         # named in the deploy log before it exists, whatever happens next (a run killed outright
         # too): retention trusts a log that names every release on disk (retention.log_problem)
-        f"mkdir -p -- {q(layout.tool_dir)} && (umask 077 && printf '%s\\n' {q(made_entry(release_id, revision))} >> {q(layout.log_file)})",
+        f"printf '%s\\n' {q(made_entry(release_id, revision))} | {{ {deploylog.append_lines(layout)}; }}",
         f"mv -T -- {q(temp)} {q(final)}",
         emit("deps", key='"$key"', how='"$how"'),
         # what Directus will load, read in the same round trip, checked before the switch

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ class StepRecord:
     outcome: str = "running"  # ok | failed | skipped | running
     seconds: float = 0.0
     detail: str = ""
+    thread: int = 0  # the thread running it: steps of other threads may print in between
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Console:
     @contextmanager
     def step(self, name: str):
         """`with console.step("backup database") as step:`; set `step.detail` to say more."""
-        record = StepRecord(self.prefix + name)
+        record = StepRecord(self.prefix + name, thread=threading.get_ident())
         self.steps.append(record)
         self.say(f"==> {name}")
         started = time.monotonic()
@@ -52,7 +54,12 @@ class Console:
         if record.outcome == "running":
             record.outcome = "ok"
         detail = f": {record.detail}" if record.detail else ""
-        self.say(f"    {record.outcome}{detail} ({record.seconds:.1f}s)")
+        # with another thread's step under way, the line its "==>" began may be far above
+        named = f" {name}" if self._others_running(record) else ""
+        self.say(f"    {record.outcome}{named}{detail} ({record.seconds:.1f}s)")
+
+    def _others_running(self, record: StepRecord) -> bool:
+        return any(other.outcome == "running" and other.thread != record.thread for other in list(self.steps))
 
     def table(self, headers: list[str], rows: list[list[object]]) -> None:
         cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]

@@ -15,6 +15,12 @@ A step's scope says where it runs:
     rolling   `run(ctx, host)` a batch of hosts at a time (`batch(ctx)`, the hosts of a batch at
               once), stopping at the first batch that fails
 
+A step marked `beside=True` runs beside the step before it: both start together (it in a
+thread), and the step after them waits for both. For work that shares nothing, such as the
+code's upload while the database is dumped. When one of them fails, the other is let finish,
+then the completed steps are undone as usual and the first failure (in step order) is raised.
+`run(..., parallel=False)` runs such steps one after the other (a dry run's output stays in order).
+
 The runner runs the steps in order and times each. When one fails (Ctrl-C included) it calls
 `undo(ctx)` of every step that completed, the newest first, says what it undid, and raises the
 original error: an undo that fails is reported, never raised in its place. With `dry_run` it
@@ -42,6 +48,7 @@ class Step:
     undo: Callable | None = None  # undo(ctx): put back what the completed step left, when a later one fails
     plan: str = ""  # one line: what the step does (--dry-run, the summary)
     hosts: Callable | None = None  # hosts(ctx) for "each"/"rolling", instead of the pipeline's
+    beside: bool = False  # runs at the same time as the step before it (see above)
 
     def __post_init__(self):
         if self.scope not in SCOPES:
@@ -64,6 +71,8 @@ class Pipeline:
         names = [step.name for step in steps]
         if len(set(names)) != len(names):
             raise ValueError(f"two steps share a name: {names}")
+        if steps and steps[0].beside:
+            raise ValueError(f"step {steps[0].name!r} runs beside the step before it, and it is the first")
         self.steps, self.hosts, self.batch = list(steps), hosts, batch
 
     def plan(self) -> list[list[str]]:
@@ -71,7 +80,7 @@ class Pipeline:
         return [[f"{number}.", step.name, step.scope, step.plan] for number, step in enumerate(self.steps, 1)]
 
     def run(self, ctx, *, say: Callable | None = None, dry_run: bool = False,
-            report: list | None = None) -> list[StepResult]:
+            report: list | None = None, parallel: bool = True) -> list[StepResult]:
         """Run every step on `ctx`; the StepResults, also filled into `report` as the run goes
         (there when the run fails)."""
         say = say or (lambda text: None)
@@ -84,19 +93,52 @@ class Pipeline:
                 result.outcome = "planned"
             return results
         done = []
+        for group in self._groups(results, parallel):
+            failure = self._run_group(group, ctx, say)
+            done += [(step, result) for step, result in group if result.outcome == "ok"]
+            if failure is not None:
+                self._undo(done, ctx, say)
+                raise failure
+        return results
+
+    def _groups(self, results: list, parallel: bool) -> list[list]:
+        """The steps as (step, result) groups run at the same time: a step and those beside it."""
+        groups = []
         for step, result in zip(self.steps, results):
+            if step.beside and parallel:
+                groups[-1].append((step, result))
+            else:
+                groups.append([(step, result)])
+        return groups
+
+    def _run_group(self, group: list, ctx, say) -> BaseException | None:
+        """Run the group's steps (the first here, the others in threads); every one is let end.
+        The first failure in step order, or None."""
+        def timed(step: Step, result: StepResult) -> BaseException | None:
             started = time.monotonic()
             try:
                 self._run_step(step, ctx, result, say)
-            except BaseException as failure:
-                result.seconds = time.monotonic() - started
+            except BaseException as failure:  # noqa: BLE001 - handed to the caller, who raises it
                 result.outcome = "interrupted" if isinstance(failure, KeyboardInterrupt) else "failed"
-                self._undo(done, ctx, say)
-                raise
-            result.seconds = time.monotonic() - started
+                return failure
+            finally:
+                result.seconds = time.monotonic() - started
             result.outcome = "ok"
-            done.append((step, result))
-        return results
+            return None
+
+        (first, first_result), others = group[0], group[1:]
+        if not others:
+            return timed(first, first_result)
+        with ThreadPoolExecutor(max_workers=len(others)) as pool:
+            futures = [pool.submit(timed, step, result) for step, result in others]
+            failures = [timed(first, first_result)]
+            while True:  # Ctrl-C here still waits: a thread cannot be stopped halfway
+                try:
+                    failures += [future.result() for future in futures]
+                    break
+                except KeyboardInterrupt as interrupt:
+                    failures[0] = failures[0] or interrupt
+        return next((failure for failure in failures if failure is not None), None)
 
     def _run_step(self, step: Step, ctx, result: StepResult, say) -> None:
         if step.scope == "primary":

@@ -1,7 +1,7 @@
 """`fab release`: the whole chain of docs/architecture.md, one named step after another (RELEASE,
 below: a declared list of steps that flows/pipeline.py runs).
 
-    guards -> lock -> verified backup -> code -> extensions -> schema gate
+    guards -> lock -> verified backup, and the code uploaded meanwhile -> extensions -> schema gate
            -> rehearsal on a copy (when asked for) -> migrations -> system configuration
            -> switch + health gate -> verify nothing was lost -> record -> clean up -> unlock
 
@@ -62,8 +62,8 @@ RELEASE = Pipeline([
          plan="the deploy lock (.deploy/lock) on every host"),
     Step("back up", lambda run: back_up(run),
          plan="verified backup: the database on the primary; each host what it alone holds"),
-    Step("deploy the code", lambda run: deploy_code(run), undo=lambda run: discard_unused_release(run),
-         plan="pack the tag once; upload and unpack it on every host in parallel"),
+    Step("deploy the code", lambda run: deploy_code(run), undo=lambda run: discard_unused_release(run), beside=True,
+         plan="while the backup runs: pack the tag once; upload and unpack it on every host in parallel"),
     Step("check the extensions", lambda run: check_extensions(run),
          plan="every extension manifest Directus will load, on each host"),
     Step("schema gate", lambda run: plan_schema(run),
@@ -129,7 +129,8 @@ def release(session, tag_name: str | None, *, allow_destructive: bool = False, c
     if session.dry_run:
         session.console.say("The release, step by step:")
         session.console.table(PLAN_HEADERS, RELEASE.plan())
-    RELEASE.run(run, say=session.console.say, report=run.step_results)
+    # a dry run's plan reads best in order; a real run dumps the database and uploads the code at once
+    RELEASE.run(run, say=session.console.say, report=run.step_results, parallel=not session.dry_run)
     return run
 
 

@@ -48,7 +48,7 @@ const report = (ok, fields) => { console.log(JSON.stringify({ ok, seconds: (Date
     catch (e) { ping = String(e.cause?.code || e.message); }
     const why = crashed();
     if (why) return report(false, { failed: 'start', detail: why });
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 100));
   }
   if (ping !== 'pong') return report(false, { failed: 'ping', detail: ping });
   // a runtime that knows its own readiness (a container's healthcheck) says when it is ready

@@ -81,3 +81,27 @@ def test_output_is_scrubbed():
     shown.say("password hunter2")
     shown.table(["K"], [["hunter2"]])
     assert "hunter2" not in stream.getvalue() and "password ***" in stream.getvalue()
+
+
+def test_a_step_ending_while_another_threads_step_runs_names_itself():
+    import threading
+
+    stream = io.StringIO()
+    console = Console(stream=stream)
+    inside, leave = threading.Event(), threading.Event()
+
+    def long_step():
+        with console.step("dump the database"):
+            inside.set()
+            leave.wait(5)
+
+    other = threading.Thread(target=long_step)
+    other.start()
+    inside.wait(5)
+    with console.step("upload the code") as step:
+        step.detail = "3 files"
+    leave.set()
+    other.join()
+    lines = stream.getvalue().splitlines()
+    assert "    ok upload the code: 3 files (0.0s)" in lines, lines
+    assert lines[-1].startswith("    ok: ") or lines[-1].startswith("    ok (")  # alone again: the short form

@@ -249,6 +249,7 @@ def test_the_release_is_declared_top_to_bottom():
     assert all(s.plan for s in RELEASE.steps)
     undoable = [s.name for s in RELEASE.steps if s.undo]
     assert undoable == ["lock", "deploy the code"]
+    assert [s.name for s in RELEASE.steps if s.beside] == ["deploy the code"]  # beside the backup
 
 
 def fake_release(monkeypatch, *, dry_run=False, fails=None):
@@ -284,8 +285,11 @@ def fake_release(monkeypatch, *, dry_run=False, fails=None):
 def test_the_release_runs_its_steps_in_order_and_unlocks_last(monkeypatch):
     flow, session, calls, _ = fake_release(monkeypatch)
     run = flow.release(session, "v2", batch=1)
-    assert [c if isinstance(c, str) else c[0] for c in calls] == [
-        "check_tag", "check_host", "check_host", "take_lock", "back_up", "deploy_code", "check_extensions",
+    names = [c if isinstance(c, str) else c[0] for c in calls]
+    # the code is uploaded while the backup runs: those two in either order, both before the rest
+    assert sorted(names[4:6]) == ["back_up", "deploy_code"]
+    assert names[:4] + names[6:] == [
+        "check_tag", "check_host", "check_host", "take_lock", "check_extensions",
         "plan_schema", "rehearse", "migrate", "apply_system_config", "switch", "verify", "record",
         "clean_up_on", "clean_up_on", "unlock"]
     assert ("check_host", "p") == calls[1] and sorted(calls[14:16]) == [("clean_up_on", "p"), ("clean_up_on", "q")]
@@ -303,13 +307,14 @@ def test_a_failed_switch_discards_the_unused_release_then_gives_the_lock_back(mo
     assert "undone: deploy the code" in stream.getvalue() and "undone: lock" in stream.getvalue()
 
 
-def test_a_refused_backup_gives_the_lock_back_and_discards_nothing(monkeypatch):
+def test_a_refused_backup_discards_the_code_uploaded_meanwhile_and_gives_the_lock_back(monkeypatch):
     from directus_deploy.core.errors import RolledBack
 
     flow, session, calls, _ = fake_release(monkeypatch, fails="back_up")
-    with pytest.raises(RolledBack):
+    with pytest.raises(RolledBack, match="back_up failed"):
         flow.release(session, "v2")
-    assert calls[-2:] == ["back_up", "unlock"] and "discard_unused_release" not in calls
+    assert sorted(calls[-4:-2]) == ["back_up", "deploy_code"]
+    assert calls[-2:] == ["discard_unused_release", "unlock"] and "check_extensions" not in calls
 
 
 def test_a_dry_run_release_prints_its_plan_from_the_declaration(monkeypatch):
@@ -497,3 +502,69 @@ def test_the_extension_hotfix_is_declared_and_discards_a_release_that_never_went
         flow.sync_extensions(session, tag=None)
     assert calls[-1] == ("run", "rm", "-rf", "--", "/srv/d/releases/20260101T120000Z-v2")
     assert "removed release 20260101T120000Z-v2 (never went live)" in stream.getvalue()
+
+
+# -- steps beside each other ------------------------------------------------------------------
+
+def waiting_step(name, started: dict, wait_for: str | None = None, fails=False):
+    """A step that notes its start, then (with `wait_for`) waits until that step has started:
+    it can only end when both run at the same time."""
+    started[name] = threading.Event()
+
+    def run(ctx):
+        ctx.note("run", name)
+        started[name].set()
+        if wait_for and not started[wait_for].wait(5):
+            raise TimeoutError(f"{name} ran alone")
+        time.sleep(0.05)
+        if fails:
+            raise RuntimeError(f"{name} broke")
+
+    return run
+
+
+def test_a_step_beside_the_one_before_runs_at_the_same_time_and_the_next_waits_for_both():
+    run, started = Run(), {}
+    flow = pipeline(Step("back up", waiting_step("back up", started), undo=None),
+                    Step("code", waiting_step("code", started, wait_for="back up"), beside=True),
+                    step("after"))
+    results = flow.run(run)
+    assert [r.outcome for r in results] == ["ok", "ok", "ok"]
+    assert runs(run)[-1] == "after"  # only once both had ended
+    assert sorted(runs(run)[:2]) == ["back up", "code"]
+
+
+def test_when_one_of_two_steps_side_by_side_fails_the_other_ends_and_is_undone():
+    run, started = Run(), {}
+    flow = pipeline(step("lock"),
+                    Step("back up", waiting_step("back up", started, fails=True), undo=None),
+                    Step("code", waiting_step("code", started, wait_for="back up"), beside=True,
+                         undo=lambda ctx: ctx.note("undo", "code")),
+                    step("after"))
+    with pytest.raises(RuntimeError, match="back up broke"):
+        flow.run(run)
+    assert "after" not in runs(run)
+    assert undos(run) == ["code", "lock"]  # the code step had completed: its release goes
+
+
+def test_the_first_failure_in_step_order_is_raised_when_both_fail():
+    run, started = Run(), {}
+    flow = pipeline(Step("one", waiting_step("one", started, fails=True)),
+                    Step("two", waiting_step("two", started, wait_for="one", fails=True), beside=True))
+    report = []
+    with pytest.raises(RuntimeError, match="one broke"):
+        flow.run(run, report=report)
+    assert [r.outcome for r in report] == ["failed", "failed"]
+    assert all(r.seconds > 0 for r in report)
+
+
+def test_without_parallel_steps_beside_run_one_after_the_other():
+    run = Run()
+    flow = pipeline(step("one"), step("two", beside=True), step("three"))
+    flow.run(run, parallel=False)
+    assert runs(run) == ["one", "two", "three"]
+
+
+def test_the_first_step_cannot_run_beside_a_step_before_it():
+    with pytest.raises(ValueError, match="first"):
+        pipeline(step("one", beside=True))

@@ -257,6 +257,11 @@ def test_directus_11_to_12_keeps_every_row_and_file_and_rolls_back_with_the_data
     new = sorted(set(applied_on_12) - set(applied_on_11))
     assert len(new) >= 8, new
     assert f"{len(new)} migrations applied" in upgraded, upgraded[-3000:]
+    # counted from directus_migrations, before and after, and named in the summary and the deploy log
+    summary_line = next(line for line in upgraded.splitlines() if line.strip().startswith("migrations applied:"))
+    assert sorted(summary_line.split(":", 1)[1].strip().split("; ")) == new, summary_line
+    entries = [json.loads(line) for line in (setup.srv / ".deploy" / "log.jsonl").read_text().splitlines()]
+    assert sorted(next(e for e in reversed(entries) if e.get("tag") == "u2")["migrations_applied"]) == new
     assert setup.images() == [f"directus/directus:{DIRECTUS_VERSION}"]
     assert "directus_oauth_clients" in sqlite_rows(database, "SELECT name FROM sqlite_master WHERE type='table'")
     for item in items:

@@ -177,9 +177,14 @@ def schema_plan(session, release_id: str, allow_destructive: bool) -> SchemaPlan
 
 def migrate(session, release_id: str, plan: SchemaPlan) -> dict:
     with session.console.step("run migrations and apply the schema") as step:
-        pending = pending_migrations(plan.migration_files, _applied_migrations(session)) if plan.installed else None
+        before = _applied_migrations(session) if plan.installed else []
+        pending = pending_migrations(plan.migration_files, before) if plan.installed else None
         outcome = migrate_and_apply(session.remote(), session.layout, session.runtime,
                                     session.layout.release_dir(release_id), plan, pending)
+        ran = "bootstrap" if "bootstrap" in outcome else "migrations" if pending != [] else None
+        after = _applied_migrations(session) if ran else None
+        if after is not None:  # what ran, as the database records it (Directus's log may say nothing)
+            outcome[ran] = [version for version in after if version not in set(before or [])]
         applied = outcome.get("migrations") or outcome.get("bootstrap") or []
         if pending == []:
             step.detail = "no migration pending"

@@ -69,6 +69,7 @@ def summarize(session, run) -> dict:
         "commits": commits,
         "extensions": run.revision.get("loadable") or run.revision.get("extensions", []),
         "schema_changes": run.plan.changes if run.plan else [],
+        "migrations_applied": run.migrated.get("migrations") or run.migrated.get("bootstrap") or [],
         "checks": [f"{c[0]}: {c[1]}" for c in run.checks],
         "warnings": run.warnings,
         "hosts": [str(h) for h in session.config.hosts],

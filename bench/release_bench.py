@@ -77,6 +77,11 @@ def main() -> int:
         for label, _, _, steps, _ in rows[:2]:
             schema = {k: v for k, v in steps.items() if "schema" in k or "migration" in k}
             print(f"  {label}: " + "; ".join(f"{k} {v:.1f}s" for k, v in schema.items()))
+        label, secs, _, steps, _ = rows[1]
+        print(f"  {label}, step by step ({sum(steps.values()):.1f}s of steps in {secs:.1f}s: the code's upload "
+              "runs beside the backup's steps; the rest is Python's start, the SSH connection, the summary):")
+        for name, step_seconds in steps.items():
+            print(f"    {step_seconds:5.2f}  {re.sub(r'[0-9]{8}T[0-9]{6}Z-', '', name)}")
         print()
         print(f"{'code-only rollback':<38} {seconds:8.1f}")
         print(f"  Directus restart (pm2 start until ping and health answer): {restart:.1f}s")

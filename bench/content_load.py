@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from hashlib import sha256
 from pathlib import Path
@@ -166,6 +167,13 @@ def outage(probe: Probe) -> tuple[float, float] | None:
     return probe.started_epoch + failed[0].at, probe.started_epoch + failed[-1].at + failed[-1].seconds
 
 
+def outside_outage(failures: list, span) -> list:
+    """The failed writes that did not end while Directus gave no answer (a margin of 0.5 s)."""
+    if not span:
+        return list(failures)
+    return [w for w in failures if not span[0] - 0.5 <= w.end <= span[1] + 0.5]
+
+
 def window(span, began: float) -> str:
     return f"{span[0] - began:.1f}-{span[1] - began:.1f}s" if span else "none"
 
@@ -224,9 +232,11 @@ def main() -> int:
                 print(f"    lost: {write.kind} by editor {write.editor} at {write.end - run['began']:.2f}s: {why}")
             for problem in report.rows_without_bytes[:3]:
                 print(f"    file row without bytes: {problem}")
-            for write in report.failures[:3]:
-                print(f"    failed: {write.kind} at {write.start - run['began']:.2f}s after {write.seconds:.2f}s: "
-                      f"{write.error[:120]}")
+            outside = outside_outage(report.failures, run["outage"])
+            if outside:
+                print(f"    {len(outside)} failed writes outside the outage: "
+                      + "; ".join(f"{n}x {kind}: {error}" for (kind, error), n in
+                                  Counter((w.kind, w.error[:90]) for w in outside).most_common(4)))
     return 0
 
 

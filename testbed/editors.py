@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import threading
 import time
 import urllib.error
@@ -76,7 +77,8 @@ class Editor(threading.Thread):
                 else:
                     self.delete(write, self.random.choice(drafts))
             except urllib.error.HTTPError as why:
-                write.status, write.error = why.code, f"HTTP {why.code}: {why.read(200).decode(errors='replace')}"
+                answer = " ".join(re.sub(r"<[^>]+>", " ", why.read(400).decode(errors="replace")).split())
+                write.status, write.error = why.code, f"HTTP {why.code}: {answer[:200]}"
             except (OSError, ValueError, KeyError, TypeError) as why:  # no answer, or not the expected one
                 write.error = f"{type(why).__name__}: {why}"
             write.end = time.time()

@@ -14,8 +14,9 @@ over 1 MB, delete a draft), from a second before each action to a second after i
 
 Every acknowledged write is then read back (article values, file bytes by sha256, deletes), and
 every directus_files row must serve its bytes. After `rollback --with-db`, a write acknowledged
-after the restored backup was taken and missing now is "set aside" (the tool says so before it
-asks, and keeps it in its safety backup); one not found in that safety backup counts as lost.
+after the moment the tool names (the restored backup's dump) and missing now is "set aside" (the
+tool lists those tables before it asks, and keeps them in its safety backup, read here); one not
+found in that safety backup counts as lost. Without DIRECTUS_DEPLOY_TESTBED it builds its own bed.
 A ping probe every 50 ms gives the window where Directus did not answer (a restart's gap).
 """
 

@@ -29,19 +29,23 @@ class Api:
         self.token = token
 
     def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
-                content_type: str = "application/json", auth: bool = True, timeout: float = 30):
+                content_type: str = "application/json", auth: bool = True, timeout: float = 30,
+                retry: bool = True):
+        """`retry=False`: one attempt, as an editor's write gets (a retried POST would hide a
+        failure the editor saw, or write twice)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", content_type)
         if auth:
             request.add_header("Authorization", f"Bearer {self.token}")
-        for attempt in range(4):
+        attempts = 4 if retry else 1
+        for attempt in range(attempts):
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     return response.read()
             except urllib.error.HTTPError as why:
-                if why.code != 503 or attempt == 3:  # 503: busy for a moment, worth another try
+                if why.code != 503 or attempt == attempts - 1:  # 503: busy for a moment, worth another try
                     raise
                 time.sleep(1 + attempt)
 
@@ -54,30 +58,13 @@ class Api:
 
     def upload(self, filename: str, content: bytes, title: str, mime: str = "image/png", storage: str | None = None) -> str:
         """`storage`: the location to upload into (default: Directus's first)."""
-        boundary = uuid.uuid4().hex
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="storage"\r\n\r\n{storage}\r\n'.encode()
-            if storage else b"",
-            f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\n{title}\r\n'.encode(),
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: {mime}\r\n\r\n".encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ]
-        answer = json.loads(
-            self.request("POST", "/files", raw=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}")
-        )
-        return answer["data"]["id"]
+        fields = {"storage": storage, "title": title} if storage else {"title": title}
+        raw, content_type = multipart(fields, filename, content, mime)
+        return json.loads(self.request("POST", "/files", raw=raw, content_type=content_type))["data"]["id"]
 
     def replace_file(self, file_id: str, filename: str, content: bytes, mime: str = "image/png") -> None:
-        boundary = uuid.uuid4().hex
-        body = b"".join([
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: {mime}\r\n\r\n".encode(),
-            content,
-            f"\r\n--{boundary}--\r\n".encode(),
-        ])
-        self.request("PATCH", f"/files/{file_id}", raw=body, content_type=f"multipart/form-data; boundary={boundary}")
+        raw, content_type = multipart({}, filename, content, mime)
+        self.request("PATCH", f"/files/{file_id}", raw=raw, content_type=content_type)
 
     def healthy(self) -> bool:
         try:
@@ -86,6 +73,17 @@ class Api:
             return ping.strip() == b"pong" and health.get("status") in ("ok", "warn")
         except (urllib.error.URLError, OSError, ValueError):
             return False
+
+
+def multipart(fields: dict, filename: str, content: bytes, mime: str) -> tuple[bytes, str]:
+    """A multipart/form-data body for Directus's /files: `fields` first (Directus reads them
+    only before the file), then the file; returns (body, its Content-Type)."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+              f"Content-Type: {mime}\r\n\r\n".encode(), content, f"\r\n--{boundary}--\r\n".encode()]
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def png(width: int, height: int, seed: int) -> bytes:

@@ -72,6 +72,7 @@ class Nginx:
             declared
             + "server {\n"
             f"    listen 127.0.0.1:{port};\n"
+            "    client_max_body_size 64m;\n"  # editors upload files over nginx's 1 MB default
             "    location / {\n"
             f"        proxy_pass {target};\n"
             "        proxy_set_header Host $host;\n"

@@ -130,3 +130,26 @@ def snapshot_of_directus_11(repo: Path, tag: str, version: str) -> str:
         for key in _NEWER_COLLECTION_META:
             (entry.get("meta") or {}).pop(key, None)
     return yaml.safe_dump(snapshot, sort_keys=False)
+
+
+# A project migration (MIGRATIONS_PATH defaults to ./migrations in the release): a new table,
+# filled while the old release may still be serving.
+NOTES_MIGRATION = """module.exports = {
+  async up(knex) {
+    await knex.schema.createTable('release_notes', (table) => { table.increments('id'); table.string('text'); });
+    await knex('release_notes').insert({ text: 'v3 introduced release notes' });
+  },
+  async down(knex) { await knex.schema.dropTable('release_notes'); },
+};
+"""
+HELLO_V4 = "export default { id: 'hello', handler: (router) => { router.get('/', (_q, res) => res.json({ message: 'hello from v4' })); } };\n"
+
+
+def add_migration_tags(repo: Path) -> tuple[str, str]:
+    """Tags for a release with a schema change and a migration, and one after it:
+    `v3-migrate` (v2's `tags` collection and a migration making `release_notes`) and `v4-code`
+    (v3-migrate with another hello answer; code only). A code-only rollback needs a target
+    that knows the database's migrations: from v4-code back to v3-migrate."""
+    add_tag(repo, "v3-migrate", {"migrations/20990101A-release-notes.js": NOTES_MIGRATION})
+    add_tag(repo, "v4-code", {"extensions/directus-extension-hello/dist/index.js": HELLO_V4}, base="v3-migrate")
+    return "v3-migrate", "v4-code"

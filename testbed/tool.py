@@ -19,14 +19,19 @@ OWN_PREFIXES = ("DEPLOY_", "DIRECTUS_", "KEEP_")
 
 def fab(env_file: Path, *args: str) -> tuple[float, str]:
     """(seconds, stdout) of a `fab` that must succeed; its output's tail if it does not."""
+    seconds, result = fab_result(env_file, *args)
+    if result.returncode != 0:
+        raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
+    return seconds, result.stdout
+
+
+def fab_result(env_file: Path, *args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """(seconds, the finished process) of a `fab` that may fail."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_PREFIXES)}
     env["DEPLOY_ENV_FILE"] = str(env_file)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"fab {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr}")
-    return seconds, result.stdout
+    return time.monotonic() - started, result
 
 
 def fill_in(project: Path, settings: dict[str, str]) -> None:

@@ -13,6 +13,10 @@ _COUNT_QUERIES = (
     "FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name;"
 )
 
+# Directus writes to the live file while the tool reads it: sqlite3 waits up to 10 s for a
+# writer's lock instead of failing at once with "database is locked".
+SQLITE3 = "sqlite3 -batch -cmd '.timeout 10000'"
+
 
 class SqliteEngine(Engine):
     name = "sqlite"
@@ -40,8 +44,8 @@ class SqliteEngine(Engine):
 
     def _counts_of(self, path: str, of: str) -> str:
         return (
-            f"sqlite3 -batch -readonly {q(path)} {q(_COUNT_QUERIES)} "
-            f"| sqlite3 -batch -readonly -list -separator '|' {q(path)} "
+            f"{SQLITE3} -readonly {q(path)} {q(_COUNT_QUERIES)} "
+            f"| {SQLITE3} -readonly -list -separator '|' {q(path)} "
             f"| {self.count_records(of, '|')}"
         )
 
@@ -50,7 +54,7 @@ class SqliteEngine(Engine):
         # .backup copies page by page under SQLite's locks: consistent while Directus writes.
         # Row counts are taken from the copy itself: exactly what the backup holds.
         return (
-            f"sqlite3 -batch {q(self.file)} {q('.backup ' + _dot_quote(raw))} && "
+            f"{SQLITE3} {q(self.file)} {q('.backup ' + _dot_quote(raw))} && "
             f"test \"$(sqlite3 -batch {q(raw)} 'PRAGMA integrity_check')\" = ok && "
             f"{self._counts_of(raw, 'dump')} && "
             f"zstd -q -T0 --rm -f -o {q(target)} -- {q(raw)}"
@@ -103,7 +107,7 @@ class SqliteEngine(Engine):
         return f"stat -c %s -- {q(self.file)}"
 
     def migrations_query(self) -> str:
-        return f"sqlite3 -batch -readonly {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version'"
+        return f"{SQLITE3} -readonly {q(self.file)} 'SELECT version FROM directus_migrations ORDER BY version'"
 
 
 def _dot_quote(path: str) -> str:

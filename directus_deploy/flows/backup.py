@@ -189,6 +189,9 @@ class BackupRun:
         if "db" in self.parts:
             self.timings["database"] = round(clocks["files" if "files" in clocks else "end"] - clocks["db"], 3)
             details.append(self.read_database(out) + f" [{self.timings['database']:.1f}s]")
+            # when the dump began (host clock): writes after it may be missing from the backup,
+            # which is finished (created_at) only after the files, the schema and the checks
+            self.manifest["database"]["taken_at"] = mf.utc_at(clocks["db"])
         if "files" in clocks:
             self.timings["files"] = round(clocks["end"] - clocks["files"], 3)
             details.append(self.read_files(out) + f" [{self.timings['files']:.1f}s]")

@@ -1,6 +1,7 @@
 """Restoring a backup over production, never without a safety backup of what it replaces.
 
-Order: check the backup, take a verified safety backup of the current state, stop Directus,
+Order: check the backup, stop Directus (when the database or .env goes back: nothing may write
+between the safety backup and the restore), take a verified safety backup of the current state,
 put back the chosen parts (database, uploads, marketplace extensions, .env), start Directus,
 pass the health gate, and check that production now holds exactly what the backup holds. The
 system configuration goes back through Directus's API while it runs (mirror mode).
@@ -12,7 +13,7 @@ import posixpath
 
 from directus_deploy.core import manifest as mf
 from directus_deploy.core.errors import DeployError, Refused
-from directus_deploy.engines import engine_for, object_storage
+from directus_deploy.engines import engine_for, object_storage, parse_counts
 from directus_deploy.flows import system_config
 from directus_deploy.flows.adoption_plan import plan_adoption
 from directus_deploy.flows.backup import take_backup
@@ -20,11 +21,12 @@ from directus_deploy.host.remote import q
 from directus_deploy.state.backup_catalog import read_manifest
 from directus_deploy.state.layout import check_id
 from directus_deploy.state.lock import serial_lock
-from directus_deploy.state.preservation import check_preservation
+from directus_deploy.state.preservation import check_preservation, table_problems
 from directus_deploy.state.production import HEALTH_PROBE_FILE, locate, storage_root
 from directus_deploy.state.releases import point_current
 
 RESTORABLE = ("db", "files", "extensions", "env", "config")
+RESTORED = "restored"  # the label of the row counts read from the restored database, Directus stopped
 
 
 def parse_parts(only: str) -> tuple[str, ...]:
@@ -120,8 +122,21 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         # a database file that is gone holds nothing to lose; everything else is still saved
         console.say(f"    {engine.file} is missing: the safety backup covers everything but the database")
         safety_parts = tuple(p for p in mf.PARTS if p != "db")
-    safety = take_backup(session, reason=f"pre-restore-{backup_id[:16]}", parts=safety_parts, install=install,
-                         keep=f"the state before restoring {backup_id}")
+    stop = session.service.stop() if {"db", "env"} & set(parts) else None
+    if stop:
+        # before the safety backup: a write between the two would be in neither
+        with console.step("stop Directus: nothing writes from the safety backup to the restore"):
+            remote.script(stop, what="stop Directus")
+        # exported through Directus's API, which is stopped now: its database holds it (rows)
+        safety_parts = tuple(p for p in safety_parts if p != "config")
+    try:
+        safety = take_backup(session, reason=f"pre-restore-{backup_id[:16]}", parts=safety_parts, install=install,
+                             keep=f"the state before restoring {backup_id}")
+    except BaseException:
+        if stop:  # nothing was restored: production as it was, served again
+            remote.script(session.service.start(production.root) + " || true", what="start Directus again",
+                          check=False)
+        raise
     console.say(f"    safety backup {safety['id']} holds the state being replaced")
 
     folder = layout.backup_dir(backup_id)
@@ -150,6 +165,8 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
         lines.append(stop)
     if "db" in parts:
         lines.append(engine.restore(posixpath.join(folder, manifest["database"]["file"]), work))
+        # counted before Directus starts: once it serves, users write and exact counts move
+        lines.append(engine.counts(RESTORED))
     if "files" in parts and production.uploads and manifest.get("uploads"):
         # copies, never links: a restored upload must not share an inode with the backup
         lines.append(f"rsync -a --delete --checksum --chmod=D0755,F0644 --exclude=/{HEALTH_PROBE_FILE} -- "
@@ -203,7 +220,12 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
     if "db" in parts:
         service.clear_cache(session)
     with console.step("check production against the backup") as step:
-        checks = check_preservation(session, production, manifest, exact=True, parts=parts)
+        checks = check_preservation(session, production, manifest, exact=True, parts=tuple(p for p in parts if p != "db"))
+        if "db" in parts:
+            expected = manifest["database"]["tables"]
+            problems = table_problems(expected, parse_counts(result.stdout, RESTORED), exact=True)
+            checks.insert(0, ("database", "FAIL" if problems else "OK", "; ".join(problems[:5]) if problems else
+                              f"{len(expected)} tables, every row as the backup holds it (counted before the start)"))
         failed = [c for c in checks if c[1] != "OK"]
         step.detail = "; ".join(f"{c[0]} {c[1]}" for c in checks)
         if failed:

@@ -182,7 +182,9 @@ def read_backup(run: RollbackRun) -> None:
         manifest = read_manifest(session.remote(), session.layout, target.db_backup)
         changes = writes_since(session, manifest)
         step.detail = f"taken {manifest['created_at']}"
-    console.say(f"    writes since {manifest['created_at']} will be set aside (kept in a safety backup): "
+    # the dump's own time: a write after it is not in the backup, even before created_at
+    since = (manifest.get("database") or {}).get("taken_at") or manifest["created_at"]
+    console.say(f"    writes since {since} will be set aside (kept in a safety backup): "
                 + ("; ".join(changes) if changes else "no row counts changed"))
     if run.confirm and not session.dry_run:
         run.confirm(f"Restore the database from backup {target.db_backup} ({manifest['created_at']}) and go back to {target.tag}?")

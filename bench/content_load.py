@@ -127,11 +127,18 @@ class Load:
         return run
 
     def kept_aside(self, report: Report, safety: str, writes: list) -> Report:
-        """A set-aside write that the safety backup does not hold is lost."""
-        gone = not_in_safety_backup(self.srv / "backups" / safety, self.srv / "shared" / "uploads", report.set_aside,
-                                    [w for run in self.runs.values() for w in run["writes"]] + writes)
+        """A set-aside write that no safety backup of the run holds is lost (an earlier action
+        that put the database back, a failed release, kept its writes in its own)."""
+        every = [w for run in self.runs.values() for w in run["writes"]] + writes
+        gone = report.set_aside
+        for backup in [run["safety"] for run in self.runs.values() if run.get("safety")] + [safety]:
+            gone = not_in_safety_backup(self.srv / "backups" / backup, self.srv / "shared" / "uploads",
+                                        [(write, why) for write, why in gone], every)
+            gone = [(write, why.removesuffix(NOT_KEPT)) for write, why in gone]
+        gone = [(write, why + NOT_KEPT) for write, why in gone]
         report.lost += gone
-        report.set_aside = [entry for entry in report.set_aside if entry not in gone]
+        lost = {id(write) for write, _ in gone}
+        report.set_aside = [entry for entry in report.set_aside if id(entry[0]) not in lost]
         return report
 
 
@@ -156,8 +163,11 @@ def not_in_safety_backup(backup: Path, uploads: Path, set_aside: list, writes: l
             states = [w.values for w in writes if w.item == write.item and w.start >= write.start]
             kept = articles.get(write.item) in states
         if not kept:
-            missing.append((write, why + "; not in the safety backup either"))
+            missing.append((write, why + NOT_KEPT))
     return missing
+
+
+NOT_KEPT = "; not in a safety backup either"
 
 
 def outage(probe: Probe) -> tuple[float, float] | None:

@@ -14,10 +14,8 @@ import pytest
 
 from testbed.bed import TestBed
 from testbed.nginx import Nginx
-from testbed.project import clone_project
-from testbed.sshd import free_port
 
-from .helpers import fab_ok
+from .helpers import behind_nginx_bluegreen
 
 
 @pytest.fixture(scope="session")
@@ -43,28 +41,7 @@ def nginx(tmp_path_factory):
 def blue_green(bed, nginx: Nginx, tmp_path_factory):
     """A SQLite production behind nginx, adopted with DEPLOY_STRATEGY=bluegreen, its nginx site
     then pointed at the tool's upstream (the one step the user does by hand)."""
-    production = bed.new_productions(("sqlite",))["sqlite"]
-    folder = tmp_path_factory.mktemp("bluegreen")
-    project = clone_project(bed.project_dir("sqlite"), folder / "project")
-    site = production.name
-    port = nginx.site(site, production.url)  # how it runs today: nginx -> Directus's port
-    upstream = f"{production.name}_directus"
-    include = nginx.upstream_file(production.name)
-    blue, green = free_port(), free_port()
-    env_file = bed.tool_env(production, folder, DEPLOY_SOURCE=str(project), DEPLOY_STRATEGY="bluegreen",
-                            DEPLOY_BLUEGREEN_PORTS=f"{blue},{green}", DEPLOY_NGINX_UPSTREAM_FILE=str(include),
-                            DEPLOY_NGINX_UPSTREAM=upstream, DEPLOY_NGINX_CONF=str(nginx.conf),
-                            DIRECTUS_URL=f"http://127.0.0.1:{port}")
-    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
-    assert f"127.0.0.1:{production.port}" in include.read_text()  # names what serves today
-    assert "point your nginx site" in fab_ok("deploy.upstream", env_file=env_file).stdout, adopted.stdout
-    nginx.site(site, f"http://{upstream}", port=port, upstream=(upstream, include))
-    production.port = port  # from now on the tests read production as users reach it: through nginx
-    yield {"production": production, "env": env_file, "project": project, "url": f"http://127.0.0.1:{port}",
-           "include": include, "ports": {"blue": blue, "green": green}, "nginx": nginx, "srv": folder / "srv"}
-    bed.pm2.run("delete", f"{production.app}-blue", check=False)
-    bed.pm2.run("delete", f"{production.app}-green", check=False)
-    production.destroy()
+    yield from behind_nginx_bluegreen(bed, nginx, tmp_path_factory.mktemp("bluegreen"), "sqlite")
 
 
 NEEDS_THE_BED = {"bed", "nginx"}

@@ -10,7 +10,8 @@ from pathlib import Path
 from directus_deploy.core import config as config_module
 from directus_deploy.flows.session import Session
 from directus_deploy.runtimes import load_config
-from testbed.project import hook_extension
+from testbed.project import clone_project, hook_extension
+from testbed.sshd import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
@@ -100,3 +101,28 @@ def private_setups(bed, made: dict, folder: Path, *, adopt: bool = False, releas
         setups[engine] = {"production": production, "env": env_file, "project": project,
                           "srv": folder / engine / "srv", "folder": folder / engine}
     return setups
+
+
+def behind_nginx_bluegreen(bed, nginx, folder: Path, engine: str):
+    """What `blue_green` yields, for a production of `engine`."""
+    production = bed.new_productions((engine,))[engine]
+    project = clone_project(bed.project_dir(engine), folder / "project")
+    site = production.name
+    port = nginx.site(site, production.url)  # how it runs today: nginx -> Directus's port
+    upstream = f"{production.name}_directus"
+    include = nginx.upstream_file(production.name)
+    blue, green = free_port(), free_port()
+    env_file = bed.tool_env(production, folder, DEPLOY_SOURCE=str(project), DEPLOY_STRATEGY="bluegreen",
+                            DEPLOY_BLUEGREEN_PORTS=f"{blue},{green}", DEPLOY_NGINX_UPSTREAM_FILE=str(include),
+                            DEPLOY_NGINX_UPSTREAM=upstream, DEPLOY_NGINX_CONF=str(nginx.conf),
+                            DIRECTUS_URL=f"http://127.0.0.1:{port}")
+    adopted = fab_ok("deploy.adopt", f"--from={production.folder}", env_file=env_file)
+    assert f"127.0.0.1:{production.port}" in include.read_text()  # names what serves today
+    assert "point your nginx site" in fab_ok("deploy.upstream", env_file=env_file).stdout, adopted.stdout
+    nginx.site(site, f"http://{upstream}", port=port, upstream=(upstream, include))
+    production.port = port  # from now on the tests read production as users reach it: through nginx
+    yield {"production": production, "env": env_file, "project": project, "url": f"http://127.0.0.1:{port}",
+           "include": include, "ports": {"blue": blue, "green": green}, "nginx": nginx, "srv": folder / "srv"}
+    bed.pm2.run("delete", f"{production.app}-blue", check=False)
+    bed.pm2.run("delete", f"{production.app}-green", check=False)
+    production.destroy()

@@ -1,25 +1,37 @@
-"""The content team keeps working during a release (issue 20): editors write through nginx to a
-blue/green production while a release with a schema change and a migration goes out and is
-rolled back. Not one write fails, not one acknowledged write is lost, every file row has its
-bytes. bench/content_load.py measures the same with restart, and `rollback --with-db`."""
+"""The content team keeps working during a release: editors write through nginx to a blue/green
+production while a release with a schema change and a migration goes out and is rolled back.
+Not one write fails, not one acknowledged write is lost, every file row has its bytes.
+bench/content_load.py measures the same with restart, and `rollback --with-db`.
+
+On PostgreSQL: with SQLite, Directus's own CLI (the schema apply) and the serving instance
+contend for the one database file, and Directus sets no busy timeout, so under this write load
+the apply sometimes fails ("Failed to create collection") and the tool puts the database back
+(docs/benchmarks.md has the figures). That is Directus's limit with SQLite, not the tool's."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 
+import pytest
+
 from testbed.content import Api
 from testbed.editors import Editors, check, missing_items
 from testbed.project import add_migration_tags
 
-from .helpers import fab_ok, hello
+from .helpers import behind_nginx_bluegreen, fab_ok, hello
 
 EDITORS = 2  # the benchmark runs 4; two keep the suite short and still write every ~100 ms
 
 
-# blue_green (conftest.py): a SQLite production adopted with DEPLOY_STRATEGY=bluegreen, behind nginx
-def test_editors_see_no_error_and_lose_nothing_during_release_and_rollback(blue_green):
-    setup = blue_green
+@pytest.fixture(scope="module")
+def postgres_blue_green(bed, nginx, tmp_path_factory):
+    """A PostgreSQL production adopted with DEPLOY_STRATEGY=bluegreen, behind nginx."""
+    yield from behind_nginx_bluegreen(bed, nginx, tmp_path_factory.mktemp("content-load"), "postgres")
+
+
+def test_editors_see_no_error_and_lose_nothing_during_release_and_rollback(postgres_blue_green):
+    setup = postgres_blue_green
     migrating, code_only = add_migration_tags(setup["project"])
     api = Api(setup["url"], setup["production"].token)
     with Editors(api, EDITORS) as editors:

@@ -15,10 +15,11 @@ A step's scope says where it runs:
     rolling   `run(ctx, host)` a batch of hosts at a time (`batch(ctx)`, the hosts of a batch at
               once), stopping at the first batch that fails
 
-A step marked `beside=True` runs beside the step before it: both start together (it in a
-thread), and the step after them waits for both. For work that shares nothing, such as the
-code's upload while the database is dumped. When one of them fails, the other is let finish,
-then the completed steps are undone as usual and the first failure (in step order) is raised.
+Steps marked `beside=True` run beside the unmarked step before them: that step here, they one
+after another in a thread, started together; the step after them waits for both. For work that
+shares nothing, such as the code's upload while the database is dumped. When a step fails, the
+other side is let finish (a failed beside step stops the ones after it), then the completed
+steps are undone as usual and the first failure in step order is raised.
 `run(..., parallel=False)` runs such steps one after the other (a dry run's output stays in order).
 
 The runner runs the steps in order and times each. When one fails (Ctrl-C included) it calls
@@ -112,8 +113,8 @@ class Pipeline:
         return groups
 
     def _run_group(self, group: list, ctx, say) -> BaseException | None:
-        """Run the group's steps (the first here, the others in threads); every one is let end.
-        The first failure in step order, or None."""
+        """Run the group's steps: the first here, the others one after another in a thread,
+        until one fails; both sides are let end. The first failure in step order, or None."""
         def timed(step: Step, result: StepResult) -> BaseException | None:
             started = time.monotonic()
             try:
@@ -126,19 +127,20 @@ class Pipeline:
             result.outcome = "ok"
             return None
 
+        def in_turn(steps: list) -> BaseException | None:
+            return next((failure for failure in (timed(*pair) for pair in steps) if failure is not None), None)
+
         (first, first_result), others = group[0], group[1:]
         if not others:
             return timed(first, first_result)
-        with ThreadPoolExecutor(max_workers=len(others)) as pool:
-            futures = [pool.submit(timed, step, result) for step, result in others]
-            failures = [timed(first, first_result)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            beside = pool.submit(in_turn, others)
+            failure = timed(first, first_result)
             while True:  # Ctrl-C here still waits: a thread cannot be stopped halfway
                 try:
-                    failures += [future.result() for future in futures]
-                    break
+                    return failure or beside.result()
                 except KeyboardInterrupt as interrupt:
-                    failures[0] = failures[0] or interrupt
-        return next((failure for failure in failures if failure is not None), None)
+                    failure = failure or interrupt
 
     def _run_step(self, step: Step, ctx, result: StepResult, say) -> None:
         if step.scope == "primary":

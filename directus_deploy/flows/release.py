@@ -1,7 +1,7 @@
 """`fab release`: the whole chain of docs/architecture.md, one named step after another (RELEASE,
 below: a declared list of steps that flows/pipeline.py runs).
 
-    guards -> lock -> verified backup, and the code uploaded meanwhile -> extensions -> schema gate
+    guards -> lock -> verified backup, and meanwhile: code, extensions, schema plan -> schema gate
            -> rehearsal on a copy (when asked for) -> migrations -> system configuration
            -> switch + health gate -> verify nothing was lost -> record -> clean up -> unlock
 
@@ -64,10 +64,12 @@ RELEASE = Pipeline([
          plan="verified backup: the database on the primary; each host what it alone holds"),
     Step("deploy the code", lambda run: deploy_code(run), undo=lambda run: discard_unused_release(run), beside=True,
          plan="while the backup runs: pack the tag once; upload and unpack it on every host in parallel"),
-    Step("check the extensions", lambda run: check_extensions(run),
+    Step("check the extensions", lambda run: check_extensions(run), beside=True,
          plan="every extension manifest Directus will load, on each host"),
-    Step("schema gate", lambda run: plan_schema(run),
-         plan="read the schema plan; drops refused without --allow-destructive (then confirmed)"),
+    Step("read the schema plan", lambda run: plan_schema(run), beside=True,
+         plan="what the tag's schema snapshot changes; drops refused without --allow-destructive"),
+    Step("schema gate", lambda run: confirm_schema(run),
+         plan="drops allowed by --allow-destructive are confirmed (or --yes)"),
     Step("rehearse", lambda run: rehearse(run),
          plan="the release on a copy of production first, when asked for (--rehearse, DEPLOY_REHEARSE)"),
     Step("migrate", lambda run: migrate(run),
@@ -271,7 +273,9 @@ def check_extensions(run: ReleaseRun) -> None:
 
 
 def plan_schema(run: ReleaseRun) -> None:
-    session, confirm = run.primary, run.confirm
+    """While the backup runs: the running Directus (or the release's CLI) says what the tag's
+    snapshot changes; the backup does not change the schema, and the lock keeps others off."""
+    session = run.primary
     if session.dry_run:
         session.console.say("    would read the schema plan, run migrations and apply the snapshot")
         return
@@ -280,8 +284,12 @@ def plan_schema(run: ReleaseRun) -> None:
         # blue/green runs the old release on the migrated database until the switch
         raise Refused(f"the schema apply drops {', '.join(run.plan.deletions)}, and with blue/green the old release "
                       "would keep serving without them until the switch; release this one with --restart")
-    if run.plan.deletions and confirm:
-        confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
+
+
+def confirm_schema(run: ReleaseRun) -> None:
+    """Asked once the backup is done: its output and the question do not interleave."""
+    if run.plan and run.plan.deletions and run.confirm:
+        run.confirm(f"The schema apply will DROP {', '.join(run.plan.deletions)} and their data. Continue?")
 
 
 def rehearse(run: ReleaseRun) -> None:

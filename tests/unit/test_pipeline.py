@@ -249,7 +249,8 @@ def test_the_release_is_declared_top_to_bottom():
     assert all(s.plan for s in RELEASE.steps)
     undoable = [s.name for s in RELEASE.steps if s.undo]
     assert undoable == ["lock", "deploy the code"]
-    assert [s.name for s in RELEASE.steps if s.beside] == ["deploy the code"]  # beside the backup
+    # beside the backup, one after another
+    assert [s.name for s in RELEASE.steps if s.beside] == ["deploy the code", "check the extensions", "read the schema plan"]
 
 
 def fake_release(monkeypatch, *, dry_run=False, fails=None):
@@ -270,7 +271,7 @@ def fake_release(monkeypatch, *, dry_run=False, fails=None):
                 raise RolledBack(f"{name} failed")
         return called
 
-    for name in ("check_tag", "back_up", "deploy_code", "check_extensions", "plan_schema", "rehearse",
+    for name in ("check_tag", "back_up", "deploy_code", "check_extensions", "plan_schema", "confirm_schema", "rehearse",
                  "migrate", "apply_system_config", "switch", "verify", "record", "discard_unused_release"):
         monkeypatch.setattr(flow, name, fake(name))
     monkeypatch.setattr(flow, "connect", lambda run: setattr(run, "fleet", ["p", "q"]))
@@ -286,13 +287,15 @@ def test_the_release_runs_its_steps_in_order_and_unlocks_last(monkeypatch):
     flow, session, calls, _ = fake_release(monkeypatch)
     run = flow.release(session, "v2", batch=1)
     names = [c if isinstance(c, str) else c[0] for c in calls]
-    # the code is uploaded while the backup runs: those two in either order, both before the rest
-    assert sorted(names[4:6]) == ["back_up", "deploy_code"]
-    assert names[:4] + names[6:] == [
-        "check_tag", "check_host", "check_host", "take_lock", "check_extensions",
-        "plan_schema", "rehearse", "migrate", "apply_system_config", "switch", "verify", "record",
+    # while the backup runs: the code, its extensions and the schema plan, in that order
+    meanwhile = names[4:8]
+    assert sorted(meanwhile) == sorted(["back_up", "deploy_code", "check_extensions", "plan_schema"])
+    assert [n for n in meanwhile if n != "back_up"] == ["deploy_code", "check_extensions", "plan_schema"]
+    assert names[:4] + names[8:] == [
+        "check_tag", "check_host", "check_host", "take_lock", "confirm_schema",
+        "rehearse", "migrate", "apply_system_config", "switch", "verify", "record",
         "clean_up_on", "clean_up_on", "unlock"]
-    assert ("check_host", "p") == calls[1] and sorted(calls[14:16]) == [("clean_up_on", "p"), ("clean_up_on", "q")]
+    assert ("check_host", "p") == calls[1] and sorted(c for c in calls if c[0] == "clean_up_on") == [("clean_up_on", "p"), ("clean_up_on", "q")]
     assert [r.outcome for r in run.step_results] == ["ok"] * len(flow.RELEASE.steps)
 
 
@@ -313,8 +316,8 @@ def test_a_refused_backup_discards_the_code_uploaded_meanwhile_and_gives_the_loc
     flow, session, calls, _ = fake_release(monkeypatch, fails="back_up")
     with pytest.raises(RolledBack, match="back_up failed"):
         flow.release(session, "v2")
-    assert sorted(calls[-4:-2]) == ["back_up", "deploy_code"]
-    assert calls[-2:] == ["discard_unused_release", "unlock"] and "check_extensions" not in calls
+    assert sorted(calls[-6:-2]) == ["back_up", "check_extensions", "deploy_code", "plan_schema"]
+    assert calls[-2:] == ["discard_unused_release", "unlock"] and "confirm_schema" not in calls
 
 
 def test_a_dry_run_release_prints_its_plan_from_the_declaration(monkeypatch):
@@ -568,3 +571,19 @@ def test_without_parallel_steps_beside_run_one_after_the_other():
 def test_the_first_step_cannot_run_beside_a_step_before_it():
     with pytest.raises(ValueError, match="first"):
         pipeline(step("one", beside=True))
+
+
+def test_steps_beside_run_one_after_another_and_a_failure_stops_the_rest_of_them():
+    run, started = Run(), {}
+    flow = pipeline(Step("back up", waiting_step("back up", started, wait_for="code")),
+                    Step("code", waiting_step("code", started), beside=True, undo=lambda ctx: ctx.note("undo", "code")),
+                    step("plan", fails=True, beside=True),
+                    step("checks", beside=True),
+                    step("after"))
+    report = []
+    with pytest.raises(RuntimeError, match="plan broke"):
+        flow.run(run, report=report)
+    assert runs(run).index("code") < runs(run).index("plan")
+    assert "checks" not in runs(run) and "after" not in runs(run)
+    assert [r.outcome for r in report] == ["ok", "ok", "failed", "not run", "not run"]
+    assert undos(run) == ["code"]  # back up has no undo here; plan failed; checks never ran

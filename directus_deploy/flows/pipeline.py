@@ -49,7 +49,7 @@ class Step:
     undo: Callable | None = None  # undo(ctx): put back what the completed step left, when a later one fails
     plan: str = ""  # one line: what the step does (--dry-run, the summary)
     hosts: Callable | None = None  # hosts(ctx) for "each"/"rolling", instead of the pipeline's
-    beside: bool = False  # runs at the same time as the step before it (see above)
+    beside: bool = False  # runs at the same time as the unmarked step before it (see above)
 
     def __post_init__(self):
         if self.scope not in SCOPES:
@@ -138,9 +138,11 @@ class Pipeline:
             failure = timed(first, first_result)
             while True:  # Ctrl-C here still waits: a thread cannot be stopped halfway
                 try:
-                    return failure or beside.result()
+                    failed_beside = beside.result()
                 except KeyboardInterrupt as interrupt:
                     failure = failure or interrupt
+                    continue
+                return failure or failed_beside
 
     def _run_step(self, step: Step, ctx, result: StepResult, say) -> None:
         if step.scope == "primary":

@@ -29,10 +29,9 @@ sys.path.insert(0, str(REPO))
 
 from testbed.bed import TestBed  # noqa: E402
 from testbed.docker import ComposeProduction  # noqa: E402
-from testbed.nginx import Nginx  # noqa: E402
+from testbed.nginx import Nginx, adopted_behind  # noqa: E402
 from testbed.probe import SLOW, Probe  # noqa: E402
 from testbed.project import clone_project  # noqa: E402
-from testbed.sshd import free_port  # noqa: E402
 from testbed.tool import fab  # noqa: E402
 
 PROBED = ["/server/ping", "/items/articles?limit=1"]
@@ -55,19 +54,7 @@ def measure(bed: TestBed, nginx: Nginx, strategy: str, work: Path) -> dict:
     production = bed.new_productions(("sqlite",))["sqlite"]
     try:
         project = clone_project(bed.project_dir("sqlite"), work / strategy / "project")
-        site = nginx.site(production.name, production.url)
-        settings = {"DEPLOY_SOURCE": str(project), "DIRECTUS_URL": f"http://127.0.0.1:{site}",
-                    "DEPLOY_STRATEGY": strategy}
-        upstream = f"{production.name}_directus"
-        if strategy == "bluegreen":
-            settings.update(DEPLOY_BLUEGREEN_PORTS=f"{free_port()},{free_port()}", DEPLOY_NGINX_UPSTREAM=upstream,
-                            DEPLOY_NGINX_UPSTREAM_FILE=str(nginx.upstream_file(production.name)),
-                            DEPLOY_NGINX_CONF=str(nginx.conf))
-        env_file = bed.tool_env(production, work / strategy, **settings)
-        fab(env_file, "deploy.adopt", f"--from={production.folder}")
-        if strategy == "bluegreen":
-            nginx.site(production.name, f"http://{upstream}", port=site,
-                       upstream=(upstream, nginx.upstream_file(production.name)))
+        site, env_file = adopted_behind(nginx, bed, production, project, strategy, work / strategy)
         return probed(site, production.token, env_file,
                       (("release", ("release", "--tag=v2", "--yes")), ("rollback", ("rollback", "--yes"))))
     finally:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .sshd import free_port
+from .tool import fab
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -107,3 +108,21 @@ class Nginx:
         result = subprocess.run([NGINX, "-c", str(self.conf), *args], capture_output=True, text=True)
         if check and result.returncode != 0:
             raise RuntimeError(f"nginx {' '.join(args)} failed: {result.stderr.strip()[-500:]}")
+
+
+def adopted_behind(nginx: Nginx, bed, production, project: Path, strategy: str, folder: Path) -> tuple[int, Path]:
+    """`production` served through an nginx site, adopted by the tool with DEPLOY_STRATEGY=
+    `strategy` (blue/green: the site then pointed at the tool's upstream, the user's one step).
+    Returns the site's port and the tool's configuration file."""
+    site = nginx.site(production.name, production.url)
+    settings = {"DEPLOY_SOURCE": str(project), "DIRECTUS_URL": f"http://127.0.0.1:{site}", "DEPLOY_STRATEGY": strategy}
+    upstream = f"{production.name}_directus"
+    if strategy == "bluegreen":
+        settings.update(DEPLOY_BLUEGREEN_PORTS=f"{free_port()},{free_port()}", DEPLOY_NGINX_UPSTREAM=upstream,
+                        DEPLOY_NGINX_UPSTREAM_FILE=str(nginx.upstream_file(production.name)),
+                        DEPLOY_NGINX_CONF=str(nginx.conf))
+    env_file = bed.tool_env(production, folder, **settings)
+    fab(env_file, "deploy.adopt", f"--from={production.folder}")
+    if strategy == "bluegreen":
+        nginx.site(production.name, f"http://{upstream}", port=site, upstream=(upstream, nginx.upstream_file(production.name)))
+    return site, env_file

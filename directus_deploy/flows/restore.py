@@ -127,8 +127,9 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         # before the safety backup: a write between the two would be in neither
         with console.step("stop Directus: nothing writes from the safety backup to the restore"):
             remote.script(stop, what="stop Directus")
-        # exported through Directus's API, which is stopped now: its database holds it (rows)
-        safety_parts = tuple(p for p in safety_parts if p != "config")
+        # the schema snapshot and the configuration export go through Directus (its API, or a CLI
+        # started beside a stopped service): the database dump holds both
+        safety_parts = tuple(p for p in safety_parts if p not in ("schema", "config"))
     try:
         safety = take_backup(session, reason=f"pre-restore-{backup_id[:16]}", parts=safety_parts, install=install,
                              keep=f"the state before restoring {backup_id}")

@@ -118,13 +118,18 @@ def _files_check(remote, part: str, folder: str, recorded_json: dict, found: dic
     recorded = mf.listing_from_json(recorded_json)
     missing = sorted(p for p in recorded if p not in live and p != HEALTH_PROBE_FILE)
     moved = [p for p in recorded if p in live and (live[p].size, live[p].mtime) != (recorded[p].size, recorded[p].mtime)]
-    changed = []
+    changed, updated = [], []
     if moved:  # rare: hash just those again
         rehashed = mf.parse_hashes(remote.script(
             f"cd {q(folder)} && xargs -0 -r sha256sum -z --", stdin="\0".join("./" + p for p in moved),
             what=f"hash changed files of {part}", changes=False).stdout)
-        changed = [p for p in moved if rehashed.get(p) != recorded[p].sha256]
+        different = [p for p in moved if rehashed.get(p) != recorded[p].sha256]
+        # written after the backup listed it (an editor replacing a file, or an upload still
+        # arriving while the backup ran): newer bytes, not lost ones
+        updated = [p for p in different if float(live[p].mtime) > float(recorded[p].mtime)]
+        changed = [p for p in different if p not in updated]
     problems = [f"missing: {', '.join(missing[:3])}"] if missing else []
     problems += [f"changed: {', '.join(changed[:3])}"] if changed else []
+    since = f"; {len(updated)} written since the backup" if updated else ""
     return (part, "OK" if not problems else "FAIL",
-            f"{len(recorded)} files present with their bytes" if not problems else "; ".join(problems))
+            f"{len(recorded)} files present with their bytes{since}" if not problems else "; ".join(problems))

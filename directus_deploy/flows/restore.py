@@ -29,6 +29,11 @@ RESTORABLE = ("db", "files", "extensions", "env", "config")
 RESTORED = "restored"  # the label of the row counts read from the restored database, Directus stopped
 
 
+def stops_directus(parts) -> bool:
+    """Whether restoring `parts` needs Directus stopped (from before the safety backup to the start)."""
+    return bool({"db", "env"} & set(parts))
+
+
 def parse_parts(only: str) -> tuple[str, ...]:
     if not only:
         return RESTORABLE
@@ -122,7 +127,7 @@ def restore_backup(session, backup_id: str, parts=RESTORABLE, install: str | Non
         # a database file that is gone holds nothing to lose; everything else is still saved
         console.say(f"    {engine.file} is missing: the safety backup covers everything but the database")
         safety_parts = tuple(p for p in mf.PARTS if p != "db")
-    stop = session.service.stop() if {"db", "env"} & set(parts) else None
+    stop = session.service.stop() if stops_directus(parts) else None
     if stop:
         # before the safety backup: a write between the two would be in neither
         with console.step("stop Directus: nothing writes from the safety backup to the restore"):
@@ -158,7 +163,8 @@ def _restore_state(session, manifest, folder, production, engine, parts, start_r
     script that runs to its end), started again, gated, and checked against the backup."""
     remote, layout, console, service = session.remote(), session.layout, session.console, session.service
     work = posixpath.join(layout.backups, f".tmp-restore-{check_id('backup', manifest['id'])}")  # the folder's own id (read_manifest)
-    stop = service.stop() if ({"db", "env"} & set(parts)) else None
+    # stopped since before the safety backup; said again in the script that runs to its end
+    stop = service.stop() if stops_directus(parts) else None
     lines = [f"mkdir -p -m 0700 {q(work)}"]
     if engine:
         lines.append(engine.prelude(work, must_exist=False))
